@@ -1,0 +1,3 @@
+from lkm.cli import entry
+
+entry()

@@ -1,0 +1,85 @@
+"""lkm's command line: ``lkm SUBCOMMAND …`` and kmod's multi-call names.
+
+Run as ``modinfo`` (or ``insmod``, ``rmmod``, … through a symlink named
+after the tool) lkm behaves as that kmod tool; run as ``lkm`` the first
+argument names the tool. Tool modules are imported only when chosen, so
+``lkm modinfo`` never loads code another tool needs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from typing import BinaryIO, Protocol
+
+from lkm import __version__
+
+# Tool name -> module with a ``run(args, out, err) -> int`` function.
+TOOLS: dict[str, str] = {
+    "modinfo": "lkm.cli.modinfo",
+}
+# kmod's tools that lkm will provide; until then they say so plainly.
+PLANNED = ("insmod", "rmmod", "lsmod", "modprobe", "depmod")
+MULTICALL = frozenset(TOOLS) | frozenset(PLANNED)
+
+
+class Tool(Protocol):
+    def run(self, args: list[str], out: BinaryIO, err: BinaryIO) -> int: ...
+
+
+USAGE = f"""\
+lkm {__version__} - Linux loadable kernel module toolkit
+
+Usage: lkm COMMAND [options] [args]
+
+Commands:
+  modinfo     show information about kernel modules (kmod-compatible)
+
+Invoked through a link named modinfo (or any kmod tool name), lkm behaves
+as that tool. Run 'lkm COMMAND --help' for a command's options.
+"""
+
+
+def run_tool(name: str, args: list[str], out: BinaryIO, err: BinaryIO) -> int:
+    if name in TOOLS:
+        module: Tool = importlib.import_module(TOOLS[name])  # type: ignore[assignment]
+        return module.run(args, out, err)
+    if name in PLANNED:
+        err.write(f"lkm: {name} is not implemented yet in lkm {__version__}\n".encode())
+        return 1
+    err.write(f"lkm: unknown command '{name}'; run 'lkm --help' for the list\n".encode())
+    return 1
+
+
+def main(argv: Sequence[str] | None = None, out: BinaryIO | None = None, err: BinaryIO | None = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    out = out if out is not None else sys.stdout.buffer
+    err = err if err is not None else sys.stderr.buffer
+    prog = os.path.basename(argv[0]) if argv else "lkm"
+    if prog in MULTICALL:
+        return run_tool(prog, argv[1:], out, err)
+    if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+        out.write(USAGE.encode())
+        return 0 if len(argv) >= 2 else 1
+    if argv[1] in ("-V", "--version"):
+        out.write(f"lkm version {__version__}\n".encode())
+        return 0
+    return run_tool(argv[1], argv[2:], out, err)
+
+
+def entry() -> None:
+    """Console-script entry point: exit status, quiet on a closed pipe or ^C."""
+    try:
+        status = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Like C tools piped into head: stop quietly; keep Python from
+        # complaining again while flushing at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        status = 141
+    except KeyboardInterrupt:
+        status = 130
+    sys.exit(status)

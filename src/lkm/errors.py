@@ -1,0 +1,63 @@
+"""lkm's error types.
+
+One root (:class:`LkmError`); each subclass also inherits the builtin that
+fits, so callers may catch either (``except FileNotFoundError`` works on a
+missing module). Messages are one line: what went wrong and where. Only the
+CLI decides how to print them and with which exit status.
+"""
+
+from __future__ import annotations
+
+
+class LkmError(Exception):
+    """Root of every error lkm raises on purpose."""
+
+
+class FormatError(LkmError, ValueError):
+    """Bytes that do not parse. Raised by the pure parsers without a path;
+    :class:`FileFormatError` adds the file name."""
+
+
+class FileFormatError(FormatError):
+    """A file whose content is malformed: names the file and the problem."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class ModuleFormatError(FileFormatError):
+    """A kernel module (``.ko``, maybe compressed) that cannot be read."""
+
+
+class IndexFormatError(FileFormatError):
+    """A kmod binary index (``modules.*.bin``) that cannot be read."""
+
+
+class ModuleFileNotFoundError(LkmError, FileNotFoundError):
+    """A module file named on the command line or in an index is missing."""
+
+    def __init__(self, path: str, reason: str = "No such file or directory") -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+
+
+class ModuleNotFound(LkmError, LookupError):
+    """No module matches a name or alias in a module directory."""
+
+    def __init__(self, name: str, moddir: str) -> None:
+        super().__init__(f"module {name} not found in directory {moddir}")
+        self.name = name
+        self.moddir = moddir
+
+
+class MissingDependencyError(LkmError, ImportError):
+    """An optional Python package needed for this input is not installed."""
+
+    def __init__(self, package: str, needed_for: str) -> None:
+        super().__init__(
+            f"the Python package '{package}' is needed for {needed_for}; "
+            f"install it with: pip install {package}"
+        )
+        self.package = package

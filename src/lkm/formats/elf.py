@@ -1,0 +1,293 @@
+"""A minimal, strict ELF reader for kernel modules.
+
+Takes a buffer (``bytes`` or ``mmap``), never a path. Handles ELF32 and
+ELF64 in both byte orders, so a tree built for another architecture reads
+exactly like a native one. It reads only what module tools need: the section
+table, section contents by name, and the symbol table.
+
+Validation follows kmod's libkmod-elf.c so that lkm accepts and rejects the
+same files: the section header table and the section-name table must lie in
+the file, the name table must end with a NUL, and a section whose offset or
+size points outside the file is skipped when searching by name. Everything
+else that is out of range raises :class:`~lkm.errors.FormatError` instead of
+reading garbage.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from lkm.errors import FormatError
+
+EI_NIDENT = 16
+ELFMAG = b"\x7fELF"
+ELFCLASS32 = 1
+ELFCLASS64 = 2
+ELFDATA2LSB = 1
+ELFDATA2MSB = 2
+
+SHN_UNDEF = 0
+SHN_ABS = 0xFFF1
+
+EM_SPARC = 2
+EM_SPARCV9 = 43
+# sparc gcc creates undefined references for global register variables;
+# they are not real imports (kmod and module-init-tools skip them).
+STT_REGISTER = 13
+
+# Number of fields in a section header, used to index the flat tuple.
+_SH_FIELDS = 10
+_SH_NAME, _SH_TYPE, _SH_OFFSET, _SH_SIZE = 0, 1, 4, 5
+
+# e_shoff, e_shentsize, e_shnum, e_shstrndx; e_machine separately.
+_EHDR = {
+    ELFCLASS32: (52, "I", 32, 46, 40),
+    ELFCLASS64: (64, "Q", 40, 58, 64),
+}
+
+
+class Bind(enum.IntEnum):
+    """Symbol binding as kmod reports it (libkmod.h kmod_symbol_bind)."""
+
+    NONE = ord("\0")
+    LOCAL = ord("L")
+    GLOBAL = ord("G")
+    WEAK = ord("W")
+    UNDEF = ord("U")
+
+
+_BIND_FROM_ELF = {0: Bind.LOCAL, 1: Bind.GLOBAL, 2: Bind.WEAK}
+
+
+class Buffer(Protocol):
+    """What the reader needs from its input: ``bytes`` and ``mmap`` both fit."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, key: slice, /) -> bytes: ...
+    def find(self, sub: bytes, start: int = ..., end: int = ..., /) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    index: int
+    name: str
+    type: int
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ElfSymbol:
+    """One ``.symtab`` entry (index 0, the null symbol, is never returned)."""
+
+    index: int
+    name: str | None  # None when st_name points outside .strtab
+    value: int
+    size: int
+    info: int
+    shndx: int
+
+    @property
+    def bind(self) -> int:
+        return self.info >> 4
+
+    @property
+    def type(self) -> int:
+        return self.info & 0xF
+
+
+def _first_valid(
+    sh_names: tuple[int, ...], nameoff: int, bounds: Callable[[int], tuple[int, int] | None]
+) -> int | None:
+    """Lowest section index ≥ 1 named by ``nameoff`` with in-bounds contents."""
+    start = 1
+    while True:
+        try:
+            index = sh_names.index(nameoff, start)
+        except ValueError:
+            return None
+        if bounds(index) is not None:
+            return index
+        start = index + 1
+
+
+class ElfFile:
+    """The parts of an ELF relocatable object that module tools read."""
+
+    __slots__ = (
+        "data",
+        "size",
+        "is64",
+        "big_endian",
+        "endian",
+        "machine",
+        "_shdrs",
+        "_shnum",
+        "_names_offset",
+        "_names_size",
+    )
+
+    def __init__(self, data: Buffer) -> None:
+        self.data = data
+        self.size = size = len(data)
+        ident = data[:EI_NIDENT]
+        if size <= EI_NIDENT or ident[:4] != ELFMAG:
+            raise FormatError("not an ELF file (bad magic)")
+        elf_class, elf_data = ident[4], ident[5]
+        if elf_class not in _EHDR:
+            raise FormatError(f"unknown ELF class {elf_class}")
+        ehdr_size, word, shoff_at, shent_at, shdr_size = _EHDR[elf_class]
+        if size <= ehdr_size:
+            raise FormatError(f"truncated ELF header ({size} bytes)")
+        if elf_data == ELFDATA2LSB:
+            endian = "<"
+        elif elf_data == ELFDATA2MSB:
+            endian = ">"
+        else:
+            raise FormatError(f"unknown ELF byte order {elf_data}")
+        self.is64 = elf_class == ELFCLASS64
+        self.big_endian = endian == ">"
+        self.endian = endian
+        (self.machine,) = struct.unpack_from(endian + "H", data, 18)  # type: ignore[arg-type]
+        (shoff,) = struct.unpack_from(endian + word, data, shoff_at)  # type: ignore[arg-type]
+        shentsize, shnum, shstrndx = struct.unpack_from(endian + "HHH", data, shent_at)  # type: ignore[arg-type]
+        if shentsize != shdr_size:
+            raise FormatError(
+                f"section header size is {shentsize}, expected {shdr_size}"
+            )
+        if shoff + shnum * shdr_size > size:
+            raise FormatError(
+                f"section header table ({shnum} entries at offset {shoff}) "
+                f"extends beyond the end of the file ({size} bytes)"
+            )
+        fmt = "IIQQQQIIQQ" if self.is64 else "IIIIIIIIII"
+        self._shdrs: tuple[int, ...] = struct.unpack_from(
+            endian + fmt * shnum, data, shoff  # type: ignore[arg-type]
+        )
+        self._shnum = shnum
+        if shstrndx == SHN_UNDEF or shstrndx >= shnum:
+            raise FormatError(f"section name table index {shstrndx} is invalid")
+        names = self._bounds(shstrndx)
+        if names is None:
+            raise FormatError("section name table extends beyond the end of the file")
+        self._names_offset, self._names_size = names
+        if self._names_size == 0 or data[self._names_offset + self._names_size - 1 : self._names_offset + self._names_size] != b"\0":
+            raise FormatError("section name table does not end with a NUL byte")
+
+    # -- sections -----------------------------------------------------------
+
+    def _bounds(self, index: int) -> tuple[int, int] | None:
+        base = index * _SH_FIELDS
+        offset = self._shdrs[base + _SH_OFFSET]
+        size = self._shdrs[base + _SH_SIZE]
+        if offset + size > self.size:
+            return None
+        return offset, size
+
+    def find_section(self, name: str) -> tuple[int, int] | None:
+        """(offset, size) of the first in-bounds section called ``name``.
+
+        Index 0 is never a real section; sections whose name offset or
+        contents lie outside the file are skipped, as kmod does.
+        """
+        # Find where the name occurs in the name table (as a whole string or
+        # the tail of a longer one), then which headers point there: both
+        # searches run in C, which matters when reading thousands of modules.
+        target = name.encode() + b"\0"
+        names_offset = self._names_offset
+        names_end = names_offset + self._names_size
+        data = self.data
+        sh_names = self._shdrs[_SH_NAME::_SH_FIELDS]
+        best: int | None = None
+        pos = data.find(target, names_offset, names_end)
+        while pos >= 0:
+            nameoff = pos - names_offset
+            index = _first_valid(sh_names, nameoff, self._bounds)
+            if index is not None and (best is None or index < best):
+                best = index
+            pos = data.find(target, pos + 1, names_end)
+        return None if best is None else self._bounds(best)
+
+    def section_data(self, name: str) -> bytes | None:
+        bounds = self.find_section(name)
+        if bounds is None:
+            return None
+        offset, size = bounds
+        return self.data[offset : offset + size]
+
+    def sections(self) -> Iterator[Section]:
+        """Every section with a valid name and in-bounds contents."""
+        for index in range(1, self._shnum):
+            base = index * _SH_FIELDS
+            nameoff = self._shdrs[base + _SH_NAME]
+            if nameoff >= self._names_size or self._bounds(index) is None:
+                continue
+            yield Section(
+                index=index,
+                name=self.cstring(self._names_offset + nameoff, self._names_offset + self._names_size),
+                type=self._shdrs[base + _SH_TYPE],
+                offset=self._shdrs[base + _SH_OFFSET],
+                size=self._shdrs[base + _SH_SIZE],
+            )
+
+    def section_bounds_by_index(self, index: int) -> tuple[int, int] | None:
+        """(offset, size) of section ``index``, None when invalid or out of bounds."""
+        if index == SHN_UNDEF or index >= self._shnum:
+            return None
+        return self._bounds(index)
+
+    # -- primitives -----------------------------------------------------------
+
+    def cstring(self, offset: int, limit: int) -> str:
+        """NUL-terminated string at ``offset``, never reading past ``limit``."""
+        end = self.data.find(b"\0", offset, limit)
+        if end < 0:
+            end = limit
+        return self.data[offset:end].decode("utf-8", "surrogateescape")
+
+    def uint(self, offset: int, width: int) -> int:
+        if offset + width > self.size:
+            raise FormatError(f"read of {width} bytes at offset {offset} is beyond the end of the file")
+        raw = self.data[offset : offset + width]
+        return int.from_bytes(raw, "big" if self.big_endian else "little")
+
+    # -- symbols ------------------------------------------------------------
+
+    def symbols(self) -> list[ElfSymbol] | None:
+        """``.symtab`` entries from index 1 on; None without a usable table.
+
+        A table whose size is not a multiple of the entry size counts as
+        unusable, as in kmod; a name outside ``.strtab`` is reported as None
+        and each caller decides, as kmod's callers do differently.
+        """
+        strtab = self.find_section(".strtab")
+        symtab = self.find_section(".symtab")
+        if strtab is None or symtab is None:
+            return None
+        str_off, str_size = strtab
+        sym_off, sym_size = symtab
+        if self.is64:
+            fmt, entsize = self.endian + "IBBHQQ", 24
+        else:
+            fmt, entsize = self.endian + "IIIBBH", 16
+        if sym_size % entsize:
+            return None
+        raw = self.data[sym_off + entsize : sym_off + sym_size]
+        result: list[ElfSymbol] = []
+        str_end = str_off + str_size
+        for index, fields in enumerate(struct.iter_unpack(fmt, raw), start=1):
+            if self.is64:
+                name_off, info, _other, shndx, value, size = fields
+            else:
+                name_off, value, size, info, _other, shndx = fields
+            name = (
+                self.cstring(str_off + name_off, str_end)
+                if name_off < str_size
+                else None
+            )
+            result.append(ElfSymbol(index, name, value, size, info, shndx))
+        return result

@@ -1,0 +1,292 @@
+"""Reader for kmod's binary index files (``modules.*.bin``).
+
+Format (kmod libkmod-index.c): big-endian u32 words. Header: magic
+0xB007F457, version 0x0002xxxx (major 2), root node offset. A node offset's
+high nibble says which parts the node has::
+
+    PREFIX  0x80000000  NUL-terminated string (path-compressed trie label)
+    VALUES  0x40000000  u32 count, then count × (u32 priority, NUL string)
+    CHILDS  0x20000000  char first, char last, (last-first+1) × u32 child
+
+Keys are strings; each key has values sorted by priority. Keys stored in
+``modules.alias.bin`` are fnmatch patterns, so besides exact lookup there is
+a wildcard search that returns every value whose key pattern matches.
+
+The reader works on a buffer (bytes or mmap) and checks every offset; a
+malformed file raises :class:`~lkm.errors.FormatError` and never reads
+garbage. Child offsets may point anywhere, so a corrupt file could form a
+cycle: walks are capped at a depth no real key reaches.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from lkm.errors import FormatError, IndexFormatError
+from lkm.formats.elf import Buffer
+from lkm.formats.fnmatch import fnmatch
+
+INDEX_MAGIC = 0xB007F457
+INDEX_VERSION_MAJOR = 0x0002
+INDEX_VERSION = 0x00020001
+
+NODE_PREFIX = 0x80000000
+NODE_VALUES = 0x40000000
+NODE_CHILDS = 0x20000000
+NODE_FLAGS = 0xF0000000
+NODE_MASK = 0x0FFFFFFF
+
+# Keys are paths, aliases or symbol names: far shorter than this. A cycle of
+# child offsets in a corrupt file would otherwise recurse forever.
+MAX_DEPTH = 4096
+
+_U32 = struct.Struct(">I")
+
+
+@dataclass(frozen=True, slots=True)
+class IndexValue:
+    priority: int
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Node:
+    prefix: str
+    first: int
+    last: int
+    children: tuple[int, ...]
+    values: tuple[IndexValue, ...]
+
+    def child(self, ch: int) -> int:
+        if self.first <= ch <= self.last:
+            return self.children[ch - self.first]
+        return 0
+
+
+def insert_by_priority(values: list[IndexValue], value: IndexValue) -> None:
+    """kmod's add_value: before the first value of equal or higher priority.
+
+    So among equal priorities the value added last comes first; kmod's
+    file reader re-inserts each node's values this way, and so do we.
+    """
+    pos = 0
+    while pos < len(values) and values[pos].priority < value.priority:
+        pos += 1
+    values.insert(pos, value)
+
+
+def _child_offset(node: _Node, char: str) -> int:
+    # kmod indexes children by (signed) char: a non-ASCII key character
+    # never has a child.
+    code = ord(char)
+    return node.child(code) if code < 128 else 0
+
+
+class KmodIndex:
+    """One ``modules.*.bin`` file."""
+
+    def __init__(self, data: Buffer, path: str = "<index>") -> None:
+        self.data = data
+        self.path = path
+        if len(data) < 12:
+            raise FormatError("file too short for an index header")
+        magic, version, root = struct.unpack_from(">III", data, 0)  # type: ignore[arg-type]
+        if magic != INDEX_MAGIC:
+            raise FormatError(f"bad magic 0x{magic:08x} (expected 0x{INDEX_MAGIC:08x})")
+        if version >> 16 != INDEX_VERSION_MAJOR:
+            raise FormatError(f"unsupported index version 0x{version:08x}")
+        self.version = version
+        self.root = root
+
+    # -- node decoding --------------------------------------------------------
+
+    def _node(self, offset: int) -> _Node | None:
+        pos = offset & NODE_MASK
+        if pos == 0:
+            return None
+        data = self.data
+        size = len(data)
+        if pos >= size:
+            raise FormatError(f"node offset {pos} is beyond the end of the file")
+        prefix = ""
+        if offset & NODE_PREFIX:
+            end = data.find(b"\0", pos)
+            if end < 0:
+                raise FormatError(f"unterminated prefix at offset {pos}")
+            prefix = data[pos:end].decode("utf-8", "surrogateescape")
+            pos = end + 1
+        first, last, children = 128, 0, ()
+        if offset & NODE_CHILDS:
+            if pos + 2 > size:
+                raise FormatError(f"truncated child range at offset {pos}")
+            first, last = data[pos], data[pos + 1]
+            # kmod reads these as (signed) char; a range that runs backwards
+            # holds no children.
+            count = last - first + 1
+            pos += 2
+            if count > 0:
+                if pos + 4 * count > size:
+                    raise FormatError(f"truncated child table at offset {pos}")
+                children = struct.unpack_from(f">{count}I", data, pos)  # type: ignore[arg-type]
+                pos += 4 * count
+            else:
+                first, last = 128, 0
+        values: tuple[IndexValue, ...] = ()
+        if offset & NODE_VALUES:
+            values = self._values(pos)
+        return _Node(prefix, first, last, children, values)
+
+    def _values(self, pos: int) -> tuple[IndexValue, ...]:
+        data = self.data
+        size = len(data)
+        if pos + 4 > size:
+            raise FormatError(f"truncated value count at offset {pos}")
+        (count,) = _U32.unpack_from(data, pos)  # type: ignore[arg-type]
+        pos += 4
+        if count > size:
+            raise FormatError(f"absurd value count {count} at offset {pos - 4}")
+        out: list[IndexValue] = []
+        for _ in range(count):
+            if pos + 4 > size:
+                raise FormatError(f"truncated value at offset {pos}")
+            (priority,) = _U32.unpack_from(data, pos)  # type: ignore[arg-type]
+            end = data.find(b"\0", pos + 4)
+            if end < 0:
+                raise FormatError(f"unterminated value at offset {pos + 4}")
+            value = data[pos + 4 : end].decode("utf-8", "surrogateescape")
+            insert_by_priority(out, IndexValue(priority, value))
+            pos = end + 1
+        return tuple(out)
+
+    # -- lookups ----------------------------------------------------------------
+
+    def lookup(self, key: str) -> str | None:
+        """The first (lowest-priority-number) value of ``key``, exactly."""
+        values = self.lookup_all(key)
+        return values[0].value if values else None
+
+    def lookup_all(self, key: str) -> tuple[IndexValue, ...]:
+        """Every value of ``key`` in priority order, exact match only."""
+        node = self._node(self.root)
+        i = 0
+        depth = 0
+        while node is not None:
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise FormatError("index trie is deeper than any real key")
+            if not key.startswith(node.prefix, i):
+                return ()
+            i += len(node.prefix)
+            if i == len(key):
+                return node.values
+            node = self._node(_child_offset(node, key[i]))
+            i += 1
+        return ()
+
+    def search_wild(self, key: str) -> list[IndexValue]:
+        """Values of every stored pattern that matches ``key`` (fnmatch).
+
+        Traversal and ordering follow kmod's index_searchwild: along the
+        path of ``key``, subtrees under '*', '?' and '[' are matched as
+        patterns first, then the exact path; results are merged by
+        priority, later finds first among equals.
+        """
+        out: list[IndexValue] = []
+        node = self._node(self.root)
+        i = 0
+        depth = 0
+        while node is not None:
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise FormatError("index trie is deeper than any real key")
+            prefix = node.prefix
+            for j, ch in enumerate(prefix):
+                if ch in "*?[":
+                    self._wild_all(node, j, [], key[i + j :], out, depth)
+                    return out
+                if i + j >= len(key) or ch != key[i + j]:
+                    return out
+            i += len(prefix)
+            for wild in "*?[":
+                child = self._node(node.child(ord(wild)))
+                if child is not None:
+                    self._wild_all(child, 0, [wild], key[i:], out, depth)
+            if i == len(key):
+                for value in node.values:
+                    insert_by_priority(out, value)
+                return out
+            node = self._node(_child_offset(node, key[i]))
+            i += 1
+        return out
+
+    def _wild_all(
+        self,
+        node: _Node,
+        j: int,
+        pattern: list[str],
+        subkey: str,
+        out: list[IndexValue],
+        depth: int,
+    ) -> None:
+        if depth > MAX_DEPTH:
+            raise FormatError("index trie is deeper than any real key")
+        pattern.append(node.prefix[j:])
+        for ch in range(node.first, node.last + 1):
+            child = self._node(node.children[ch - node.first])
+            if child is None:
+                continue
+            pattern.append(chr(ch))
+            self._wild_all(child, 0, pattern, subkey, out, depth + 1)
+            pattern.pop()
+        if node.values and fnmatch("".join(pattern), subkey):
+            for value in node.values:
+                insert_by_priority(out, value)
+        pattern.pop()
+
+    # -- dump -----------------------------------------------------------------
+
+    def items(self) -> Iterator[tuple[str, tuple[IndexValue, ...]]]:
+        """Every (key, values) pair in trie order (kmod's index_dump order)."""
+        stack: list[tuple[int, str, int]] = [(self.root, "", 0)]
+        while stack:
+            offset, key, depth = stack.pop()
+            if depth > MAX_DEPTH:
+                raise FormatError("index trie is deeper than any real key")
+            node = self._node(offset)
+            if node is None:
+                continue
+            key += node.prefix
+            if node.values:
+                yield key, node.values
+            for ch in range(node.last, node.first - 1, -1):
+                child = node.children[ch - node.first]
+                if child & NODE_MASK:
+                    stack.append((child, key + chr(ch), depth + 1))
+
+
+class IndexFile(KmodIndex):
+    """A :class:`KmodIndex` mapped from a file; errors name the file."""
+
+    def __init__(self, path: str) -> None:
+        self._mmap: mmap.mmap | None = None
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            data: Buffer = (
+                mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+            )
+        if isinstance(data, mmap.mmap):
+            self._mmap = data
+        try:
+            super().__init__(data, path)
+        except FormatError as exc:
+            self.close()
+            raise IndexFormatError(path, str(exc)) from None
+
+    def close(self) -> None:
+        if self._mmap is not None:
+            self._mmap.close()
+            self._mmap = None

@@ -1,0 +1,325 @@
+"""Reading kernel module files (``.ko``, ``.ko.gz``, ``.ko.xz``, ``.ko.zst``).
+
+:class:`ModuleImage` is pure: an uncompressed module image in memory (bytes
+or an mmap) in, typed facts out. :func:`open_module` is the one function
+that touches the filesystem: it maps an uncompressed module (no copy) or
+decompresses a compressed one, choosing by magic bytes, and turns every
+failure into one error that names the file.
+
+What each method returns mirrors libkmod (libkmod-elf.c) so that depmod and
+modprobe built on it agree with kmod module for module.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+
+from lkm.errors import (
+    FormatError,
+    ModuleFileNotFoundError,
+    ModuleFormatError,
+)
+from lkm.formats import compression
+from lkm.formats.compression import Compression
+from lkm.formats.elf import (
+    EM_SPARC,
+    EM_SPARCV9,
+    SHN_ABS,
+    SHN_UNDEF,
+    STT_REGISTER,
+    Bind,
+    Buffer,
+    ElfFile,
+)
+from lkm.formats.signature import ModuleSignature, read_signature
+
+MODULE_EXTENSIONS = (".ko", ".ko.gz", ".ko.xz", ".ko.zst")
+# Each __versions entry: a CRC word (4 or 8 bytes) then the name, 64 bytes.
+MODVERSION_SIZE = 64
+_CRC_PREFIX = "__crc_"
+
+
+def module_name_from_path(path: str) -> str:
+    """Module name of a file: basename up to the first '.', '-' → '_'."""
+    base = os.path.basename(path)
+    return base.split(".", 1)[0].replace("-", "_")
+
+
+def has_module_extension(path: str) -> bool:
+    """True for names ending in a module extension after a non-empty stem."""
+    return any(
+        path.endswith(ext) and len(path) > len(ext) for ext in MODULE_EXTENSIONS
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Symbol:
+    """A symbol with its modversion CRC (0 when there is none)."""
+
+    name: str
+    crc: int
+    bind: Bind
+
+
+@dataclass(frozen=True, slots=True)
+class ModVersion:
+    """One entry of the ``__versions`` section."""
+
+    name: str
+    crc: int
+
+
+def split_modinfo(raw: bytes) -> list[tuple[str, str]]:
+    """``.modinfo`` contents → (key, value) pairs in file order.
+
+    The section holds NUL-terminated ``key=value`` strings, padded with NULs
+    between them. Like kmod: leading NULs skipped, a remainder of one byte
+    or less is empty, empty strings are dropped, a string without ``=`` is
+    a key with an empty value.
+    """
+    stripped = raw.lstrip(b"\0")
+    if len(stripped) <= 1:
+        return []
+    pairs: list[tuple[str, str]] = []
+    for item in stripped.decode("utf-8", "surrogateescape").split("\0"):
+        if item:
+            key, _, value = item.partition("=")
+            pairs.append((key, value))
+    return pairs
+
+
+class ModuleImage:
+    """An uncompressed module image: ELF facts and the signature trailer."""
+
+    __slots__ = ("elf", "data", "__dict__")
+
+    def __init__(self, data: Buffer) -> None:
+        self.data = data
+        self.elf = ElfFile(data)
+
+    # -- .modinfo -----------------------------------------------------------
+
+    def modinfo(self) -> list[tuple[str, str]] | None:
+        """(key, value) pairs of ``.modinfo`` in file order; None if absent."""
+        raw = self.elf.section_data(".modinfo")
+        if raw is None:
+            return None
+        return split_modinfo(raw)
+
+    # -- signature ------------------------------------------------------------
+
+    @cached_property
+    def signature(self) -> ModuleSignature | None:
+        return read_signature(self.data)
+
+    # -- symbols --------------------------------------------------------------
+
+    def versions(self) -> list[ModVersion]:
+        """The ``__versions`` table (CRCs of imported symbols), in order.
+
+        A leading '.' on a name (ppc64 function descriptors) is dropped, as
+        kmod does.
+        """
+        bounds = self.elf.find_section("__versions")
+        if bounds is None:
+            return []
+        offset, size = bounds
+        if size % MODVERSION_SIZE:
+            raise FormatError(
+                f"__versions section size {size} is not a multiple of {MODVERSION_SIZE}"
+            )
+        result = []
+        for crc, name in self._modversion_entries(offset, size):
+            result.append(ModVersion(name[1:] if name.startswith(".") else name, crc))
+        return result
+
+    def _modversion_entries(self, offset: int, size: int) -> Iterator[tuple[int, str]]:
+        crc_width = 8 if self.elf.is64 else 4
+        fmt = self.elf.endian + ("Q" if self.elf.is64 else "I")
+        raw = self.data[offset : offset + size]
+        for start in range(0, size, MODVERSION_SIZE):
+            (crc,) = struct.unpack_from(fmt, raw, start)
+            name_raw = raw[start + crc_width : start + MODVERSION_SIZE]
+            name = name_raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            yield crc, name
+
+    def exports(self) -> list[Symbol]:
+        """Exported symbols with CRCs.
+
+        From ``__crc_*`` symbols in ``.symtab`` when there are any (the CRC
+        is the symbol value, or the u32 it points at inside a section);
+        otherwise from ``__ksymtab_strings`` with CRC 0 — kmod's order.
+        """
+        symbols = self.elf.symbols()
+        if symbols is not None and all(s.name is not None for s in symbols):
+            result = []
+            for sym in symbols:
+                assert sym.name is not None
+                if sym.name.startswith(_CRC_PREFIX):
+                    result.append(
+                        Symbol(
+                            sym.name[len(_CRC_PREFIX) :],
+                            self._resolve_crc(sym.value, sym.shndx),
+                            _bind(sym.bind),
+                        )
+                    )
+            if result:
+                return result
+        return self._ksymtab_strings()
+
+    def _resolve_crc(self, value: int, shndx: int) -> int:
+        """CRC of an export: absolute, or a u32 inside a section (kmod's rule)."""
+        if shndx in (SHN_ABS, SHN_UNDEF):
+            return value
+        bounds = self.elf.section_bounds_by_index(shndx)
+        if bounds is None:
+            return 0xFFFFFFFFFFFFFFFF
+        offset, size = bounds
+        if size < 4 or value > size - 4:
+            return 0xFFFFFFFFFFFFFFFF
+        return self.elf.uint(offset + value, 4)
+
+    def _ksymtab_strings(self) -> list[Symbol]:
+        raw = self.elf.section_data("__ksymtab_strings")
+        if not raw:
+            return []
+        text = raw.lstrip(b"\0")
+        if len(text) <= 1:
+            return []
+        return [
+            Symbol(name, 0, Bind.GLOBAL)
+            for name in text.decode("utf-8", "surrogateescape").split("\0")
+            if name
+        ]
+
+    def needed(self) -> list[Symbol]:
+        """Symbols the module imports, with CRCs from ``__versions``.
+
+        Undefined ``.symtab`` entries in table order (weak ones marked
+        WEAK), then the ``__versions`` entries no symbol referred to
+        (``module_layout`` and the like), as kmod lists them.
+        """
+        versions: list[tuple[int, str]] = []
+        bounds = self.elf.find_section("__versions")
+        if bounds is not None and bounds[1] % MODVERSION_SIZE == 0:
+            versions = list(self._modversion_entries(*bounds))
+        symbols = self.elf.symbols()
+        if symbols is None:
+            raise FormatError("no usable .symtab/.strtab")
+        first_crc: dict[str, tuple[int, int]] = {}
+        for position, (crc, name) in enumerate(versions):
+            first_crc.setdefault(name, (position, crc))
+        skip_registers = self.elf.machine in (EM_SPARC, EM_SPARCV9)
+        visited = [False] * len(versions)
+        result: list[Symbol] = []
+        for sym in symbols:
+            if sym.shndx != SHN_UNDEF:
+                continue
+            if skip_registers and sym.type == STT_REGISTER:
+                continue
+            if sym.name is None:
+                raise FormatError(f"symbol {sym.index} names a string outside .strtab")
+            if not sym.name:
+                continue
+            position, crc = first_crc.get(sym.name, (-1, 0))
+            if position >= 0:
+                visited[position] = True
+            bind = Bind.WEAK if sym.bind == 2 else Bind.UNDEF
+            result.append(Symbol(sym.name, crc, bind))
+        for position, (crc, name) in enumerate(versions):
+            if not visited[position]:
+                result.append(Symbol(name, crc, Bind.UNDEF))
+        return result
+
+
+def _bind(elf_bind: int) -> Bind:
+    return {0: Bind.LOCAL, 1: Bind.GLOBAL, 2: Bind.WEAK}.get(elf_bind, Bind.NONE)
+
+
+class ModuleFile(ModuleImage):
+    """A module read from a file; keeps the path, name and compression."""
+
+    __slots__ = ("path", "name", "compression", "_mmap")
+
+    def __init__(
+        self,
+        data: Buffer,
+        path: str,
+        kind: Compression,
+        mapping: mmap.mmap | None = None,
+    ) -> None:
+        self.path = path
+        self.name = module_name_from_path(path)
+        self.compression = kind
+        self._mmap = mapping
+        super().__init__(data)
+
+    def close(self) -> None:
+        if self._mmap is not None:
+            self._mmap.close()
+            self._mmap = None
+
+    def __enter__(self) -> ModuleFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_module(path: str) -> ModuleFile:
+    """Open a module file, decompressing by magic bytes.
+
+    Every failure (missing file, empty or short file, corrupt stream, bad
+    ELF) raises one :class:`~lkm.errors.LkmError` whose message names the
+    file and the problem.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ModuleFileNotFoundError(path) from None
+    except OSError as exc:
+        raise ModuleFormatError(path, exc.strerror or str(exc)) from None
+    try:
+        return _open_fd(fd, path)
+    finally:
+        os.close(fd)
+
+
+def _open_fd(fd: int, path: str) -> ModuleFile:
+    try:
+        mapping = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    except ValueError:  # mmap refuses empty files
+        raise ModuleFormatError(path, "empty file") from None
+    except OSError as exc:
+        raise ModuleFormatError(path, exc.strerror or str(exc)) from None
+    try:
+        size = len(mapping)
+        if size < compression.MAGIC_PROBE_SIZE:
+            raise FormatError(f"file too short to be a module ({size} bytes)")
+        kind = compression.detect(mapping[: compression.MAGIC_PROBE_SIZE])
+        if kind is Compression.NONE:
+            return ModuleFile(mapping, path, kind, mapping)
+        data = compression.decompress(mapping, kind)
+        mapping.close()
+        return ModuleFile(data, path, kind)
+    except FormatError as exc:
+        mapping.close()
+        raise ModuleFormatError(path, str(exc)) from None
+    except BaseException:
+        mapping.close()
+        raise
+
+
+@contextmanager
+def opened_module(path: str) -> Iterator[ModuleFile]:
+    module = open_module(path)
+    try:
+        yield module
+    finally:
+        module.close()

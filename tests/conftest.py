@@ -1,0 +1,98 @@
+"""Shared test helpers: the Debian kernel fixtures and runners for both tools.
+
+The fixtures are real Debian kernels fetched by ``./dev fixtures``
+(lkm.testing.debian_kernels). Tests that need them fail, not skip, when
+they are missing: a missing fixture is a broken setup, not a pass.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from lkm.cli import main as lkm_main
+from lkm.testing.debian_kernels import KernelFixture, load_manifest
+
+
+@dataclass(frozen=True)
+class Result:
+    stdout: bytes
+    stderr: bytes
+    status: int
+
+
+def _kmod_tool(name: str) -> str:
+    for candidate in (f"/usr/sbin/{name}", f"/sbin/{name}", f"/usr/bin/{name}", f"/bin/{name}"):
+        if os.path.exists(candidate) and os.path.realpath(candidate).endswith("/kmod"):
+            return candidate
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"kmod's {name} is not installed (Debian package kmod); run ./dev setup")
+    return found
+
+
+def kmod(tool: str, args: Sequence[str], cwd: str | None = None) -> Result:
+    """Run kmod's tool (the reference) with the C locale."""
+    env = dict(os.environ, LC_ALL="C")
+    proc = subprocess.run([_kmod_tool(tool), *args], capture_output=True, env=env, cwd=cwd)
+    return Result(proc.stdout, proc.stderr, proc.returncode)
+
+
+def lkm(tool: str, args: Sequence[str]) -> Result:
+    """Run an lkm tool in-process, as if invoked through a link named ``tool``."""
+    out, err = io.BytesIO(), io.BytesIO()
+    status = lkm_main([tool, *args], out, err)
+    return Result(out.getvalue(), err.getvalue(), status)
+
+
+@pytest.fixture(scope="session")
+def kernels() -> list[KernelFixture]:
+    fixtures = load_manifest()
+    if len(fixtures) < 2:
+        pytest.fail("Debian kernel fixtures are missing: run ./dev fixtures")
+    return fixtures
+
+
+@pytest.fixture(scope="session")
+def kernel_61(kernels: list[KernelFixture]) -> KernelFixture:
+    return next(k for k in kernels if k.label == "6.1")
+
+
+@pytest.fixture(scope="session")
+def kernel_612(kernels: list[KernelFixture]) -> KernelFixture:
+    return next(k for k in kernels if k.label == "6.12")
+
+
+def chunks(items: Sequence[str], size: int) -> list[list[str]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def modules_in(directory: Path) -> list[str]:
+    return sorted(str(p) for p in directory.rglob("*.ko*"))
+
+
+# Differential tests say how many cases they compared; the lines are
+# printed in pytest's terminal summary (captured output would hide them).
+COMPARED: list[str] = []
+
+
+@pytest.fixture
+def report():  # type: ignore[no-untyped-def]
+    def add(line: str) -> None:
+        COMPARED.append(line)
+
+    return add
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    if COMPARED:
+        terminalreporter.section("differential cases compared")
+        for line in COMPARED:
+            terminalreporter.write_line(line)
