@@ -51,8 +51,9 @@ class KernelFixture:
     label: str  # "6.1" or "6.12": which series it stands for
     root: str  # unpacked packages; modules under root/lib/modules/version
     indexed_root: str  # copy of the module tree indexed by kmod's depmod
-    recompressed: str  # directory holding gz/ and zst/ copies
+    recompressed: str  # directory holding gz/ and zst/ copies ("" for foreign)
     packages: tuple[str, ...]
+    arch: str = "amd64"  # Debian architecture the kernel was built for
 
     @property
     def moddir(self) -> Path:
@@ -83,9 +84,9 @@ def default_cache_dir() -> Path:
     return Path(xdg) / "lkm"
 
 
-def _run(cmd: Sequence[str], cwd: Path | None = None) -> str:
+def _run(cmd: Sequence[str], cwd: Path | None = None, check: bool = True) -> str:
     proc = subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True)
-    if proc.returncode != 0:
+    if check and proc.returncode != 0:
         raise FixtureError(
             f"{' '.join(cmd)} failed with status {proc.returncode}: "
             f"{proc.stderr.strip()}"
@@ -93,9 +94,9 @@ def _run(cmd: Sequence[str], cwd: Path | None = None) -> str:
     return proc.stdout
 
 
-def _depends(package: str) -> list[str]:
+def _depends(package: str, apt_options: Sequence[str] = ()) -> list[str]:
     """Direct ``Depends:`` of a package, as apt-cache prints them."""
-    out = _run(["apt-cache", "depends", package])
+    out = _run(["apt-cache", *apt_options, "depends", package])
     return re.findall(r"^\s+\|?Depends:\s+(\S+)$", out, re.M)
 
 
@@ -153,7 +154,7 @@ def resolve_packages() -> dict[str, list[str]]:
     return result
 
 
-def _download(packages: Sequence[str], debs: Path) -> list[Path]:
+def _download(packages: Sequence[str], debs: Path, apt_options: Sequence[str] = ()) -> list[Path]:
     debs.mkdir(parents=True, exist_ok=True)
     wanted: list[Path] = []
     missing: list[str] = []
@@ -164,7 +165,7 @@ def _download(packages: Sequence[str], debs: Path) -> list[Path]:
         else:
             missing.append(pkg)
     if missing:
-        _run(["apt-get", "download", *missing], cwd=debs)
+        _run(["apt-get", *apt_options, "download", *missing], cwd=debs)
         for pkg in missing:
             found = sorted(debs.glob(f"{_deb_glob_name(pkg)}_*.deb"))
             if not found:
@@ -251,7 +252,7 @@ def fetch(cache: Path) -> list[KernelFixture]:
     """Fill the cache (reusing what is there) and write its manifest."""
     for tool in ("apt-get", "dpkg-deb", "depmod", "zstd"):
         if shutil.which(tool) is None:
-            raise FixtureError(f"{tool} not found; run 'make setup' first")
+            raise FixtureError(f"{tool} not found; run ./dev setup first")
     cache.mkdir(parents=True, exist_ok=True)
     for sub in ("kernels", "indexed", "recompressed"):
         (cache / sub).mkdir(exist_ok=True)
@@ -275,6 +276,7 @@ def fetch(cache: Path) -> list[KernelFixture]:
         )
         _recompress(fixture.modules(), recompressed)
         fixtures.append(fixture)
+    fixtures.extend(_fetch_foreign(cache))
     manifest = {
         "layout": LAYOUT_VERSION,
         "kernels": [asdict(f) for f in fixtures],
@@ -283,6 +285,71 @@ def fetch(cache: Path) -> list[KernelFixture]:
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     tmp.rename(cache / MANIFEST_NAME)
     return fixtures
+
+
+# Kernels built for other architectures: modules whose ELF class or byte
+# order differs from the host's (s390x: ELF64 big-endian; armhf: ELF32
+# little-endian). Meta-package per Debian architecture.
+FOREIGN = (("s390x", "linux-image-s390x"), ("armhf", "linux-image-armmp"))
+
+
+def _foreign_apt_options(cache: Path, arch: str) -> list[str]:
+    """apt options for a private package list of another architecture.
+
+    Keeps the machine's own dpkg and apt configuration untouched (no
+    ``dpkg --add-architecture``): lists live under the cache.
+    """
+    lists = cache / "apt" / arch / "lists"
+    (lists / "partial").mkdir(parents=True, exist_ok=True)
+    (cache / "apt" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+    return [
+        "-o", f"Dir::State::Lists={lists}",
+        "-o", f"Dir::Cache={cache / 'apt'}",
+        "-o", f"APT::Architecture={arch}",
+        "-o", f"APT::Architectures::={arch}",
+        "-o", "Dir::State::status=/dev/null",
+    ]
+
+
+def _fetch_foreign(cache: Path) -> list[KernelFixture]:
+    fixtures = []
+    for arch, meta in FOREIGN:
+        options = _foreign_apt_options(cache, arch)
+        images = []
+        if (cache / "apt" / arch / "lists").exists():
+            images = [d for d in _depends_or_none(meta, options) if d.startswith("linux-image-")]
+        if not images:
+            # A mirror in mid-sync can fail one index; what did arrive is
+            # enough when it names the image.
+            _run(["apt-get", *options, "update"], check=False)
+            images = [d for d in _depends_or_none(meta, options) if d.startswith("linux-image-")]
+        if not images:
+            raise FixtureError(f"no {arch} kernel image found through {meta}")
+        image = images[0]
+        version = image.removeprefix("linux-image-")
+        root = cache / "kernels" / version
+        _unpack(_download([image], cache / "debs", options), root)
+        indexed = cache / "indexed" / version
+        _index_with_kmod(root, version, indexed)
+        fixtures.append(
+            KernelFixture(
+                version=version,
+                label=f"{version.split('-')[0].rsplit('.', 1)[0]}-{arch}",
+                root=str(root),
+                indexed_root=str(indexed),
+                recompressed="",
+                packages=(image,),
+                arch=arch,
+            )
+        )
+    return fixtures
+
+
+def _depends_or_none(package: str, options: Sequence[str]) -> list[str]:
+    try:
+        return _depends(package, options)
+    except FixtureError:
+        return []
 
 
 def _relink_headers_makefile(root: Path) -> None:
@@ -328,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"debian_kernels: {exc}", file=sys.stderr)
         return 1
     for f in fixtures:
-        print(f"{f.label:5} {f.version:28} {len(f.modules()):5} modules  {f.root}")
+        print(f"{f.label:10} {f.version:28} {len(f.modules()):5} modules  {f.root}")
     return 0
 
 

@@ -1,0 +1,58 @@
+"""Exports and ``__versions`` read by lkm against kmod's ``modprobe
+--show-exports`` and ``--dump-modversions`` on real modules of both trees."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import Result, kmod
+from lkm.formats.module_file import open_module
+from lkm.testing.debian_kernels import KernelFixture
+
+SAMPLE_EVERY = 8
+
+
+def _lines(pairs: list[tuple[int, str]]) -> bytes:
+    return b"".join(f"0x{crc:08x}\t{name}\n".encode() for crc, name in pairs)
+
+
+def _check(want: Result, got: list[tuple[int, str]], path: object) -> None:
+    """kmod fails (ENOENT) where a module has no such section; lkm then
+    returns nothing, and a non-empty answer must match kmod's lines."""
+    if want.status != 0:
+        assert b"No such file or directory" in want.stderr and not got, path
+    else:
+        assert _lines(got) == want.stdout, path
+
+
+@pytest.mark.parametrize("label", ["6.1", "6.12", "6.1-s390x", "6.1-armhf"])
+def test_exports_and_versions(kernels: list[KernelFixture], label: str, report) -> None:  # type: ignore[no-untyped-def]
+    kernel = next(k for k in kernels if k.label == label)
+    paths = kernel.modules()[::SAMPLE_EVERY]
+    exported = versioned = 0
+    for path in paths:
+        with open_module(str(path)) as module:
+            exports = [(s.crc, s.name) for s in module.exports()]
+            versions = [(v.crc, v.name) for v in module.versions()]
+        _check(kmod("modprobe", ["--show-exports", str(path)]), exports, path)
+        _check(kmod("modprobe", ["--dump-modversions", str(path)]), versions, path)
+        exported += bool(exports)
+        versioned += bool(versions)
+    assert exported > len(paths) // 10 and versioned > len(paths) // 2
+    report(f"exports/__versions on {label}: {len(paths)} modules ({exported} with exports)")
+
+
+def test_needed_symbols_cover_undefined_and_versions(kernel_61: KernelFixture) -> None:
+    """Every undefined symbol is needed, with the CRC __versions gives it;
+    entries no symbol refers to (module_layout) come last."""
+    path = next(p for p in kernel_61.modules() if p.name == "loop.ko")
+    with open_module(str(path)) as module:
+        needed = module.needed()
+        versions = {v.name: v.crc for v in module.versions()}
+        undefined = [s.name for s in module.elf.symbols() or [] if s.shndx == 0 and s.name]
+    names = [s.name for s in needed]
+    assert names[: len(undefined)] == undefined
+    assert set(names) == set(undefined) | set(versions)
+    for symbol in needed:
+        assert symbol.crc == versions.get(symbol.name, 0)
+    assert "module_layout" in names[len(undefined) :] or "module_layout" not in versions
