@@ -23,7 +23,7 @@ def to_big_endian(data: bytes) -> bytes:
     buf = bytearray(data)
     word = "Q" if is64 else "I"
     header = f"HHI{word}{word}{word}IHHHHHH"
-    shoff, = struct.unpack_from("<" + word, buf, 40 if is64 else 32)
+    (shoff,) = struct.unpack_from("<" + word, buf, 40 if is64 else 32)
     shentsize, shnum, shstrndx = struct.unpack_from("<HHH", buf, 58 if is64 else 46)
     _swap(buf, 16, header)
     buf[5] = 2

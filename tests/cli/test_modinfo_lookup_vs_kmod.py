@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import chunks, kmod, lkm
+
 from lkm.testing.debian_kernels import KernelFixture
 
 BATCH = 100
@@ -48,7 +48,9 @@ def _sample(items: list[str], count: int) -> list[str]:
 
 
 def _alias_patterns(path: Path) -> list[str]:
-    return [line.split(" ")[1] for line in path.read_text().splitlines() if line.startswith("alias ")]
+    return [
+        line.split(" ")[1] for line in path.read_text().splitlines() if line.startswith("alias ")
+    ]
 
 
 def _builtin_alias_patterns(moddir: Path) -> list[str]:
@@ -66,16 +68,21 @@ def _queries(kernel: KernelFixture) -> dict[str, list[str]]:
         re.sub(r"\.ko$", "", n.rsplit("/", 1)[-1])
         for n in (moddir / "modules.builtin").read_text().splitlines()
     ]
-    aliases = [concrete_alias(p, rng) for p in _sample(_alias_patterns(moddir / "modules.alias"), 600)]
+    aliases = [
+        concrete_alias(p, rng) for p in _sample(_alias_patterns(moddir / "modules.alias"), 600)
+    ]
     builtin_aliases = [
         concrete_alias(p, rng) for p in _sample(_builtin_alias_patterns(moddir), 150)
     ]
     symbols = [
-        line.split(" ")[1] for line in (moddir / "modules.symbols").read_text().splitlines()[:: 200]
+        line.split(" ")[1] for line in (moddir / "modules.symbols").read_text().splitlines()[::200]
     ]
     return {
         "names": _sample(names, 500) + _sample(builtin, 150) + ["no_such_module", "no-such-module"],
-        "aliases": aliases + builtin_aliases + symbols[:50] + ["pci:v0000FFFFd0000FFFF", "a]b", "[x"],
+        "aliases": aliases
+        + builtin_aliases
+        + symbols[:50]
+        + ["pci:v0000FFFFd0000FFFF", "a]b", "[x"],
     }
 
 
@@ -97,11 +104,15 @@ def _compare(kernel: KernelFixture, options: list[str], queries: list[str]) -> l
 @pytest.mark.parametrize(
     "options", [[], ["-m"], ["-F", "filename"], ["-0"]], ids=["plain", "-m", "-F filename", "-0"]
 )
-def test_names_and_aliases(kernels: list[KernelFixture], label: str, options: list[str], report) -> None:  # type: ignore[no-untyped-def]
+def test_names_and_aliases(
+    kernels: list[KernelFixture], label: str, options: list[str], report
+) -> None:  # type: ignore[no-untyped-def]
     kernel = next(k for k in kernels if k.label == label)
     queries = _queries(kernel)
     assert len(queries["names"]) >= 500 and len(queries["aliases"]) >= 500
-    problems = _compare(kernel, options, queries["names"]) + _compare(kernel, options, queries["aliases"])
+    problems = _compare(kernel, options, queries["names"]) + _compare(
+        kernel, options, queries["aliases"]
+    )
     report(
         f"modinfo -b -k {' '.join(options)} on {label}: "
         f"{len(queries['names'])} names, {len(queries['aliases'])} aliases"

@@ -9,15 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import Result, chunks, kmod, lkm
+
 from lkm.testing.debian_kernels import KernelFixture
 
 BATCH = 400
 VARIANTS: list[list[str]] = [
     [],
     ["-0"],
-    *(["-F", field] for field in ("signer", "sig_key", "sig_hashalgo", "depends", "vermagic", "alias")),
+    *(
+        ["-F", field]
+        for field in ("signer", "sig_key", "sig_hashalgo", "depends", "vermagic", "alias")
+    ),
 ]
 
 
@@ -48,7 +51,9 @@ def _describe(path: str, options: list[str], want: Result, got: Result) -> str:
 
 @pytest.mark.parametrize("label", ["6.1", "6.12"])
 @pytest.mark.parametrize("options", VARIANTS, ids=lambda o: " ".join(o) or "plain")
-def test_every_module_file(kernels: list[KernelFixture], label: str, options: list[str], report) -> None:  # type: ignore[no-untyped-def]
+def test_every_module_file(
+    kernels: list[KernelFixture], label: str, options: list[str], report
+) -> None:  # type: ignore[no-untyped-def]
     kernel = next(k for k in kernels if k.label == label)
     files = [str(p) for p in kernel.modules()]
     assert len(files) > 3000, f"only {len(files)} modules in {kernel.moddir}"
@@ -58,8 +63,12 @@ def test_every_module_file(kernels: list[KernelFixture], label: str, options: li
 
 
 @pytest.mark.parametrize("label", ["6.1", "6.12"])
-@pytest.mark.parametrize("options", [[], ["-0"], ["-F", "signer"]], ids=lambda o: " ".join(o) or "plain")
-def test_recompressed_copies(kernels: list[KernelFixture], label: str, options: list[str], report) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    "options", [[], ["-0"], ["-F", "signer"]], ids=lambda o: " ".join(o) or "plain"
+)
+def test_recompressed_copies(
+    kernels: list[KernelFixture], label: str, options: list[str], report
+) -> None:  # type: ignore[no-untyped-def]
     """zstd copies compare directly. Debian's kmod 30 is built without zlib,
     so a gzip copy is compared with kmod's output for the zstd copy of the
     same module, the filename line adjusted."""
@@ -74,4 +83,5 @@ def test_recompressed_copies(kernels: list[KernelFixture], label: str, options: 
         got = lkm("modinfo", [*options, gz_path])
         expected = want.stdout.replace(zst_path.encode(), gz_path.encode())
         assert (got.stdout, got.stderr, got.status) == (expected, want.stderr, want.status), gz_path
-    report(f"modinfo {' '.join(options) or '(plain)'} on {label} recompressed: {len(zst)} .zst + {len(gz)} .gz")
+    shown = " ".join(options) or "(plain)"
+    report(f"modinfo {shown} on {label} recompressed: {len(zst)} .zst + {len(gz)} .gz")

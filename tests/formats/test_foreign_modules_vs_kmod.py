@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import chunks, kmod, lkm
 from elfswap import to_big_endian
+
 from lkm.formats.module_file import open_module
 from lkm.testing.debian_kernels import KernelFixture
 
@@ -24,7 +24,9 @@ def _foreign(kernels: list[KernelFixture], arch: str) -> KernelFixture:
 
 @pytest.mark.parametrize("arch", ["s390x", "armhf"])
 @pytest.mark.parametrize("options", [[], ["-0"], ["-F", "alias"]], ids=["plain", "-0", "-F alias"])
-def test_every_foreign_module(kernels: list[KernelFixture], arch: str, options: list[str], report) -> None:  # type: ignore[no-untyped-def]
+def test_every_foreign_module(
+    kernels: list[KernelFixture], arch: str, options: list[str], report
+) -> None:  # type: ignore[no-untyped-def]
     kernel = _foreign(kernels, arch)
     files = [str(p) for p in kernel.modules()]
     assert len(files) > 1000

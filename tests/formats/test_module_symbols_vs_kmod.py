@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import Result, kmod
+
 from lkm.formats.module_file import open_module
 from lkm.testing.debian_kernels import KernelFixture
 

@@ -12,9 +12,10 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import BinaryIO, Protocol
 
 from lkm import __version__
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 
 # Tool name -> module with a ``run(args, out, err) -> int`` function.
 TOOLS: dict[str, str] = {
@@ -25,8 +26,11 @@ PLANNED = ("insmod", "rmmod", "lsmod", "modprobe", "depmod")
 MULTICALL = frozenset(TOOLS) | frozenset(PLANNED)
 
 
-class Tool(Protocol):
-    def run(self, args: list[str], out: BinaryIO, err: BinaryIO) -> int: ...
+if TYPE_CHECKING:
+    from typing import BinaryIO, Protocol
+
+    class Tool(Protocol):
+        def run(self, args: list[str], out: BinaryIO, err: BinaryIO) -> int: ...
 
 
 USAGE = f"""\
@@ -44,7 +48,7 @@ as that tool. Run 'lkm COMMAND --help' for a command's options.
 
 def run_tool(name: str, args: list[str], out: BinaryIO, err: BinaryIO) -> int:
     if name in TOOLS:
-        module: Tool = importlib.import_module(TOOLS[name])  # type: ignore[assignment]
+        module: Tool = importlib.import_module(TOOLS[name])
         return module.run(args, out, err)
     if name in PLANNED:
         err.write(f"lkm: {name} is not implemented yet in lkm {__version__}\n".encode())
@@ -53,7 +57,9 @@ def run_tool(name: str, args: list[str], out: BinaryIO, err: BinaryIO) -> int:
     return 1
 
 
-def main(argv: Sequence[str] | None = None, out: BinaryIO | None = None, err: BinaryIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, out: BinaryIO | None = None, err: BinaryIO | None = None
+) -> int:
     argv = list(sys.argv if argv is None else argv)
     out = out if out is not None else sys.stdout.buffer
     err = err if err is not None else sys.stderr.buffer

@@ -15,12 +15,10 @@ treats it as absent.
 from __future__ import annotations
 
 import os
-import platform
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
-from typing import Any, BinaryIO
 
 from lkm import __version__
 from lkm.cli.options import UsageError, parse
@@ -35,18 +33,39 @@ from lkm.formats.module_file import (
 from lkm.model.moddir import ModuleDirectory, ModuleRef, make_absolute
 from lkm.model.modinfo import Parameter, info_entries, merge_parameters
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
+
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
+
 PROG = "modinfo"
 SHORTOPTS = "adlpn0mF:k:b:Vh"
 LONGOPTS = (
-    "author", "description", "license", "parameters", "filename", "null",
-    "modname", "field=", "set-version=", "basedir=", "version", "help", "json",
+    "author",
+    "description",
+    "license",
+    "parameters",
+    "filename",
+    "null",
+    "modname",
+    "field=",
+    "set-version=",
+    "basedir=",
+    "version",
+    "help",
+    "json",
 )
 _FIELD_OPTIONS = {
-    "-a": "author", "--author": "author",
-    "-d": "description", "--description": "description",
-    "-l": "license", "--license": "license",
-    "-p": "parm", "--parameters": "parm",
-    "-n": "filename", "--filename": "filename",
+    "-a": "author",
+    "--author": "author",
+    "-d": "description",
+    "--description": "description",
+    "-l": "license",
+    "--license": "license",
+    "-p": "parm",
+    "--parameters": "parm",
+    "-n": "filename",
+    "--filename": "filename",
 }
 
 HELP = """\
@@ -140,8 +159,14 @@ class Printer:
         self.field = opts.field
         self.sep = opts.separator
 
-    def module(self, name: str, filename: str, builtin: bool,
-               entries: list[tuple[str, str]] | None, warn: Callable[[str], None]) -> None:
+    def module(
+        self,
+        name: str,
+        filename: str,
+        builtin: bool,
+        entries: list[tuple[str, str]] | None,
+        warn: Callable[[str], None],
+    ) -> None:
         sep, fld = self.sep, self.field
         parts: list[str] = []
         if builtin:
@@ -167,7 +192,9 @@ class Printer:
             parts.extend(self._entry_lines(entries, warn))
         self.out.write(_encode("".join(parts)))
 
-    def _entry_lines(self, entries: list[tuple[str, str]], warn: Callable[[str], None]) -> list[str]:
+    def _entry_lines(
+        self, entries: list[tuple[str, str]], warn: Callable[[str], None]
+    ) -> list[str]:
         heads = _HEADS
         has_params = False
         lines = []
@@ -313,22 +340,18 @@ class Modinfo:
         self.error(text)
 
 
-def _json_item(name: str, filename: str, builtin: bool,
-               entries: list[tuple[str, str]], only: str | None) -> dict[str, Any]:
+def _json_item(
+    name: str, filename: str, builtin: bool, entries: list[tuple[str, str]], only: str | None
+) -> dict[str, Any]:
     params, _ = merge_parameters(entries)
     signature = {k: v for k, v in entries if k.startswith("sig") or k == "signer"}
     return {
         "name": name,
         "filename": None if builtin else filename,
         "builtin": builtin,
-        "info": [
-            {"key": k, "value": v}
-            for k, v in entries
-            if only is None or k == only
-        ],
+        "info": [{"key": k, "value": v} for k, v in entries if only is None or k == only],
         "parameters": [
-            {"name": p.name, "description": p.description, "type": p.type}
-            for p in params
+            {"name": p.name, "description": p.description, "type": p.type} for p in params
         ],
         "signature": {
             "id_type": signature.get("sig_id"),
@@ -336,16 +359,16 @@ def _json_item(name: str, filename: str, builtin: bool,
             "key": signature.get("sig_key", "").replace("\n\t\t", ""),
             "hash_algorithm": signature.get("sig_hashalgo"),
             "signature": signature.get("signature", "").replace("\n\t\t", ""),
-        } if signature else None,
+        }
+        if signature
+        else None,
     }
 
 
 def _module_dir(opts: Options) -> str:
     if opts.basedir is None and opts.kernel is None:
-        return f"/lib/modules/{platform.release()}"
-    return make_absolute(
-        f"{opts.basedir or ''}/lib/modules/{opts.kernel or platform.release()}"
-    )
+        return f"/lib/modules/{os.uname().release}"
+    return make_absolute(f"{opts.basedir or ''}/lib/modules/{opts.kernel or os.uname().release}")
 
 
 def _is_module_filename(name: str) -> bool:

@@ -1,15 +1,15 @@
-"""GNU getopt_long parsing with glibc's messages, as kmod's tools use.
+"""GNU ``getopt_long`` with glibc's messages, as kmod's tools parse options.
 
-kmod parses options with getopt_long: options and operands may be mixed,
-long options may be abbreviated, ``--opt=value`` and ``--opt value`` both
-work. :func:`getopt.gnu_getopt` does the same; this module only rewords its
-errors the way glibc prints them, so scripts see kmod's text.
+Options and operands may be mixed (arguments are permuted), long options
+may be abbreviated to a unique prefix, ``--opt=value`` and ``--opt value``
+both work, short options cluster (``-0F field``), and ``--`` ends the
+options. Error messages are glibc's, word for word, so scripts see kmod's
+text. Written here rather than through :mod:`getopt`, which rewords errors
+and pulls in gettext and re: every lkm start pays for its imports.
 """
 
 from __future__ import annotations
 
-import getopt
-import re
 from collections.abc import Sequence
 
 
@@ -20,25 +20,82 @@ class UsageError(Exception):
 def parse(
     prog: str, args: Sequence[str], shortopts: str, longopts: Sequence[str]
 ) -> tuple[list[tuple[str, str]], list[str]]:
-    try:
-        return getopt.gnu_getopt(list(args), shortopts, list(longopts))
-    except getopt.GetoptError as exc:
-        raise UsageError(_glibc_message(prog, exc)) from None
+    """(options as (name, value) pairs, operands) — names keep their dashes.
+
+    ``shortopts`` as for getopt ("F:" takes a value); ``longopts`` names,
+    "field=" taking a value.
+    """
+    takes_value = {name.rstrip("="): name.endswith("=") for name in longopts}
+    options: list[tuple[str, str]] = []
+    operands: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "--":
+            operands.extend(args[i:])
+            break
+        if arg.startswith("--"):
+            i = _long(prog, arg, args, i, takes_value, options)
+        elif arg.startswith("-") and arg != "-":
+            i = _short(prog, arg, args, i, shortopts, options)
+        else:
+            operands.append(arg)
+    return options, operands
 
 
-def _glibc_message(prog: str, exc: getopt.GetoptError) -> str:
-    msg, opt = exc.msg, exc.opt
-    long_form = len(opt) > 1
-    if "not recognized" in msg:
-        if long_form:
-            return f"{prog}: unrecognized option '--{opt}'"
-        return f"{prog}: invalid option -- '{opt}'"
-    if "requires argument" in msg:
-        if long_form:
-            return f"{prog}: option '--{opt}' requires an argument"
-        return f"{prog}: option requires an argument -- '{opt}'"
-    if "must not have an argument" in msg:
-        return f"{prog}: option '--{opt}' doesn't allow an argument"
-    if "not a unique prefix" in msg:
-        return f"{prog}: option '--{opt}' is ambiguous"
-    return f"{prog}: {re.sub(r'^option ', 'option ', msg)}"
+def _long(
+    prog: str,
+    arg: str,
+    args: Sequence[str],
+    i: int,
+    takes_value: dict[str, bool],
+    options: list[tuple[str, str]],
+) -> int:
+    name, has_value, value = arg[2:].partition("=")
+    matches = [name] if name in takes_value else [n for n in takes_value if n.startswith(name)]
+    if not matches:
+        raise UsageError(f"{prog}: unrecognized option '{arg}'")
+    if len(matches) > 1:
+        found = " ".join(f"'--{m}'" for m in matches)
+        raise UsageError(f"{prog}: option '{arg}' is ambiguous; possibilities: {found}")
+    full = matches[0]
+    if takes_value[full]:
+        if not has_value:
+            if i >= len(args):
+                raise UsageError(f"{prog}: option '--{full}' requires an argument")
+            value = args[i]
+            i += 1
+    elif has_value:
+        raise UsageError(f"{prog}: option '--{full}' doesn't allow an argument")
+    options.append((f"--{full}", value))
+    return i
+
+
+def _short(
+    prog: str,
+    arg: str,
+    args: Sequence[str],
+    i: int,
+    shortopts: str,
+    options: list[tuple[str, str]],
+) -> int:
+    pos = 1
+    while pos < len(arg):
+        letter = arg[pos]
+        spec = shortopts.find(letter)
+        if spec < 0 or letter == ":":
+            raise UsageError(f"{prog}: invalid option -- '{letter}'")
+        if shortopts.startswith(":", spec + 1):
+            if pos + 1 < len(arg):
+                value = arg[pos + 1 :]
+            elif i < len(args):
+                value = args[i]
+                i += 1
+            else:
+                raise UsageError(f"{prog}: option requires an argument -- '{letter}'")
+            options.append((f"-{letter}", value))
+            return i
+        options.append((f"-{letter}", ""))
+        pos += 1
+    return i

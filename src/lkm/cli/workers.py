@@ -12,11 +12,15 @@ from __future__ import annotations
 import io
 import os
 import struct
-import traceback
 from collections.abc import Callable
-from typing import BinaryIO
 
-Runner = Callable[[list[str], BinaryIO, BinaryIO], int]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
+
+
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
+    Runner = Callable[[list[str], BinaryIO, BinaryIO], int]
 
 # Below this many arguments a fork costs more than it saves.
 MIN_ARGS_TO_SPLIT = 256
@@ -68,6 +72,8 @@ def _child(args: list[str], run: Runner, fd: int) -> None:  # pragma: no cover
     try:
         status = run(args, child_out, child_err)
     except BaseException:
+        import traceback
+
         child_err.write(traceback.format_exc().encode())
         status = 1
     try:
@@ -84,7 +90,7 @@ def _child(args: list[str], run: Runner, fd: int) -> None:  # pragma: no cover
 
 
 def _read_all(fd: int) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         chunk = os.read(fd, 1 << 20)
         if not chunk:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import enum
 import lzma
+import mmap
 import zlib
 
 from lkm.errors import FormatError, MissingDependencyError
+
+# Compressed module bytes: in memory or a read-only mapping of the file.
+Buffer = bytes | mmap.mmap
 
 # Large enough for any real module (the biggest Debian modules are tens of
 # MiB uncompressed); small enough that a crafted stream cannot exhaust memory.
@@ -54,7 +58,7 @@ def detect(head: bytes) -> Compression:
     return Compression.NONE
 
 
-def decompress(data: bytes | memoryview, kind: Compression) -> bytes:
+def decompress(data: Buffer, kind: Compression) -> bytes:
     """Whole-stream decompression; corrupt or truncated input raises FormatError."""
     if kind is Compression.NONE:
         return bytes(data)
@@ -65,7 +69,7 @@ def decompress(data: bytes | memoryview, kind: Compression) -> bytes:
     return _decompress_zstd(data)
 
 
-def _decompress_xz(data: bytes | memoryview) -> bytes:
+def _decompress_xz(data: Buffer) -> bytes:
     dec = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
     try:
         out = dec.decompress(data, MAX_DECOMPRESSED + 1)
@@ -75,7 +79,7 @@ def _decompress_xz(data: bytes | memoryview) -> bytes:
     return out
 
 
-def _decompress_gzip(data: bytes | memoryview) -> bytes:
+def _decompress_gzip(data: Buffer) -> bytes:
     dec = zlib.decompressobj(wbits=31)
     try:
         out = dec.decompress(data, MAX_DECOMPRESSED + 1)
@@ -85,28 +89,30 @@ def _decompress_gzip(data: bytes | memoryview) -> bytes:
     return out
 
 
-def _decompress_zstd(data: bytes | memoryview) -> bytes:
+def _decompress_zstd(data: Buffer) -> bytes:
     try:
         import zstandard
     except ImportError:
         raise MissingDependencyError("zstandard", "zstd-compressed modules") from None
     dec = zstandard.ZstdDecompressor().decompressobj()
-    view = memoryview(data)
     parts: list[bytes] = []
     size = 0
-    try:
-        # Fed in small pieces: decompressobj has no output limit, and one
-        # small piece cannot expand past the limit by much.
-        for start in range(0, len(view), _ZSTD_FEED):
-            part = dec.decompress(view[start : start + _ZSTD_FEED])
-            size += len(part)
-            if size > MAX_DECOMPRESSED:
-                break
-            parts.append(part)
-            if dec.eof:
-                break
-    except zstandard.ZstdError as exc:
-        raise FormatError(f"corrupt zstd stream: {exc}") from None
+    # The view must be released before returning: the caller closes the
+    # mmap it may point into.
+    with memoryview(data) as view:
+        try:
+            # Fed in small pieces: decompressobj has no output limit, and
+            # one small piece cannot expand past the limit by much.
+            for start in range(0, len(view), _ZSTD_FEED):
+                part = dec.decompress(view[start : start + _ZSTD_FEED])
+                size += len(part)
+                if size > MAX_DECOMPRESSED:
+                    break
+                parts.append(part)
+                if dec.eof:
+                    break
+        except zstandard.ZstdError as exc:
+            raise FormatError(f"corrupt zstd stream: {exc}") from None
     _check_complete(dec.eof, size, "zstd")
     return b"".join(parts)
 

@@ -16,10 +16,10 @@ reading garbage.
 from __future__ import annotations
 
 import enum
+import mmap
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
 
 from lkm.errors import FormatError
 
@@ -63,12 +63,9 @@ class Bind(enum.IntEnum):
 _BIND_FROM_ELF = {0: Bind.LOCAL, 1: Bind.GLOBAL, 2: Bind.WEAK}
 
 
-class Buffer(Protocol):
-    """What the reader needs from its input: ``bytes`` and ``mmap`` both fit."""
-
-    def __len__(self) -> int: ...
-    def __getitem__(self, key: slice, /) -> bytes: ...
-    def find(self, sub: bytes, start: int = ..., end: int = ..., /) -> int: ...
+# What the readers take: module bytes in memory or a read-only mapping of a
+# file. Both index to ints, slice to bytes, have find() and feed struct.
+Buffer = bytes | mmap.mmap
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,16 +116,16 @@ class ElfFile:
     """The parts of an ELF relocatable object that module tools read."""
 
     __slots__ = (
-        "data",
-        "size",
-        "is64",
-        "big_endian",
-        "endian",
-        "machine",
-        "_shdrs",
-        "_shnum",
         "_names_offset",
         "_names_size",
+        "_shdrs",
+        "_shnum",
+        "big_endian",
+        "data",
+        "endian",
+        "is64",
+        "machine",
+        "size",
     )
 
     def __init__(self, data: Buffer) -> None:
@@ -152,22 +149,18 @@ class ElfFile:
         self.is64 = elf_class == ELFCLASS64
         self.big_endian = endian == ">"
         self.endian = endian
-        (self.machine,) = struct.unpack_from(endian + "H", data, 18)  # type: ignore[arg-type]
-        (shoff,) = struct.unpack_from(endian + word, data, shoff_at)  # type: ignore[arg-type]
-        shentsize, shnum, shstrndx = struct.unpack_from(endian + "HHH", data, shent_at)  # type: ignore[arg-type]
+        (self.machine,) = struct.unpack_from(endian + "H", data, 18)
+        (shoff,) = struct.unpack_from(endian + word, data, shoff_at)
+        shentsize, shnum, shstrndx = struct.unpack_from(endian + "HHH", data, shent_at)
         if shentsize != shdr_size:
-            raise FormatError(
-                f"section header size is {shentsize}, expected {shdr_size}"
-            )
+            raise FormatError(f"section header size is {shentsize}, expected {shdr_size}")
         if shoff + shnum * shdr_size > size:
             raise FormatError(
                 f"section header table ({shnum} entries at offset {shoff}) "
                 f"extends beyond the end of the file ({size} bytes)"
             )
         fmt = "IIQQQQIIQQ" if self.is64 else "IIIIIIIIII"
-        self._shdrs: tuple[int, ...] = struct.unpack_from(
-            endian + fmt * shnum, data, shoff  # type: ignore[arg-type]
-        )
+        self._shdrs: tuple[int, ...] = struct.unpack_from(endian + fmt * shnum, data, shoff)
         self._shnum = shnum
         if shstrndx == SHN_UNDEF or shstrndx >= shnum:
             raise FormatError(f"section name table index {shstrndx} is invalid")
@@ -175,7 +168,13 @@ class ElfFile:
         if names is None:
             raise FormatError("section name table extends beyond the end of the file")
         self._names_offset, self._names_size = names
-        if self._names_size == 0 or data[self._names_offset + self._names_size - 1 : self._names_offset + self._names_size] != b"\0":
+        if (
+            self._names_size == 0
+            or data[
+                self._names_offset + self._names_size - 1 : self._names_offset + self._names_size
+            ]
+            != b"\0"
+        ):
             raise FormatError("section name table does not end with a NUL byte")
 
     # -- sections -----------------------------------------------------------
@@ -228,7 +227,9 @@ class ElfFile:
                 continue
             yield Section(
                 index=index,
-                name=self.cstring(self._names_offset + nameoff, self._names_offset + self._names_size),
+                name=self.cstring(
+                    self._names_offset + nameoff, self._names_offset + self._names_size
+                ),
                 type=self._shdrs[base + _SH_TYPE],
                 offset=self._shdrs[base + _SH_OFFSET],
                 size=self._shdrs[base + _SH_SIZE],
@@ -251,7 +252,9 @@ class ElfFile:
 
     def uint(self, offset: int, width: int) -> int:
         if offset + width > self.size:
-            raise FormatError(f"read of {width} bytes at offset {offset} is beyond the end of the file")
+            raise FormatError(
+                f"read of {width} bytes at offset {offset} is beyond the end of the file"
+            )
         raw = self.data[offset : offset + width]
         return int.from_bytes(raw, "big" if self.big_endian else "little")
 
@@ -284,10 +287,6 @@ class ElfFile:
                 name_off, info, _other, shndx, value, size = fields
             else:
                 name_off, value, size, info, _other, shndx = fields
-            name = (
-                self.cstring(str_off + name_off, str_end)
-                if name_off < str_size
-                else None
-            )
+            name = self.cstring(str_off + name_off, str_end) if name_off < str_size else None
             result.append(ElfSymbol(index, name, value, size, info, shndx))
         return result

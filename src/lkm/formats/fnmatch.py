@@ -9,8 +9,13 @@ C locale (ranges are byte ranges), and so do we.
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
+
+
+if TYPE_CHECKING:
+    import re
 
 _CLASSES = {
     "alnum": "a-zA-Z0-9",
@@ -21,7 +26,8 @@ _CLASSES = {
     "graph": "\\x21-\\x7e",
     "lower": "a-z",
     "print": "\\x20-\\x7e",
-    "punct": re.escape("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"),
+    # Inside a character class only \ ] ^ - need escaping.
+    "punct": r"""!"#$%&'()*+,\-./:;<=>?@[\\\]\^_`{|}~""",
     "space": " \\t\\n\\r\\f\\v",
     "upper": "A-Z",
     "xdigit": "0-9a-fA-F",
@@ -43,6 +49,8 @@ def has_wildcard(pattern: str) -> bool:
 @lru_cache(maxsize=8192)
 def _compile(pattern: str) -> re.Pattern[str] | None:
     """Regex for a pattern, or None for a pattern that can never match."""
+    import re  # only wildcard lookups need it; keep it off lkm's start-up
+
     out: list[str] = []
     i, n = 0, len(pattern)
     while i < n:
@@ -72,6 +80,8 @@ def _compile(pattern: str) -> re.Pattern[str] | None:
 
 def _bracket(pattern: str, i: int) -> tuple[str, int] | None:
     """Regex for the bracket expression after '[' at ``i``; None if unclosed."""
+    import re
+
     n = len(pattern)
     negate = i < n and pattern[i] in "!^"
     if negate:

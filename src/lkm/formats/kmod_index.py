@@ -13,7 +13,7 @@ Keys are strings; each key has values sorted by priority. Keys stored in
 a wildcard search that returns every value whose key pattern matches.
 
 The reader works on a buffer (bytes or mmap) and checks every offset; a
-malformed file raises :class:`~lkm.errors.FormatError` and never reads
+malformed file raises :class:`~lkm.errors.IndexFormatError` and never reads
 garbage. Child offsets may point anywhere, so a corrupt file could form a
 cycle: walks are capped at a depth no real key reaches.
 """
@@ -26,7 +26,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from lkm.errors import FormatError, IndexFormatError
+from lkm.errors import IndexFormatError
 from lkm.formats.elf import Buffer
 from lkm.formats.fnmatch import fnmatch
 
@@ -39,10 +39,6 @@ NODE_VALUES = 0x40000000
 NODE_CHILDS = 0x20000000
 NODE_FLAGS = 0xF0000000
 NODE_MASK = 0x0FFFFFFF
-
-# Keys are paths, aliases or symbol names: far shorter than this. A cycle of
-# child offsets in a corrupt file would otherwise recurse forever.
-MAX_DEPTH = 4096
 
 _U32 = struct.Struct(">I")
 
@@ -87,18 +83,25 @@ def _child_offset(node: _Node, char: str) -> int:
 
 
 class KmodIndex:
-    """One ``modules.*.bin`` file."""
+    """One ``modules.*.bin`` file.
+
+    Every problem raises :class:`~lkm.errors.IndexFormatError` naming
+    ``path`` (a label for in-memory data).
+    """
+
+    def _error(self, problem: str) -> IndexFormatError:
+        return IndexFormatError(self.path, problem)
 
     def __init__(self, data: Buffer, path: str = "<index>") -> None:
         self.data = data
         self.path = path
         if len(data) < 12:
-            raise FormatError("file too short for an index header")
-        magic, version, root = struct.unpack_from(">III", data, 0)  # type: ignore[arg-type]
+            raise self._error("file too short for an index header")
+        magic, version, root = struct.unpack_from(">III", data, 0)
         if magic != INDEX_MAGIC:
-            raise FormatError(f"bad magic 0x{magic:08x} (expected 0x{INDEX_MAGIC:08x})")
+            raise self._error(f"bad magic 0x{magic:08x} (expected 0x{INDEX_MAGIC:08x})")
         if version >> 16 != INDEX_VERSION_MAJOR:
-            raise FormatError(f"unsupported index version 0x{version:08x}")
+            raise self._error(f"unsupported index version 0x{version:08x}")
         self.version = version
         self.root = root
 
@@ -111,18 +114,18 @@ class KmodIndex:
         data = self.data
         size = len(data)
         if pos >= size:
-            raise FormatError(f"node offset {pos} is beyond the end of the file")
+            raise self._error(f"node offset {pos} is beyond the end of the file")
         prefix = ""
         if offset & NODE_PREFIX:
             end = data.find(b"\0", pos)
             if end < 0:
-                raise FormatError(f"unterminated prefix at offset {pos}")
+                raise self._error(f"unterminated prefix at offset {pos}")
             prefix = data[pos:end].decode("utf-8", "surrogateescape")
             pos = end + 1
         first, last, children = 128, 0, ()
         if offset & NODE_CHILDS:
             if pos + 2 > size:
-                raise FormatError(f"truncated child range at offset {pos}")
+                raise self._error(f"truncated child range at offset {pos}")
             first, last = data[pos], data[pos + 1]
             # kmod reads these as (signed) char; a range that runs backwards
             # holds no children.
@@ -130,8 +133,8 @@ class KmodIndex:
             pos += 2
             if count > 0:
                 if pos + 4 * count > size:
-                    raise FormatError(f"truncated child table at offset {pos}")
-                children = struct.unpack_from(f">{count}I", data, pos)  # type: ignore[arg-type]
+                    raise self._error(f"truncated child table at offset {pos}")
+                children = struct.unpack_from(f">{count}I", data, pos)
                 pos += 4 * count
             else:
                 first, last = 128, 0
@@ -144,19 +147,19 @@ class KmodIndex:
         data = self.data
         size = len(data)
         if pos + 4 > size:
-            raise FormatError(f"truncated value count at offset {pos}")
-        (count,) = _U32.unpack_from(data, pos)  # type: ignore[arg-type]
+            raise self._error(f"truncated value count at offset {pos}")
+        (count,) = _U32.unpack_from(data, pos)
         pos += 4
         if count > size:
-            raise FormatError(f"absurd value count {count} at offset {pos - 4}")
+            raise self._error(f"absurd value count {count} at offset {pos - 4}")
         out: list[IndexValue] = []
         for _ in range(count):
             if pos + 4 > size:
-                raise FormatError(f"truncated value at offset {pos}")
-            (priority,) = _U32.unpack_from(data, pos)  # type: ignore[arg-type]
+                raise self._error(f"truncated value at offset {pos}")
+            (priority,) = _U32.unpack_from(data, pos)
             end = data.find(b"\0", pos + 4)
             if end < 0:
-                raise FormatError(f"unterminated value at offset {pos + 4}")
+                raise self._error(f"unterminated value at offset {pos + 4}")
             value = data[pos + 4 : end].decode("utf-8", "surrogateescape")
             insert_by_priority(out, IndexValue(priority, value))
             pos = end + 1
@@ -171,13 +174,11 @@ class KmodIndex:
 
     def lookup_all(self, key: str) -> tuple[IndexValue, ...]:
         """Every value of ``key`` in priority order, exact match only."""
+        # Each step consumes at least one key character, so even a corrupt
+        # file with cyclic child offsets cannot keep this loop going.
         node = self._node(self.root)
         i = 0
-        depth = 0
         while node is not None:
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise FormatError("index trie is deeper than any real key")
             if not key.startswith(node.prefix, i):
                 return ()
             i += len(node.prefix)
@@ -196,25 +197,22 @@ class KmodIndex:
         priority, later finds first among equals.
         """
         out: list[IndexValue] = []
+        seen: set[int] = set()
         node = self._node(self.root)
         i = 0
-        depth = 0
         while node is not None:
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise FormatError("index trie is deeper than any real key")
             prefix = node.prefix
             for j, ch in enumerate(prefix):
                 if ch in "*?[":
-                    self._wild_all(node, j, [], key[i + j :], out, depth)
+                    self._match_subtree(node, prefix[j:], key[i + j :], out, seen)
                     return out
                 if i + j >= len(key) or ch != key[i + j]:
                     return out
             i += len(prefix)
             for wild in "*?[":
-                child = self._node(node.child(ord(wild)))
+                child = self._node(self._unseen(node.child(ord(wild)), seen))
                 if child is not None:
-                    self._wild_all(child, 0, [wild], key[i:], out, depth)
+                    self._match_subtree(child, wild + child.prefix, key[i:], out, seen)
             if i == len(key):
                 for value in node.values:
                     insert_by_priority(out, value)
@@ -223,39 +221,46 @@ class KmodIndex:
             i += 1
         return out
 
-    def _wild_all(
-        self,
-        node: _Node,
-        j: int,
-        pattern: list[str],
-        subkey: str,
-        out: list[IndexValue],
-        depth: int,
+    def _unseen(self, offset: int, seen: set[int]) -> int:
+        """``offset``, recorded; a node reached twice means a corrupt trie."""
+        masked = offset & NODE_MASK
+        if masked:
+            if masked in seen:
+                raise self._error(f"node at offset {masked} is reached twice (cycle)")
+            seen.add(masked)
+        return offset
+
+    def _match_subtree(
+        self, top: _Node, pattern: str, subkey: str, out: list[IndexValue], seen: set[int]
     ) -> None:
-        if depth > MAX_DEPTH:
-            raise FormatError("index trie is deeper than any real key")
-        pattern.append(node.prefix[j:])
-        for ch in range(node.first, node.last + 1):
-            child = self._node(node.children[ch - node.first])
-            if child is None:
+        """Match every key below ``top`` as a pattern against ``subkey``.
+
+        Children in ascending order before the node itself (kmod's
+        recursion order, which decides the order of equal priorities);
+        iterative, so a deep trie cannot exhaust Python's stack.
+        """
+        stack: list[tuple[_Node, str, bool]] = [(top, pattern, False)]
+        while stack:
+            node, pattern, children_done = stack.pop()
+            if children_done:
+                if node.values and fnmatch(pattern, subkey):
+                    for value in node.values:
+                        insert_by_priority(out, value)
                 continue
-            pattern.append(chr(ch))
-            self._wild_all(child, 0, pattern, subkey, out, depth + 1)
-            pattern.pop()
-        if node.values and fnmatch("".join(pattern), subkey):
-            for value in node.values:
-                insert_by_priority(out, value)
-        pattern.pop()
+            stack.append((node, pattern, True))
+            for ch in range(node.last, node.first - 1, -1):
+                child = self._node(self._unseen(node.children[ch - node.first], seen))
+                if child is not None:
+                    stack.append((child, pattern + chr(ch) + child.prefix, False))
 
     # -- dump -----------------------------------------------------------------
 
     def items(self) -> Iterator[tuple[str, tuple[IndexValue, ...]]]:
         """Every (key, values) pair in trie order (kmod's index_dump order)."""
-        stack: list[tuple[int, str, int]] = [(self.root, "", 0)]
+        seen: set[int] = set()
+        stack: list[tuple[int, str]] = [(self._unseen(self.root, seen), "")]
         while stack:
-            offset, key, depth = stack.pop()
-            if depth > MAX_DEPTH:
-                raise FormatError("index trie is deeper than any real key")
+            offset, key = stack.pop()
             node = self._node(offset)
             if node is None:
                 continue
@@ -263,9 +268,9 @@ class KmodIndex:
             if node.values:
                 yield key, node.values
             for ch in range(node.last, node.first - 1, -1):
-                child = node.children[ch - node.first]
+                child = self._unseen(node.children[ch - node.first], seen)
                 if child & NODE_MASK:
-                    stack.append((child, key + chr(ch), depth + 1))
+                    stack.append((child, key + chr(ch)))
 
 
 class IndexFile(KmodIndex):
@@ -275,16 +280,14 @@ class IndexFile(KmodIndex):
         self._mmap: mmap.mmap | None = None
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            data: Buffer = (
-                mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-            )
+            data: Buffer = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
         if isinstance(data, mmap.mmap):
             self._mmap = data
         try:
             super().__init__(data, path)
-        except FormatError as exc:
+        except IndexFormatError:
             self.close()
-            raise IndexFormatError(path, str(exc)) from None
+            raise
 
     def close(self) -> None:
         if self._mmap is not None:

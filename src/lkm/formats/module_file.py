@@ -16,7 +16,6 @@ import mmap
 import os
 import struct
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -53,9 +52,7 @@ def module_name_from_path(path: str) -> str:
 
 def has_module_extension(path: str) -> bool:
     """True for names ending in a module extension after a non-empty stem."""
-    return any(
-        path.endswith(ext) and len(path) > len(ext) for ext in MODULE_EXTENSIONS
-    )
+    return any(path.endswith(ext) and len(path) > len(ext) for ext in MODULE_EXTENSIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +94,7 @@ def split_modinfo(raw: bytes) -> list[tuple[str, str]]:
 class ModuleImage:
     """An uncompressed module image: ELF facts and the signature trailer."""
 
-    __slots__ = ("elf", "data", "__dict__")
+    __slots__ = ("__dict__", "data", "elf")
 
     def __init__(self, data: Buffer) -> None:
         self.data = data
@@ -245,7 +242,7 @@ def _bind(elf_bind: int) -> Bind:
 class ModuleFile(ModuleImage):
     """A module read from a file; keeps the path, name and compression."""
 
-    __slots__ = ("path", "name", "compression", "_mmap")
+    __slots__ = ("_mmap", "compression", "name", "path")
 
     def __init__(
         self,
@@ -314,12 +311,3 @@ def _open_fd(fd: int, path: str) -> ModuleFile:
     except BaseException:
         mapping.close()
         raise
-
-
-@contextmanager
-def opened_module(path: str) -> Iterator[ModuleFile]:
-    module = open_module(path)
-    try:
-        yield module
-    finally:
-        module.close()

@@ -30,7 +30,15 @@ SIG_INFO_SIZE = 12
 # Tables from the kernel's (3.7-era) crypto headers, as kmod keeps them.
 PKEY_ALGOS = ("DSA", "RSA")
 PKEY_HASH_ALGOS = (
-    "md4", "md5", "sha1", "rmd160", "sha256", "sha384", "sha512", "sha224", "sm3",
+    "md4",
+    "md5",
+    "sha1",
+    "rmd160",
+    "sha256",
+    "sha384",
+    "sha512",
+    "sha224",
+    "sm3",
 )
 PKEY_ID_TYPES = ("PGP", "X509", "PKCS#7")
 PKEY_ID_PKCS7 = 2
@@ -127,11 +135,7 @@ def read_signature(data: Buffer) -> ModuleSignature | None:
     info = data[end : end + SIG_INFO_SIZE]
     algo, hash_, id_type, signer_len, key_id_len = info[:5]
     (sig_len,) = struct.unpack(">I", info[8:12])
-    if (
-        algo >= len(PKEY_ALGOS)
-        or hash_ >= len(PKEY_HASH_ALGOS)
-        or id_type >= len(PKEY_ID_TYPES)
-    ):
+    if algo >= len(PKEY_ALGOS) or hash_ >= len(PKEY_HASH_ALGOS) or id_type >= len(PKEY_ID_TYPES):
         return None
     if sig_len == 0 or end < signer_len + key_id_len + sig_len:
         return None

@@ -10,10 +10,9 @@ modinfo. Indexes are opened lazily and at most once; a missing index is
 from __future__ import annotations
 
 import os
-import platform
 from dataclasses import dataclass
 
-from lkm.errors import FormatError, IndexFormatError, LkmError
+from lkm.errors import IndexFormatError, LkmError
 from lkm.formats.builtin_modinfo import builtin_table
 from lkm.formats.kmod_index import IndexFile, IndexValue, KmodIndex
 
@@ -27,8 +26,8 @@ def module_dir_path(basedir: str | None = None, kernel: str | None = None) -> st
     ``/x//lib/modules/V`` exactly like kmod's output.
     """
     if basedir is None and kernel is None:
-        return f"{DEFAULT_MODULES_ROOT}/{platform.release()}"
-    release = kernel if kernel is not None else platform.release()
+        return f"{DEFAULT_MODULES_ROOT}/{os.uname().release}"
+    release = kernel if kernel is not None else os.uname().release
     return make_absolute(f"{basedir or ''}/lib/modules/{release}")
 
 
@@ -90,19 +89,13 @@ class ModuleDirectory:
         index = self.index(basename)
         if index is None:
             return None
-        try:
-            return index.lookup(key)
-        except FormatError as exc:
-            raise IndexFormatError(index.path, str(exc)) from None
+        return index.lookup(key)
 
     def _wild(self, basename: str, key: str) -> list[IndexValue]:
         index = self.index(basename)
         if index is None:
             return []
-        try:
-            return index.search_wild(key)
-        except FormatError as exc:
-            raise IndexFormatError(index.path, str(exc)) from None
+        return index.search_wild(key)
 
     # -- facts ----------------------------------------------------------------
 
@@ -219,9 +212,9 @@ def normalize_alias(alias: str) -> str:
 
 
 __all__ = [
+    "LkmError",
     "ModuleDirectory",
     "ModuleRef",
-    "LkmError",
     "module_dir_path",
     "normalize_alias",
     "normalize_modname",

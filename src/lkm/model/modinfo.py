@@ -61,7 +61,7 @@ def merge_parameters(entries: list[tuple[str, str]]) -> tuple[list[Parameter], l
             continue
         name, colon, text = value.partition(":")
         if not colon:
-            warnings.append(f'Found invalid "{key}={value}": missing \':\'')
+            warnings.append(f"Found invalid \"{key}={value}\": missing ':'")
             continue
         param = params.setdefault(name, Parameter(name))
         if key == "parm":

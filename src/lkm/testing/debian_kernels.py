@@ -88,8 +88,7 @@ def _run(cmd: Sequence[str], cwd: Path | None = None, check: bool = True) -> str
     proc = subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise FixtureError(
-            f"{' '.join(cmd)} failed with status {proc.returncode}: "
-            f"{proc.stderr.strip()}"
+            f"{' '.join(cmd)} failed with status {proc.returncode}: {proc.stderr.strip()}"
         )
     return proc.stdout
 
@@ -101,11 +100,9 @@ def _depends(package: str, apt_options: Sequence[str] = ()) -> list[str]:
 
 
 def _has_candidate(package: str) -> bool:
-    out = subprocess.run(
-        ["apt-cache", "policy", package], capture_output=True, text=True
-    ).stdout
+    out = subprocess.run(["apt-cache", "policy", package], capture_output=True, text=True).stdout
     match = re.search(r"Candidate:\s+(\S+)", out)
-    return bool(match) and match.group(1) != "(none)"
+    return match is not None and match.group(1) != "(none)"
 
 
 def _ensure_apt_lists() -> None:
@@ -132,7 +129,8 @@ def _newest_612_image() -> str:
     names = re.findall(r"^(linux-image-6\.12\.(\d+)\+\S+-amd64) ", out, re.M)
     if not names:
         raise FixtureError("apt-cache knows no linux-image-6.12.*-amd64 package")
-    return max(names, key=lambda n: int(n[1]))[0]
+    newest: str = max(names, key=lambda n: int(n[1]))[0]
+    return newest
 
 
 def resolve_packages() -> dict[str, list[str]]:
@@ -146,9 +144,7 @@ def resolve_packages() -> dict[str, list[str]]:
         version = image.removeprefix("linux-image-")
         headers = f"linux-headers-{version}"
         extra = [
-            dep
-            for dep in _depends(headers)
-            if dep.startswith(("linux-headers-", "linux-kbuild-"))
+            dep for dep in _depends(headers) if dep.startswith(("linux-headers-", "linux-kbuild-"))
         ]
         result[label] = [image, headers, *extra]
     return result
@@ -240,8 +236,17 @@ def _recompress(modules: Sequence[Path], dest: Path) -> None:
             (tmp / "gz" / (base + ".gz")).write_bytes(gzip.compress(raw, mtime=0))
             raw_path = tmp / base
             raw_path.write_bytes(raw)
-            _run(["zstd", "-q", "-19", "--rm", str(raw_path), "-o",
-                  str(tmp / "zst" / (base + ".zst"))])
+            _run(
+                [
+                    "zstd",
+                    "-q",
+                    "-19",
+                    "--rm",
+                    str(raw_path),
+                    "-o",
+                    str(tmp / "zst" / (base + ".zst")),
+                ]
+            )
         tmp.rename(dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -303,11 +308,16 @@ def _foreign_apt_options(cache: Path, arch: str) -> list[str]:
     (lists / "partial").mkdir(parents=True, exist_ok=True)
     (cache / "apt" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
     return [
-        "-o", f"Dir::State::Lists={lists}",
-        "-o", f"Dir::Cache={cache / 'apt'}",
-        "-o", f"APT::Architecture={arch}",
-        "-o", f"APT::Architectures::={arch}",
-        "-o", "Dir::State::status=/dev/null",
+        "-o",
+        f"Dir::State::Lists={lists}",
+        "-o",
+        f"Dir::Cache={cache / 'apt'}",
+        "-o",
+        f"APT::Architecture={arch}",
+        "-o",
+        f"APT::Architectures::={arch}",
+        "-o",
+        "Dir::State::status=/dev/null",
     ]
 
 

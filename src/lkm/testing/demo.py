@@ -39,7 +39,10 @@ def main() -> int:
         ok &= _show(f"Debian {kernel.label} ({kernel.version})", [str(path)])
     kernel = kernels[-1]
     root, version = kernel.indexed_root, kernel.version
-    ok &= _show("by alias, through modules.alias.bin", ["-b", root, "-k", version, "-F", "filename", "block-major-7-0"])
+    ok &= _show(
+        "by alias, through modules.alias.bin",
+        ["-b", root, "-k", version, "-F", "filename", "block-major-7-0"],
+    )
     builtin = (kernel.moddir / "modules.builtin").read_text().split("\n", 1)[0]
     name = builtin.rsplit("/", 1)[-1].removesuffix(".ko")
     ok &= _show("a built-in module", ["-b", root, "-k", version, "-m", name])

@@ -1,0 +1,72 @@
+"""lkm modinfo vs kmod's modinfo over every module of the Debian 6.1 tree.
+
+One process each, the same file list, runs interleaved and repeated; the
+best wall time of each is compared (the least disturbed run: this machine
+shares its cores). Prints the times and the ratio lkm / kmod: below 1.0
+means lkm is faster. Run through ``./dev bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from lkm.testing.debian_kernels import load_manifest
+
+
+def _time(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, env=env, check=True)
+    return time.perf_counter() - start
+
+
+def _kmod_modinfo() -> str:
+    for path in ("/usr/sbin/modinfo", "/sbin/modinfo"):
+        if os.path.exists(path):
+            return path
+    found = shutil.which("modinfo")
+    if found is None:
+        sys.exit("kmod's modinfo is not installed (Debian package kmod)")
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--label", default="6.1", help="kernel fixture (default 6.1)")
+    args = parser.parse_args()
+    kernel = next((k for k in load_manifest() if k.label == args.label), None)
+    if kernel is None:
+        sys.exit("no kernel fixtures: run ./dev fixtures")
+    files = [str(p) for p in kernel.modules()]
+    lkm = str(Path(sys.executable).with_name("lkm"))
+    env = dict(os.environ)
+    single = dict(env, LKM_JOBS="1")
+    commands = {
+        "kmod modinfo": ([_kmod_modinfo(), *files], env),
+        "lkm modinfo": ([lkm, "modinfo", *files], env),
+        "lkm modinfo, LKM_JOBS=1": ([lkm, "modinfo", *files], single),
+    }
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for cmd, cmd_env in commands.values():  # warm the page cache
+        _time(cmd, cmd_env)
+    for _ in range(args.rounds):
+        for name, (cmd, cmd_env) in commands.items():
+            times[name].append(_time(cmd, cmd_env))
+    print(f"modinfo over {len(files)} modules of {kernel.version}, {args.rounds} rounds")
+    for name, samples in times.items():
+        print(f"  {name:26} best {min(samples):.3f} s   median {statistics.median(samples):.3f} s")
+    kmod_best = min(times["kmod modinfo"])
+    for name in ("lkm modinfo", "lkm modinfo, LKM_JOBS=1"):
+        print(f"ratio {name} / kmod (best wall time): {min(times[name]) / kmod_best:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

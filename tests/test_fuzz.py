@@ -1,0 +1,201 @@
+"""Fuzzing: mutated and truncated real modules and indexes.
+
+Every input must end in a normal result or exactly one kind of outcome:
+``modinfo`` exits 1 with error lines (``modinfo: ERROR: …``) whose first
+one names the file, and the library raises an LkmError — never another
+exception (a traceback), never a hang (hypothesis' deadline). CI runs at
+least 2,000 mutated modules (``LKM_FUZZ_EXAMPLES`` raises it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from conftest import lkm
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lkm.errors import LkmError
+from lkm.formats.module_file import open_module
+from lkm.model.modinfo import info_entries
+from lkm.testing.debian_kernels import KernelFixture, load_manifest
+
+EXAMPLES = int(os.environ.get("LKM_FUZZ_EXAMPLES", "2200"))
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=timedelta(seconds=10),
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+def _seed_paths() -> list[Path]:
+    """Small real modules of every kind the reader meets."""
+    kernels = {k.label: k for k in load_manifest()}
+    seeds: list[Path] = []
+    for label in ("6.1", "6.12", "6.1-s390x", "6.1-armhf"):
+        if label in kernels:
+            modules = kernels[label].modules()
+            small = sorted(modules, key=lambda p: p.stat().st_size)[len(modules) // 10 :: 600]
+            seeds.extend(small[:3])
+    for label in ("6.1",):
+        if label in kernels:
+            for kind in ("gz", "zst"):
+                seeds.extend(sorted((Path(kernels[label].recompressed) / kind).iterdir())[:2])
+    return seeds
+
+
+SEEDS = [(p.name, p.read_bytes()) for p in _seed_paths()]
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> tuple[str, bytes]:
+    name, data = draw(st.sampled_from(SEEDS)) if SEEDS else ("x.ko", b"")
+    buf = bytearray(data)
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["truncate", "bytes", "word", "header", "tail"]))
+        if not buf:
+            break
+        if kind == "truncate":
+            del buf[draw(st.integers(0, len(buf) - 1)) :]
+        elif kind == "bytes":
+            pos = draw(st.integers(0, len(buf) - 1))
+            chunk = draw(st.binary(min_size=1, max_size=16))
+            buf[pos : pos + len(chunk)] = chunk
+        elif kind in ("word", "header", "tail"):
+            # Offsets, sizes and counts: the fields a parser trusts.
+            limit = {"word": len(buf), "header": min(len(buf), 64), "tail": len(buf)}[kind]
+            low = max(0, len(buf) - 2048) if kind == "tail" else 0
+            pos = draw(st.integers(low, max(low, limit - 1)))
+            value = draw(
+                st.sampled_from(
+                    [0, 1, 0x7F, 0xFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF, len(buf), len(buf) + 1]
+                )
+            )
+            width = draw(st.sampled_from([1, 2, 4, 8]))
+            buf[pos : pos + width] = value.to_bytes(8, "little")[:width]
+    return name, bytes(buf)
+
+
+def _check_cli(path: Path, args: list[str]) -> None:
+    result = lkm("modinfo", [*args, str(path)])
+    assert result.status in (0, 1)
+    lines = result.stderr.decode(errors="replace").splitlines()
+    if result.status == 1:
+        assert lines, "failure without a message"
+        assert str(path) in lines[0] or path.name.split(".")[0] in lines[0], lines
+    assert all(line.startswith("modinfo: ERROR: ") for line in lines), lines
+
+
+@FUZZ
+@given(case=mutated())
+def test_mutated_modules(tmp_path_factory: pytest.TempPathFactory, case: tuple[str, bytes]) -> None:
+    name, data = case
+    path = tmp_path_factory.mktemp("fuzz") / name
+    path.write_bytes(data)
+    _check_cli(path, [])
+    _check_cli(path, ["-F", "signer"])
+    try:
+        with open_module(str(path)) as module:
+            info_entries(module)
+            module.exports()
+            module.versions()
+            module.needed()
+            _ = module.signature
+    except LkmError as exc:
+        assert (
+            str(path) in str(exc)
+            or "symtab" in str(exc)
+            or "symbol" in str(exc)
+            or "__versions" in str(exc)
+        )
+    path.unlink()
+
+
+def test_seeds_cover_every_kind() -> None:
+    suffixes = {name.split(".ko", 1)[1] for name, _ in SEEDS}
+    assert {"", ".xz", ".gz", ".zst"} <= suffixes, suffixes
+
+
+@pytest.fixture(scope="module")
+def small_tree(tmp_path_factory: pytest.TempPathFactory, kernel_61: KernelFixture) -> Path:
+    """A handful of real modules indexed by kmod's depmod: small indexes."""
+    root = tmp_path_factory.mktemp("tree")
+    moddir = root / "lib" / "modules" / kernel_61.version
+    (moddir / "kernel").mkdir(parents=True)
+    for name in ("loop.ko", "dummy.ko", "nbd.ko", "veth.ko", "tun.ko"):
+        src = next(p for p in kernel_61.modules() if p.name == name)
+        shutil.copy(src, moddir / "kernel" / name)
+    shutil.copy(kernel_61.moddir / "modules.builtin", moddir)
+    shutil.copy(kernel_61.moddir / "modules.builtin.modinfo", moddir)
+    subprocess.run(["depmod", "-b", str(root), kernel_61.version], check=True)
+    return root
+
+
+INDEXES = [
+    "modules.dep.bin",
+    "modules.alias.bin",
+    "modules.builtin.bin",
+    "modules.builtin.alias.bin",
+    "modules.symbols.bin",
+]
+
+
+@settings(
+    max_examples=max(300, EXAMPLES // 4),
+    deadline=timedelta(seconds=10),
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    index=st.sampled_from(INDEXES),
+    cut=st.integers(0, 1 << 16),
+    patches=st.lists(
+        st.tuples(st.integers(0, 1 << 16), st.binary(min_size=1, max_size=4)), max_size=4
+    ),
+    query=st.sampled_from(
+        [
+            "loop",
+            "dummy",
+            "block-major-7-0",
+            "char-major-10-200",
+            "symbol:tun_get_socket",
+            "no_such",
+            "fs-ext4",
+            "crypto-sha256",
+            "pci:v0000*",
+        ]
+    ),
+)
+def test_mutated_indexes(
+    small_tree: Path,
+    kernel_61: KernelFixture,
+    index: str,
+    cut: int,
+    patches: list[tuple[int, bytes]],
+    query: str,
+) -> None:
+    moddir = small_tree / "lib" / "modules" / kernel_61.version
+    original = (moddir / index).read_bytes()
+    data = bytearray(
+        original[: max(0, len(original) - cut % (len(original) + 1))] if cut % 3 == 0 else original
+    )
+    for pos, chunk in patches:
+        if data:
+            at = pos % len(data)
+            data[at : at + len(chunk)] = chunk
+    (moddir / index).write_bytes(bytes(data))
+    try:
+        result = lkm("modinfo", ["-b", str(small_tree), "-k", kernel_61.version, query])
+        assert result.status in (0, 1)
+        lines = result.stderr.decode(errors="replace").splitlines()
+        assert all(line.startswith("modinfo: ERROR: ") for line in lines), lines
+        if result.status == 1:
+            assert len(lines) >= 1
+    finally:
+        (moddir / index).write_bytes(original)
