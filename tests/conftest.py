@@ -41,7 +41,11 @@ def _kmod_tool(name: str) -> str:
 def kmod(tool: str, args: Sequence[str], cwd: str | None = None) -> Result:
     """Run kmod's tool (the reference) with the C locale."""
     env = dict(os.environ, LC_ALL="C")
-    proc = subprocess.run([_kmod_tool(tool), *args], capture_output=True, env=env, cwd=cwd)
+    # argv[0] is the bare tool name, as lkm is called in-process: getopt
+    # errors start with argv[0].
+    proc = subprocess.run(
+        [tool, *args], executable=_kmod_tool(tool), capture_output=True, env=env, cwd=cwd
+    )
     return Result(proc.stdout, proc.stderr, proc.returncode)
 
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from typing import BinaryIO, Protocol
 
     class Tool(Protocol):
-        def run(self, args: list[str], out: BinaryIO, err: BinaryIO) -> int: ...
+        def run(self, args: list[str], out: BinaryIO, err: BinaryIO, argv0: str) -> int: ...
 
 
 USAGE = f"""\
@@ -46,10 +46,14 @@ as that tool. Run 'lkm COMMAND --help' for a command's options.
 """
 
 
-def run_tool(name: str, args: list[str], out: BinaryIO, err: BinaryIO) -> int:
+def run_tool(
+    name: str, args: list[str], out: BinaryIO, err: BinaryIO, argv0: str | None = None
+) -> int:
+    """Run tool ``name``; ``argv0`` is what getopt errors start with (glibc
+    prints argv[0] as invoked, e.g. a full path)."""
     if name in TOOLS:
         module: Tool = importlib.import_module(TOOLS[name])
-        return module.run(args, out, err)
+        return module.run(args, out, err, argv0 or name)
     if name in PLANNED:
         err.write(f"lkm: {name} is not implemented yet in lkm {__version__}\n".encode())
         return 1
@@ -65,7 +69,7 @@ def main(
     err = err if err is not None else sys.stderr.buffer
     prog = os.path.basename(argv[0]) if argv else "lkm"
     if prog in MULTICALL:
-        return run_tool(prog, argv[1:], out, err)
+        return run_tool(prog, argv[1:], out, err, argv[0])
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
         out.write(USAGE.encode())
         return 0 if len(argv) >= 2 else 1

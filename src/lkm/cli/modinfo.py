@@ -381,9 +381,9 @@ def _is_module_filename(name: str) -> bool:
     return stat.S_ISREG(st.st_mode) and has_module_extension(name)
 
 
-def parse_args(args: list[str]) -> Options:
+def parse_args(args: list[str], argv0: str = PROG) -> Options:
     opts = Options()
-    parsed, names = parse(PROG, args, SHORTOPTS, LONGOPTS)
+    parsed, names = parse(argv0, args, SHORTOPTS, LONGOPTS)
     for opt, value in parsed:
         if opt in _FIELD_OPTIONS:
             opts.field = _FIELD_OPTIONS[opt]
@@ -414,9 +414,9 @@ class _Exit(Exception):
         self.status = status
 
 
-def run(args: list[str], out: BinaryIO, err: BinaryIO) -> int:
+def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int:
     try:
-        opts = parse_args(args)
+        opts = parse_args(args, argv0)
     except UsageError as exc:
         err.write(_encode(f"{exc}\n"))
         return 1
