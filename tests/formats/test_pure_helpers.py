@@ -50,10 +50,19 @@ def test_hex_fold() -> None:
 
 def test_merge_parameters_keeps_first_mention_order() -> None:
     params, warnings = merge_parameters(
-        [("parmtype", "b:int"), ("parm", "a:first"), ("parm", "b:desc"), ("parm", "a:second"), ("parm", "bad")]
+        [
+            ("parmtype", "b:int"),
+            ("parm", "a:first"),
+            ("parm", "b:desc"),
+            ("parm", "a:second"),
+            ("parm", "bad"),
+        ]
     )
-    assert [(p.name, p.description, p.type) for p in params] == [("b", "desc", "int"), ("a", "second", None)]
-    assert warnings == ['Found invalid "parm=bad": missing \':\'']
+    assert [(p.name, p.description, p.type) for p in params] == [
+        ("b", "desc", "int"),
+        ("a", "second", None),
+    ]
+    assert warnings == ["Found invalid \"parm=bad\": missing ':'"]
 
 
 def test_builtin_table_first_block_wins() -> None:
@@ -73,7 +82,9 @@ def test_compression_round_trip(kind: Compression) -> None:
 
 
 def test_getopt_long() -> None:
-    opts, rest = parse("p", ["x", "-0Ffld", "--fie=v", "--au", "y", "--", "-n"], "0F:n", ["field=", "author"])
+    opts, rest = parse(
+        "p", ["x", "-0Ffld", "--fie=v", "--au", "y", "--", "-n"], "0F:n", ["field=", "author"]
+    )
     assert opts == [("-0", ""), ("-F", "fld"), ("--field", "v"), ("--author", "")]
     assert rest == ["x", "y", "-n"]
     with pytest.raises(UsageError, match="'--x' is ambiguous"):

@@ -248,10 +248,7 @@ class Modinfo:
             for name in self.opts.names:
                 try:
                     self.one(name)
-                except Failed as exc:
-                    self.error(str(exc))
-                    status = 1
-                except LkmError as exc:
+                except (Failed, LkmError) as exc:
                     self.error(str(exc))
                     status = 1
         finally:

@@ -11,6 +11,7 @@ import enum
 import lzma
 import mmap
 import zlib
+from collections.abc import Callable
 
 from lkm.errors import FormatError, MissingDependencyError
 
@@ -63,29 +64,27 @@ def decompress(data: Buffer, kind: Compression) -> bytes:
     if kind is Compression.NONE:
         return bytes(data)
     if kind is Compression.XZ:
-        return _decompress_xz(data)
+        xz = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+        return _decompress_bounded(xz.decompress, lambda: xz.eof, data, "xz", lzma.LZMAError)
     if kind is Compression.GZIP:
-        return _decompress_gzip(data)
+        gz = zlib.decompressobj(wbits=31)
+        return _decompress_bounded(gz.decompress, lambda: gz.eof, data, "gzip", zlib.error)
     return _decompress_zstd(data)
 
 
-def _decompress_xz(data: Buffer) -> bytes:
-    dec = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+def _decompress_bounded(
+    step: Callable[[Buffer, int], bytes],
+    at_end: Callable[[], bool],
+    data: Buffer,
+    name: str,
+    error: type[Exception],
+) -> bytes:
+    """One call with an output limit, for decompressors that take one."""
     try:
-        out = dec.decompress(data, MAX_DECOMPRESSED + 1)
-    except lzma.LZMAError as exc:
-        raise FormatError(f"corrupt xz stream: {exc}") from None
-    _check_complete(dec.eof, len(out), "xz")
-    return out
-
-
-def _decompress_gzip(data: Buffer) -> bytes:
-    dec = zlib.decompressobj(wbits=31)
-    try:
-        out = dec.decompress(data, MAX_DECOMPRESSED + 1)
-    except zlib.error as exc:
-        raise FormatError(f"corrupt gzip stream: {exc}") from None
-    _check_complete(dec.eof, len(out), "gzip")
+        out = step(data, MAX_DECOMPRESSED + 1)
+    except error as exc:
+        raise FormatError(f"corrupt {name} stream: {exc}") from None
+    _check_complete(at_end(), len(out), name)
     return out
 
 

@@ -262,9 +262,19 @@ def fetch(cache: Path) -> list[KernelFixture]:
     for sub in ("kernels", "indexed", "recompressed"):
         (cache / sub).mkdir(exist_ok=True)
     fixtures: list[KernelFixture] = []
-    for label, packages in resolve_packages().items():
+    try:
+        resolved = resolve_packages()
+        downloads = {label: _download(pkgs, cache / "debs") for label, pkgs in resolved.items()}
+    except FixtureError:
+        # Package lists older than the archive name files that are gone
+        # (every security update replaces the kernel packages): refresh
+        # the lists and resolve the names again, once.
+        _run(["apt-get", "update"], check=False)
+        resolved = resolve_packages()
+        downloads = {label: _download(pkgs, cache / "debs") for label, pkgs in resolved.items()}
+    for label, packages in resolved.items():
         version = packages[0].removeprefix("linux-image-")
-        debs = _download(packages, cache / "debs")
+        debs = downloads[label]
         root = cache / "kernels" / version
         _unpack(debs, root)
         _relink_headers_makefile(root)
