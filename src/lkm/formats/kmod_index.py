@@ -113,7 +113,9 @@ class KmodIndex:
             return None
         data = self.data
         size = len(data)
-        if pos >= size:
+        # A node with no parts takes no bytes: an empty index's root sits
+        # right at the end of the header.
+        if pos > size or (pos == size and offset & NODE_FLAGS):
             raise self._error(f"node offset {pos} is beyond the end of the file")
         prefix = ""
         if offset & NODE_PREFIX:
@@ -197,22 +199,22 @@ class KmodIndex:
         priority, later finds first among equals.
         """
         out: list[IndexValue] = []
-        seen: set[int] = set()
+        budget = _Budget(self)
         node = self._node(self.root)
         i = 0
         while node is not None:
             prefix = node.prefix
             for j, ch in enumerate(prefix):
                 if ch in "*?[":
-                    self._match_subtree(node, prefix[j:], key[i + j :], out, seen)
+                    self._match_subtree(node, prefix[j:], key[i + j :], out, budget)
                     return out
                 if i + j >= len(key) or ch != key[i + j]:
                     return out
             i += len(prefix)
             for wild in "*?[":
-                child = self._node(self._unseen(node.child(ord(wild)), seen))
+                child = self._node(node.child(ord(wild)))
                 if child is not None:
-                    self._match_subtree(child, wild + child.prefix, key[i:], out, seen)
+                    self._match_subtree(child, wild + child.prefix, key[i:], out, budget)
             if i == len(key):
                 for value in node.values:
                     insert_by_priority(out, value)
@@ -221,17 +223,8 @@ class KmodIndex:
             i += 1
         return out
 
-    def _unseen(self, offset: int, seen: set[int]) -> int:
-        """``offset``, recorded; a node reached twice means a corrupt trie."""
-        masked = offset & NODE_MASK
-        if masked:
-            if masked in seen:
-                raise self._error(f"node at offset {masked} is reached twice (cycle)")
-            seen.add(masked)
-        return offset
-
     def _match_subtree(
-        self, top: _Node, pattern: str, subkey: str, out: list[IndexValue], seen: set[int]
+        self, top: _Node, pattern: str, subkey: str, out: list[IndexValue], budget: _Budget
     ) -> None:
         """Match every key below ``top`` as a pattern against ``subkey``.
 
@@ -249,28 +242,54 @@ class KmodIndex:
                 continue
             stack.append((node, pattern, True))
             for ch in range(node.last, node.first - 1, -1):
-                child = self._node(self._unseen(node.children[ch - node.first], seen))
+                child = self._node(node.children[ch - node.first])
                 if child is not None:
+                    budget.spend()
                     stack.append((child, pattern + chr(ch) + child.prefix, False))
 
     # -- dump -----------------------------------------------------------------
 
     def items(self) -> Iterator[tuple[str, tuple[IndexValue, ...]]]:
         """Every (key, values) pair in trie order (kmod's index_dump order)."""
-        seen: set[int] = set()
-        stack: list[tuple[int, str]] = [(self._unseen(self.root, seen), "")]
+        budget = _Budget(self)
+        stack: list[tuple[int, str]] = [(self.root, "")]
         while stack:
             offset, key = stack.pop()
             node = self._node(offset)
             if node is None:
                 continue
+            budget.spend()
             key += node.prefix
             if node.values:
                 yield key, node.values
             for ch in range(node.last, node.first - 1, -1):
-                child = self._unseen(node.children[ch - node.first], seen)
+                child = node.children[ch - node.first]
                 if child & NODE_MASK:
                     stack.append((child, key + chr(ch)))
+
+
+class _Budget:
+    """Caps the nodes one walk may visit.
+
+    Every node but an empty root takes at least one byte, so a walk over a
+    sound file visits at most about one node per byte (twice, when a key's
+    own wildcard characters lead down both paths). Child offsets can point
+    anywhere, though: a corrupt file may form cycles, which this turns into
+    an error instead of an endless walk.
+    """
+
+    __slots__ = ("index", "left")
+
+    def __init__(self, index: KmodIndex) -> None:
+        self.index = index
+        self.left = 2 * len(index.data) + 16
+
+    def spend(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise self.index._error(
+                "the trie has a cycle (a walk visits more nodes than fit in the file)"
+            )
 
 
 class IndexFile(KmodIndex):
