@@ -18,6 +18,8 @@ from __future__ import annotations
 import enum
 import mmap
 import struct
+from itertools import compress
+from operator import not_
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -290,3 +292,90 @@ class ElfFile:
             name = self.cstring(str_off + name_off, str_end) if name_off < str_size else None
             result.append(ElfSymbol(index, name, value, size, info, shndx))
         return result
+
+    def symbol_columns(self) -> SymbolColumns | None:
+        """``.symtab`` as columns (entries 1…), for scanning thousands of
+        modules: one C-level unpack per table, names decoded on demand.
+
+        None without a usable table (see :meth:`symbols`).
+        """
+        strtab = self.find_section(".strtab")
+        symtab = self.find_section(".symtab")
+        if strtab is None or symtab is None:
+            return None
+        sym_off, sym_size = symtab
+        entsize = 24 if self.is64 else 16
+        if sym_size % entsize:
+            return None
+        count = sym_size // entsize - 1
+        # Only name, info, shndx and value: padding skips the rest.
+        if self.is64:
+            fmt, order = "IBxHQ8x", (0, 1, 2, 3)
+        else:
+            fmt, order = "IIxxxxBxH", (0, 2, 3, 1)
+        flat = struct.unpack_from(f"{self.endian}{fmt * count}", self.data, sym_off + entsize)
+        columns = [flat[i::4] for i in range(4)]
+        return SymbolColumns(
+            self, strtab, *(columns[position] for position in order)
+        )
+
+
+class SymbolColumns:
+    """Columns of a symbol table; row ``i`` is symbol index ``i + 1``."""
+
+    __slots__ = (
+        "elf",
+        "infos",
+        "names",
+        "shndxs",
+        "str_end",
+        "str_offset",
+        "str_size",
+        "values",
+    )
+
+    def __init__(
+        self,
+        elf: ElfFile,
+        strtab: tuple[int, int],
+        names: tuple[int, ...],
+        infos: tuple[int, ...],
+        shndxs: tuple[int, ...],
+        values: tuple[int, ...],
+    ) -> None:
+        self.elf = elf
+        self.str_offset, self.str_size = strtab
+        self.str_end = self.str_offset + self.str_size
+        self.names = names
+        self.infos = infos
+        self.shndxs = shndxs
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def names_in_range(self) -> bool:
+        """Every name offset lies inside ``.strtab``."""
+        return not self.names or max(self.names) < self.str_size
+
+    def name(self, row: int) -> str | None:
+        offset = self.names[row]
+        if offset >= self.str_size:
+            return None
+        return self.elf.cstring(self.str_offset + offset, self.str_end)
+
+    def rows_named_with_prefix(self, prefix: bytes) -> list[int]:
+        """Rows whose name starts with ``prefix``, in table order."""
+        data = self.elf.data
+        starts = set()
+        pos = data.find(prefix, self.str_offset, self.str_end)
+        while pos >= 0:
+            starts.add(pos - self.str_offset)
+            pos = data.find(prefix, pos + 1, self.str_end)
+        if not starts:
+            return []
+        return list(compress(range(len(self.names)), map(starts.__contains__, self.names)))
+
+    def undefined_rows(self) -> list[int]:
+        """Rows with section index SHN_UNDEF, in table order."""
+        return list(compress(range(len(self.shndxs)), map(not_, self.shndxs)))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -35,6 +34,7 @@ from lkm.formats.elf import (
     Bind,
     Buffer,
     ElfFile,
+    SymbolColumns,
 )
 from lkm.formats.signature import ModuleSignature, read_signature
 
@@ -115,6 +115,11 @@ class ModuleImage:
     def signature(self) -> ModuleSignature | None:
         return read_signature(self.data)
 
+    @cached_property
+    def _symbol_columns(self) -> SymbolColumns | None:
+        # exports() and needed() both scan the table: unpack it once.
+        return self.elf.symbol_columns()
+
     # -- symbols --------------------------------------------------------------
 
     def versions(self) -> list[ModVersion]:
@@ -136,15 +141,15 @@ class ModuleImage:
             result.append(ModVersion(name[1:] if name.startswith(".") else name, crc))
         return result
 
-    def _modversion_entries(self, offset: int, size: int) -> Iterator[tuple[int, str]]:
-        crc_width = 8 if self.elf.is64 else 4
-        fmt = self.elf.endian + ("Q" if self.elf.is64 else "I")
-        raw = self.data[offset : offset + size]
-        for start in range(0, size, MODVERSION_SIZE):
-            (crc,) = struct.unpack_from(fmt, raw, start)
-            name_raw = raw[start + crc_width : start + MODVERSION_SIZE]
-            name = name_raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-            yield crc, name
+    def _modversion_entries(self, offset: int, size: int) -> list[tuple[int, str]]:
+        """(crc, name) of each 64-byte ``__versions`` entry, one unpack for all."""
+        count = size // MODVERSION_SIZE
+        fmt = self.elf.endian + ("Q56s" if self.elf.is64 else "I60s") * count
+        flat = struct.unpack_from(fmt, self.data, offset)
+        names = [
+            raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape") for raw in flat[1::2]
+        ]
+        return list(zip(flat[0::2], names, strict=True))
 
     def exports(self) -> list[Symbol]:
         """Exported symbols with CRCs.
@@ -152,20 +157,22 @@ class ModuleImage:
         From ``__crc_*`` symbols in ``.symtab`` when there are any (the CRC
         is the symbol value, or the u32 it points at inside a section);
         otherwise from ``__ksymtab_strings`` with CRC 0 — kmod's order.
+        A name offset outside ``.strtab`` anywhere in the table also means
+        the fallback, as in kmod.
         """
-        symbols = self.elf.symbols()
-        if symbols is not None and all(s.name is not None for s in symbols):
+        table = self._symbol_columns
+        if table is not None and table.names_in_range():
             result = []
-            for sym in symbols:
-                assert sym.name is not None
-                if sym.name.startswith(_CRC_PREFIX):
-                    result.append(
-                        Symbol(
-                            sym.name[len(_CRC_PREFIX) :],
-                            self._resolve_crc(sym.value, sym.shndx),
-                            _bind(sym.bind),
-                        )
+            for row in table.rows_named_with_prefix(_CRC_PREFIX.encode()):
+                name = table.name(row)
+                assert name is not None
+                result.append(
+                    Symbol(
+                        name[len(_CRC_PREFIX) :],
+                        self._resolve_crc(table.values[row], table.shndxs[row]),
+                        _bind(table.infos[row] >> 4),
                     )
+                )
             if result:
                 return result
         return self._ksymtab_strings()
@@ -206,32 +213,31 @@ class ModuleImage:
         bounds = self.elf.find_section("__versions")
         if bounds is not None and bounds[1] % MODVERSION_SIZE == 0:
             versions = list(self._modversion_entries(*bounds))
-        symbols = self.elf.symbols()
-        if symbols is None:
+        table = self._symbol_columns
+        if table is None:
             raise FormatError("no usable .symtab/.strtab")
         first_crc: dict[str, tuple[int, int]] = {}
-        for position, (crc, name) in enumerate(versions):
-            first_crc.setdefault(name, (position, crc))
+        for position, (crc, version_name) in enumerate(versions):
+            first_crc.setdefault(version_name, (position, crc))
         skip_registers = self.elf.machine in (EM_SPARC, EM_SPARCV9)
         visited = [False] * len(versions)
         result: list[Symbol] = []
-        for sym in symbols:
-            if sym.shndx != SHN_UNDEF:
+        for row in table.undefined_rows():
+            info = table.infos[row]
+            if skip_registers and info & 0xF == STT_REGISTER:
                 continue
-            if skip_registers and sym.type == STT_REGISTER:
+            name = table.name(row)
+            if name is None:
+                raise FormatError(f"symbol {row + 1} names a string outside .strtab")
+            if not name:
                 continue
-            if sym.name is None:
-                raise FormatError(f"symbol {sym.index} names a string outside .strtab")
-            if not sym.name:
-                continue
-            position, crc = first_crc.get(sym.name, (-1, 0))
+            position, crc = first_crc.get(name, (-1, 0))
             if position >= 0:
                 visited[position] = True
-            bind = Bind.WEAK if sym.bind == 2 else Bind.UNDEF
-            result.append(Symbol(sym.name, crc, bind))
-        for position, (crc, name) in enumerate(versions):
+            result.append(Symbol(name, crc, Bind.WEAK if info >> 4 == 2 else Bind.UNDEF))
+        for position, (crc, version_name) in enumerate(versions):
             if not visited[position]:
-                result.append(Symbol(name, crc, Bind.UNDEF))
+                result.append(Symbol(version_name, crc, Bind.UNDEF))
         return result
 
 
