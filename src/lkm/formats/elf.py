@@ -18,10 +18,10 @@ from __future__ import annotations
 import enum
 import mmap
 import struct
-from itertools import compress
-from operator import not_
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import compress
+from operator import not_
 
 from lkm.errors import FormatError
 
@@ -315,9 +315,7 @@ class ElfFile:
             fmt, order = "IIxxxxBxH", (0, 2, 3, 1)
         flat = struct.unpack_from(f"{self.endian}{fmt * count}", self.data, sym_off + entsize)
         columns = [flat[i::4] for i in range(4)]
-        return SymbolColumns(
-            self, strtab, *(columns[position] for position in order)
-        )
+        return SymbolColumns(self, strtab, *(columns[position] for position in order))
 
 
 class SymbolColumns:

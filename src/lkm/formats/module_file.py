@@ -146,9 +146,7 @@ class ModuleImage:
         count = size // MODVERSION_SIZE
         fmt = self.elf.endian + ("Q56s" if self.elf.is64 else "I60s") * count
         flat = struct.unpack_from(fmt, self.data, offset)
-        names = [
-            raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape") for raw in flat[1::2]
-        ]
+        names = [raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape") for raw in flat[1::2]]
         return list(zip(flat[0::2], names, strict=True))
 
     def exports(self) -> list[Symbol]:
