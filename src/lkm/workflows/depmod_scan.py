@@ -1,0 +1,60 @@
+"""depmod's first step: read every module once into plain facts.
+
+:class:`ModuleFacts` is all depmod needs from a module file — its
+``.modinfo``, exports and needed symbols — as plain tuples, so results can
+cross a process boundary and be cached between runs. Scanning uses both
+cores when the tree is large (:func:`lkm.system.fork.split_map`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from lkm.errors import LkmError
+from lkm.formats.elf import Bind
+from lkm.formats.module_file import open_module
+from lkm.system.fork import split_map
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleFacts:
+    """What depmod reads from one module file."""
+
+    modinfo: tuple[tuple[str, str], ...]
+    exports: tuple[tuple[str, int], ...]  # (symbol, crc)
+    needed: tuple[tuple[str, int, bool], ...]  # (symbol, crc, weak)
+
+    def values(self, key: str) -> list[str]:
+        return [v for k, v in self.modinfo if k == key]
+
+
+@dataclass(frozen=True, slots=True)
+class ScanFailure:
+    """A module that could not be read: the one-line message."""
+
+    message: str
+
+
+def read_facts(path: str) -> ModuleFacts | ScanFailure:
+    try:
+        with open_module(path) as module:
+            return ModuleFacts(
+                modinfo=tuple(module.modinfo() or ()),
+                exports=tuple((s.name, s.crc) for s in module.exports()),
+                needed=tuple((s.name, s.crc, s.bind is Bind.WEAK) for s in module.needed()),
+            )
+    except LkmError as exc:
+        return ScanFailure(str(exc))
+
+
+def _read_all(paths: Sequence[str]) -> list[ModuleFacts | ScanFailure]:
+    return [read_facts(path) for path in paths]
+
+
+def scan(paths: Sequence[str]) -> list[ModuleFacts | ScanFailure]:
+    """Facts for each path, in order; large lists use two processes."""
+    results: list[ModuleFacts | ScanFailure] = []
+    for part in split_map(paths, _read_all, min_items=64):
+        results.extend(part)
+    return results
