@@ -20,9 +20,10 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 # Tool name -> module with a ``run(args, out, err) -> int`` function.
 TOOLS: dict[str, str] = {
     "modinfo": "lkm.cli.modinfo",
+    "depmod": "lkm.cli.depmod",
 }
 # kmod's tools that lkm will provide; until then they say so plainly.
-PLANNED = ("insmod", "rmmod", "lsmod", "modprobe", "depmod")
+PLANNED = ("insmod", "rmmod", "lsmod", "modprobe")
 MULTICALL = frozenset(TOOLS) | frozenset(PLANNED)
 
 
@@ -40,6 +41,7 @@ Usage: lkm COMMAND [options] [args]
 
 Commands:
   modinfo     show information about kernel modules (kmod-compatible)
+  depmod      index a module tree: modules.dep, aliases, symbols (kmod-compatible)
 
 Invoked through a link named modinfo (or any kmod tool name), lkm behaves
 as that tool. Run 'lkm COMMAND --help' for a command's options.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lkm.errors import LkmError
+from lkm.errors import FileFormatError, FormatError, LkmError
 from lkm.formats.elf import Bind
 from lkm.formats.module_file import open_module
 from lkm.system.fork import split_map
@@ -37,13 +37,19 @@ class ScanFailure:
 
 
 def read_facts(path: str) -> ModuleFacts | ScanFailure:
+    """A module's facts; a file that is not a readable module is a
+    ScanFailure (kmod still lists it, with no aliases or dependencies)."""
     try:
         with open_module(path) as module:
-            return ModuleFacts(
-                modinfo=tuple(module.modinfo() or ()),
-                exports=tuple((s.name, s.crc) for s in module.exports()),
-                needed=tuple((s.name, s.crc, s.bind is Bind.WEAK) for s in module.needed()),
-            )
+            modinfo = tuple(module.modinfo() or ())
+            exports = tuple((s.name, s.crc) for s in module.exports())
+            try:
+                needed = tuple((s.name, s.crc, s.bind is Bind.WEAK) for s in module.needed())
+            except FormatError:
+                needed = ()  # no usable symbol table: no dependencies, as in kmod
+            return ModuleFacts(modinfo, exports, needed)
+    except FileFormatError as exc:
+        return ScanFailure(exc.problem)
     except LkmError as exc:
         return ScanFailure(str(exc))
 

@@ -1,0 +1,475 @@
+"""depmod: scan → resolve → write, byte-compatible with kmod's depmod.
+
+Scan (:mod:`depmod_discover`, :mod:`depmod_scan`) finds the module files
+and reads each one's facts. Resolve builds kmod's symbol table, gives each
+module its dependencies, orders them topologically and reports cycles with
+kmod's messages. Write renders every index (text and binary) and replaces
+each file through a temporary file and a rename, so a reader — or a run
+killed half-way — only ever sees a complete old or a complete new file.
+
+lkm follows upstream kmod 34 where versions differ: it writes
+``modules.weakdep`` and pre-order binary indexes by default
+(``Layout.POST_ORDER`` gives kmod ≤ 33's files byte for byte).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from lkm.errors import LkmError
+from lkm.formats.kmod_hash import hash_order
+from lkm.formats.kmod_index_writer import IndexBuilder, Layout
+from lkm.model.moddir import normalize_alias
+from lkm.workflows.depmod_discover import FoundModule
+from lkm.workflows.depmod_scan import ModuleFacts, ScanFailure
+
+Report = Callable[[str, str], None]
+Show = Callable[[str], None]
+
+# kmod's symbol table: a 2048-bucket hash whose order modules.symbols keeps.
+SYMBOL_HASH_BUCKETS = 2048
+KERNEL = -1  # owner index of symbols exported by the kernel image
+
+OUTPUT_FILES = (
+    "modules.dep",
+    "modules.dep.bin",
+    "modules.alias",
+    "modules.alias.bin",
+    "modules.softdep",
+    "modules.weakdep",
+    "modules.symbols",
+    "modules.symbols.bin",
+    "modules.builtin.bin",
+    "modules.builtin.alias.bin",
+    "modules.devname",
+)
+TEXT_FILES = (
+    "modules.dep",
+    "modules.alias",
+    "modules.softdep",
+    "modules.weakdep",
+    "modules.symbols",
+    "modules.devname",
+)
+
+
+class DependencyCycle(LkmError):
+    """Modules that need each other; the message lines are kmod's."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+@dataclass
+class Resolved:
+    """Everything the outputs are made from."""
+
+    modules: list[FoundModule]
+    facts: list[ModuleFacts | None]  # None: unreadable module
+    deps: list[list[int]]  # direct dependencies, by module index
+    sort_index: list[int]  # topological position (users before providers)
+    symbols: dict[str, tuple[int, int]]  # name -> (owner index or KERNEL, crc)
+
+
+@dataclass
+class KernelSymbols:
+    """-E/-F input: kernel-exported symbols and whether CRCs are checked."""
+
+    crcs: dict[str, int] = field(default_factory=dict)
+    check_crcs: bool = False
+    loaded: bool = False
+
+
+def resolve(
+    modules: list[FoundModule],
+    results: Sequence[ModuleFacts | ScanFailure],
+    kernel: KernelSymbols,
+    report: Report,
+    show: Show | None = None,
+    print_unknown: bool = False,
+    prefix: str | None = None,
+) -> Resolved:
+    """Symbol table, dependencies and topological order (kmod's passes).
+
+    Raises DependencyCycle when modules need each other.
+    """
+    facts: list[ModuleFacts | None] = []
+    symbols: dict[str, tuple[int, int]] = {}
+    if kernel.loaded:
+        for name, crc in kernel.crcs.items():
+            symbols[name] = (KERNEL, crc)
+        for name in ("__this_module", "_GLOBAL_OFFSET_TABLE_"):
+            symbols[name] = (KERNEL, 0)
+        symbols.setdefault("TOC.", (KERNEL, 0))
+    for index, (module, result) in enumerate(zip(modules, results, strict=True)):
+        if isinstance(result, ScanFailure):
+            report("ERROR", f"failed to load symbols from {module.path}: {result.message}")
+            facts.append(None)
+            continue
+        facts.append(result)
+        for name, crc in result.exports:
+            symbols[_strip(name, prefix)] = (index, crc)
+    deps = _dependencies(modules, facts, symbols, kernel, report, show, print_unknown, prefix)
+    sort_index = _topological_order(modules, deps)
+    return Resolved(modules, facts, deps, sort_index, symbols)
+
+
+def _strip(name: str, prefix: str | None) -> str:
+    return name[1:] if prefix and name.startswith(prefix) else name
+
+
+def _dependencies(
+    modules: list[FoundModule],
+    facts: list[ModuleFacts | None],
+    symbols: dict[str, tuple[int, int]],
+    kernel: KernelSymbols,
+    report: Report,
+    show: Show | None,
+    print_unknown: bool,
+    prefix: str | None,
+) -> list[list[int]]:
+    deps: list[list[int]] = [[] for _ in modules]
+    for index, module_facts in enumerate(facts):
+        if module_facts is None:
+            continue
+        mine = deps[index]
+        for name, crc, weak in module_facts.needed:
+            lookup = name[1:] if name.startswith(".") else name
+            found = symbols.get(_strip(lookup, prefix))
+            if found is None:
+                if print_unknown and not weak:
+                    report("WARNING", f"{modules[index].path} needs unknown symbol {name}")
+                continue
+            owner, owner_crc = found
+            if kernel.check_crcs and owner_crc != crc and not weak and print_unknown:
+                report("WARNING", f"{modules[index].path} disagrees about version of symbol {name}")
+            if owner == KERNEL or owner in mine:
+                continue
+            mine.append(owner)
+            if show is not None:
+                stored = _strip(lookup, prefix)
+                show(f'{modules[index].path} needs "{stored}": {modules[owner].path}\n')
+    return deps
+
+
+def _topological_order(modules: list[FoundModule], deps: list[list[int]]) -> list[int]:
+    """kmod's Kahn sort: users before what they use; a stack of roots."""
+    users = [0] * len(modules)
+    for mine in deps:
+        for dep in mine:
+            users[dep] += 1
+    remaining = list(users)
+    roots = [i for i, count in enumerate(users) if count == 0]
+    sort_index = [-1] * len(modules)
+    done = 0
+    while roots:
+        current = roots.pop()
+        sort_index[current] = done
+        done += 1
+        for dep in deps[current]:
+            remaining[dep] -= 1
+            if remaining[dep] == 0:
+                roots.append(dep)
+    if done < len(modules):
+        raise DependencyCycle(cycle_report(modules, deps, remaining))
+    return sort_index
+
+
+def cycle_report(
+    modules: list[FoundModule], deps: list[list[int]], remaining: list[int]
+) -> list[str]:
+    """kmod's cycle messages (depmod_report_cycles), walk for walk.
+
+    kmod's own walk can assert or never end on some graphs (a cycle that
+    leads into another one); lkm stops such a walk and reports what it
+    found, which is where kmod would have aborted.
+    """
+    ring = [i for i, count in enumerate(remaining) if count > 0]
+    limit = len(ring)
+    visited: set[int] = set()
+    in_loops: set[int] = set()
+    lines: list[str] = []
+    budget = 100 * (limit + 1) ** 2
+    while ring:
+        root = ring.pop(0)
+        stack: list[tuple[int, tuple[int, ...]]] = [(root, ())]
+        while stack and budget > 0:
+            budget -= 1
+            current, chain = stack.pop()
+            if current in visited and current == root:
+                in_loops.update(chain)
+                for member in chain:
+                    ring = _remove_rotating(ring, member)
+                names = [modules[m].name for m in (*chain, current)]
+                lines.append("Cycle detected: " + " -> ".join(names))
+                continue
+            visited.add(current)
+            if not deps[current]:
+                ring = _remove_rotating(ring, current)
+                continue
+            for dep in deps[current]:
+                if len(stack) >= limit:
+                    budget = 0
+                    break
+                stack.append((dep, (*chain, current)))
+        if budget <= 0:
+            break
+    lines.append(f"Found {len(in_loops)} modules in dependency cycles!")
+    return lines
+
+
+def _remove_rotating(ring: list[int], item: int) -> list[int]:
+    """libkmod's kmod_list_remove_data on a circular list: the element after
+    the removed one becomes the head."""
+    if item not in ring:
+        return ring
+    at = ring.index(item)
+    return ring[at + 1 :] + ring[:at]
+
+
+# -- outputs -----------------------------------------------------------------
+
+
+def all_dependencies(resolved: Resolved, index: int) -> list[int]:
+    """Every module ``index`` needs, directly or not, in kmod's order."""
+    seen: set[int] = set()
+    stack = list(reversed(resolved.deps[index]))
+    while stack:
+        dep = stack.pop()
+        if dep in seen:
+            continue
+        seen.add(dep)
+        stack.extend(resolved.deps[dep])
+    return sorted(seen, key=resolved.sort_index.__getitem__)
+
+
+def dep_lines(resolved: Resolved) -> list[str]:
+    lines = []
+    modules = resolved.modules
+    for index, module in enumerate(modules):
+        needed = all_dependencies(resolved, index)
+        tail = "".join(" " + modules[d].listed_path for d in needed)
+        lines.append(f"{module.listed_path}:{tail}")
+    return lines
+
+
+def _modinfo_values(facts: ModuleFacts | None, key: str) -> list[str]:
+    return facts.values(key) if facts is not None else []
+
+
+_MAJOR_MINOR = re.compile(r"(char|block)-major-\s*\+?(\d+)-\s*\+?(\d+)")
+
+
+def devname_lines(resolved: Resolved, report: Report) -> list[str]:
+    lines = []
+    for module, facts in zip(resolved.modules, resolved.facts, strict=True):
+        devname: str | None = None
+        node: tuple[str, int, int] | None = None
+        for alias in _modinfo_values(facts, "alias"):
+            if alias.startswith("devname:"):
+                devname = alias[len("devname:") :]
+            else:
+                match = _MAJOR_MINOR.match(alias)
+                if match:
+                    kind = "c" if match.group(1) == "char" else "b"
+                    node = (kind, int(match.group(2)) % (1 << 32), int(match.group(3)) % (1 << 32))
+            if node is not None and devname is not None:
+                break
+        if devname is None:
+            continue
+        if node is None:
+            report(
+                "ERROR",
+                f"Module '{module.name}' has devname ({devname}) but lacks major and minor "
+                "information. Ignoring.",
+            )
+            continue
+        lines.append(f"{module.name} {devname} {node[0]}{node[1]}:{node[2]}")
+    return lines
+
+
+@dataclass
+class Outputs:
+    """Rendered files, name → bytes (None: left out, as kmod does)."""
+
+    files: dict[str, bytes | None]
+
+
+def render(
+    resolved: Resolved,
+    moddir: str,
+    report: Report,
+    layout: Layout = Layout.PRE_ORDER,
+    warn_dups: bool = False,
+    binary: bool = True,
+) -> Outputs:
+    """Every output file's bytes. ``binary=False`` skips the indexes (``-n``)."""
+    modules, facts = resolved.modules, resolved.facts
+    files: dict[str, bytes | None] = {}
+    deps = dep_lines(resolved)
+    files["modules.dep"] = _text(deps)
+    aliases = [
+        (alias, module.name, index)
+        for index, (module, info) in enumerate(zip(modules, facts, strict=True))
+        for alias in _modinfo_values(info, "alias")
+    ]
+    files["modules.alias"] = _text(
+        ["# Aliases extracted from modules themselves."] + [f"alias {a} {m}" for a, m, _ in aliases]
+    )
+    files["modules.softdep"] = _text(
+        ["# Soft dependencies extracted from modules themselves."]
+        + [
+            f"softdep {module.name} {value}"
+            for module, info in zip(modules, facts, strict=True)
+            for value in _modinfo_values(info, "softdep")
+        ]
+    )
+    files["modules.weakdep"] = _text(
+        ["# Weak dependencies extracted from modules themselves."]
+        + [
+            f"weakdep {module.name} {value}"
+            for module, info in zip(modules, facts, strict=True)
+            for value in _modinfo_values(info, "weakdep")
+        ]
+    )
+    owned = [name for name, (owner, _) in resolved.symbols.items() if owner != KERNEL]
+    symbol_order = hash_order(owned, SYMBOL_HASH_BUCKETS)
+    files["modules.symbols"] = _text(
+        ["# Aliases for symbols, used by symbol_request()."]
+        + [
+            f"alias symbol:{name} {modules[resolved.symbols[name][0]].name}"
+            for name in symbol_order
+        ]
+    )
+    devnames = devname_lines(resolved, report)
+    files["modules.devname"] = (
+        _text(["# Device nodes to trigger on-demand module loading.", *devnames])
+        if devnames
+        else b""
+    )
+    if binary:
+        _render_binary(
+            resolved, deps, aliases, symbol_order, moddir, report, layout, warn_dups, files
+        )
+    return Outputs(files)
+
+
+def _text(lines: list[str]) -> bytes:
+    return "".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape")
+
+
+def _render_binary(
+    resolved: Resolved,
+    deps: list[str],
+    aliases: list[tuple[str, str, int]],
+    symbol_order: list[str],
+    moddir: str,
+    report: Report,
+    layout: Layout,
+    warn_dups: bool,
+    files: dict[str, bytes | None],
+) -> None:
+    modules = resolved.modules
+    dep_index = IndexBuilder()
+    for index, (module, line) in enumerate(zip(modules, deps, strict=True)):
+        if dep_index.insert(module.name, line, index) and warn_dups:
+            report("WARNING", f"duplicate module deps:\n{line}")
+    files["modules.dep.bin"] = dep_index.to_bytes(layout)
+    alias_index = IndexBuilder()
+    for alias, name, index in aliases:
+        try:
+            key = normalize_alias(alias)
+        except ValueError:
+            report("WARNING", f"Unmatched bracket in {alias}")
+            continue
+        if alias_index.insert(key, name, index) and warn_dups:
+            report("WARNING", f"duplicate module alias:\n{key} {name}")
+    files["modules.alias.bin"] = alias_index.to_bytes(layout)
+    symbol_index = IndexBuilder()
+    for name in symbol_order:
+        owner = resolved.symbols[name][0]
+        if symbol_index.insert(f"symbol:{name}", modules[owner].name, owner) and warn_dups:
+            report("WARNING", f"duplicate module syms:\nsymbol:{name} {modules[owner].name}")
+    files["modules.symbols.bin"] = symbol_index.to_bytes(layout)
+    files["modules.builtin.bin"] = _builtin_index(moddir, report, layout)
+    files["modules.builtin.alias.bin"] = _builtin_alias_index(moddir, report, layout)
+
+
+def _read_input(moddir: str, name: str, report: Report) -> bytes | None:
+    try:
+        with open(f"{moddir}/{name}", "rb") as f:
+            return f.read()
+    except OSError as exc:
+        report("WARNING", f"could not open {name} at {moddir}: {exc.strerror}")
+        return None
+
+
+def _builtin_index(moddir: str, report: Report, layout: Layout) -> bytes:
+    """modules.builtin.bin: every built-in module name (empty file without input)."""
+    raw = _read_input(moddir, "modules.builtin", report)
+    if raw is None:
+        return b""
+    index = IndexBuilder()
+    for line in raw.decode("utf-8", "surrogateescape").splitlines(keepends=True):
+        if not line[:1].isascii() or not line[:1].isalpha():
+            report("ERROR", f"Invalid modules.builtin line: {line}")
+            continue
+        base = line.rstrip("\n").rsplit("/", 1)[-1]
+        index.insert(base.split(".", 1)[0].replace("-", "_"), "", 0)
+    return index.to_bytes(layout)
+
+
+def _builtin_alias_index(moddir: str, report: Report, layout: Layout) -> bytes:
+    """modules.builtin.alias.bin from modules.builtin.modinfo's alias entries."""
+    raw = _read_input(moddir, "modules.builtin.modinfo", report)
+    if raw is None:
+        return b""
+    index = IndexBuilder()
+    for item in raw.decode("utf-8", "surrogateescape").split("\0"):
+        module, dot, rest = item.partition(".")
+        key, equals, value = rest.partition("=")
+        if not dot or not module or not equals or key != "alias" or not value:
+            continue
+        try:
+            alias = normalize_alias(value)
+        except ValueError:
+            report("WARNING", f"Unmatched bracket in {value}")
+            continue
+        index.insert(alias, module, 0)
+    return index.to_bytes(layout)
+
+
+# -- writing -----------------------------------------------------------------
+
+
+def write_outputs(outputs: Outputs, outdir: str) -> None:
+    """Each file through ``NAME.PID.USEC.SEC`` and a rename, in kmod's order.
+
+    A killed run leaves every index either complete-old or complete-new;
+    at worst a stray temporary file.
+    """
+    os.makedirs(outdir, mode=0o755, exist_ok=True)
+    now = time.time()
+    suffix = f"{os.getpid()}.{int(now * 1_000_000) % 1_000_000}.{int(now)}"
+    for name in OUTPUT_FILES:
+        data = outputs.files.get(name)
+        if data is None:
+            continue
+        target = f"{outdir}/{name}"
+        temporary = f"{target}.{suffix}"
+        fd = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        except BaseException:
+            os.close(fd)
+            os.unlink(temporary)
+            raise
+        os.close(fd)
+        os.rename(temporary, target)

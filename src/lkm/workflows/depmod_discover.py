@@ -1,0 +1,204 @@
+"""depmod's module discovery: which file stands for each module name.
+
+Walks the module directory (then each ``external`` directory) in readdir
+order, skips ``build``, ``source`` and ``exclude``d names at any depth,
+and keeps one file per module name following kmod's priority rules
+(``override`` first, then the ``search`` list, ``updates/`` winning by
+default). Then orders the modules as kmod's array: its hash table order,
+re-sorted (stably) by the line each appears on in ``modules.order``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lkm.formats.kmod_hash import hash_order
+from lkm.formats.module_file import MODULE_EXTENSIONS, has_module_extension
+from lkm.model.depmod_config import BUILTIN, EXTERNAL, DepmodConfig
+
+Report = Callable[[str, str], None]
+SKIPPED_NAMES = (".", "..", "build", "source")
+# kmod keeps modules in a 512-bucket hash table before sorting them.
+MODULE_HASH_BUCKETS = 512
+
+
+@dataclass(frozen=True, slots=True)
+class FoundModule:
+    name: str
+    path: str  # full path as depmod prints it in messages
+    relpath: str | None  # relative to the module directory; None outside it
+
+    @property
+    def listed_path(self) -> str:
+        """How modules.dep names the file."""
+        return self.relpath if self.relpath is not None else self.path
+
+    @property
+    def order_key(self) -> str | None:
+        """The modules.order line that names this module (kmod's uncrelpath):
+        the relative directory, '/', and as many characters of the file name
+        as the module name plus ``.ko``."""
+        if self.relpath is None:
+            return None
+        slash = self.relpath.rfind("/")
+        return self.relpath[: slash + 1 + len(self.name) + len(".ko")]
+
+
+def module_name(filename: str) -> str:
+    return filename.split(".", 1)[0].replace("-", "_")
+
+
+class Discovery:
+    """Collects modules for one run (kmod's modules_by_name table)."""
+
+    def __init__(self, moddir: str, config: DepmodConfig, report: Report) -> None:
+        self.moddir = moddir
+        self.config = config
+        self.report = report
+        self.found: dict[str, FoundModule] = {}
+        self.excluded = set(SKIPPED_NAMES) | set(config.excludes)
+
+    def search_all(self) -> None:
+        """The module directory, then each external directory.
+
+        Raises OSError when the module directory itself cannot be read.
+        """
+        self._walk(self.moddir, top=True)
+        for external in self.config.externals:
+            try:
+                self._walk(external, top=True)
+            except OSError:
+                pass  # kmod reports it and goes on
+
+    def _walk(self, directory: str, top: bool = False) -> None:
+        try:
+            entries = list(os.scandir(directory))
+        except OSError as exc:
+            self.report("ERROR", f"could not open directory {directory}: {exc.strerror}")
+            if top:
+                raise
+            return
+        for entry in entries:
+            if entry.name in self.excluded:
+                continue
+            path = f"{directory}/{entry.name}"
+            try:
+                is_dir = entry.is_dir()
+                is_file = not is_dir and entry.is_file()
+            except OSError as exc:
+                self.report("ERROR", f"fstatat({directory}, {entry.name}): {exc.strerror}")
+                continue
+            if is_dir:
+                self._walk(path)
+            elif is_file:
+                if has_module_extension(entry.name):
+                    self._consider(path)
+            else:
+                try:
+                    mode = os.stat(path).st_mode
+                except OSError as exc:
+                    self.report("ERROR", f"fstatat({directory}, {entry.name}): {exc.strerror}")
+                    continue
+                self.report("ERROR", f"unsupported file type {path}: {mode & 0o170000:o}")
+
+    def _relpath(self, path: str) -> str | None:
+        prefix = self.moddir + "/"
+        return path[len(prefix) :] if path.startswith(prefix) else None
+
+    def _consider(self, path: str) -> None:
+        name = module_name(path.rsplit("/", 1)[-1])
+        old = self.found.get(name)
+        if old is not None and self._old_wins(old, path, name):
+            return
+        self.found[name] = FoundModule(name, path, self._relpath(path))
+
+    def add_file(self, path: str) -> None:
+        """Filename mode: a module given on the command line."""
+        name = module_name(path.rsplit("/", 1)[-1])
+        if name in self.found:
+            raise FileExistsError(f"module {name} given twice")
+        self.found[name] = FoundModule(name, path, self._relpath(path))
+
+    def _short(self, path: str, name: str) -> str:
+        """Relative directory + '/' + the first len(name) characters of the
+        file name: what override and search entries are compared with."""
+        rel = self._relpath(path) or path
+        slash = rel.rfind("/")
+        return rel[: slash + 1 + len(name)]
+
+    def _old_wins(self, old: FoundModule, new_path: str, name: str) -> bool:
+        """kmod's depmod_module_is_higher_priority(old, new)."""
+        rel_new = self._short(new_path, name)
+        rel_old = self._short(old.path, name)
+        for override in self.config.overrides:
+            if rel_new == override:
+                return False
+            if rel_old == override:
+                return True
+        index, builtin_prio, old_prio, new_prio = 0, -1, -1, -1
+        for search in self.config.searches:
+            if search.kind == BUILTIN:
+                builtin_prio = index
+            elif search.kind == EXTERNAL:
+                for external in self.config.externals:
+                    if new_path.startswith(external + "/"):
+                        new_prio = index
+                    if old.path.startswith(external + "/"):
+                        old_prio = index
+                    index += 1
+            elif _starts_with_dir(rel_new, search.path):
+                new_prio = index
+            elif _starts_with_dir(rel_old, search.path):
+                old_prio = index
+            index += 1
+        if new_prio < 0:
+            new_prio = builtin_prio
+        if old_prio < 0:
+            old_prio = builtin_prio
+        return new_prio <= old_prio
+
+
+def _starts_with_dir(path: str, prefix: str) -> bool:
+    return len(path) > len(prefix) and path[len(prefix)] == "/" and path.startswith(prefix)
+
+
+def module_array(found: dict[str, FoundModule], order_text: str | None) -> list[FoundModule]:
+    """kmod's module array: hash table order, then stably by modules.order.
+
+    ``order_text`` is modules.order (None when absent or unusable). Lines
+    listed more than once count at their first appearance (kmod ≥ 34).
+    """
+    modules = [found[name] for name in hash_order(found, MODULE_HASH_BUCKETS)]
+    if order_text is None:
+        return modules
+    position: dict[str, int] = {}
+    for number, line in enumerate(order_text.split("\n")[:-1]):
+        position.setdefault(line, number)
+    unlisted = len(position) + 1
+    return sorted(
+        modules,
+        key=lambda m: position.get(m.order_key, unlisted) if m.order_key is not None else unlisted,
+    )
+
+
+def read_modules_order(moddir: str, report: Report) -> str | None:
+    """modules.order's text, or None (warned about) when it cannot be used."""
+    path = f"{moddir}/modules.order"
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            text = f.read()
+    except OSError as exc:
+        report("WARNING", f"could not open modules.order at {moddir}: {exc.strerror}")
+        return None
+    if text and not text.endswith("\n"):
+        report(
+            "ERROR",
+            f"{moddir}/modules.order:{text.count(chr(10)) + 1} corrupted line misses '\\n'",
+        )
+        return None
+    return text
+
+
+__all__ = ["MODULE_EXTENSIONS", "Discovery", "FoundModule", "module_array", "read_modules_order"]
