@@ -67,10 +67,8 @@ class Discovery:
         """
         self._walk(self.moddir, top=True)
         for external in self.config.externals:
-            try:
-                self._walk(external, top=True)
-            except OSError:
-                pass  # kmod reports it and goes on
+            # kmod reports an unreadable external directory and goes on.
+            self._walk(external)
 
     def _walk(self, directory: str, top: bool = False) -> None:
         try:
