@@ -64,9 +64,8 @@ def test_post_order_equals_kmod_30(
     weakdep = (moddir / "modules.weakdep").read_bytes()
     assert weakdep.startswith(b"# Weak dependencies extracted from modules themselves.\n")
     modules = len((moddir / "modules.dep").read_text().splitlines())
-    report(
-        f"depmod post-order on {label}: {len(TEXT + BINARY)} files byte-identical, {modules} modules"
-    )
+    files = len(TEXT + BINARY)
+    report(f"depmod post-order on {label}: {files} files byte-identical, {modules} modules")
 
 
 @pytest.mark.parametrize("label", ["6.1", "6.12"])
