@@ -60,10 +60,12 @@ def test_errsyms_with_system_map(
     ]
     system_map = tmp_path / "System.map"
     system_map.write_text("ffffffff81000000 T _text\nbadline\n" + "".join(kept))
-    k, l = trees
+    kr, lr = trees
     args = ["-n", "-e", "-F", str(system_map)]
-    _same([*args, "-b", str(k), kernel_61.version], [*args, "-b", str(l), kernel_61.version], k, l)
-    warnings = lkm("depmod", [*args, "-b", str(l), kernel_61.version, "--no-cache"]).stderr.count(
+    _same(
+        [*args, "-b", str(kr), kernel_61.version], [*args, "-b", str(lr), kernel_61.version], kr, lr
+    )
+    warnings = lkm("depmod", [*args, "-b", str(lr), kernel_61.version, "--no-cache"]).stderr.count(
         b"WARNING"
     )
     assert warnings > 50
@@ -85,22 +87,24 @@ def test_errsyms_with_symvers(
     changed.insert(3, "zz\tbroken\tvmlinux\tEXPORT_SYMBOL\t\n")
     symvers = tmp_path / "Module.symvers"
     symvers.write_text("".join(changed))
-    k, l = trees
+    kr, lr = trees
     args = ["-n", "-e", "-E", str(symvers)]
-    _same([*args, "-b", str(k), kernel_61.version], [*args, "-b", str(l), kernel_61.version], k, l)
+    _same(
+        [*args, "-b", str(kr), kernel_61.version], [*args, "-b", str(lr), kernel_61.version], kr, lr
+    )
 
 
 def test_errsyms_needs_a_source_and_missing_files(
     kernel_61: KernelFixture, trees: tuple[Path, Path]
 ) -> None:
-    k, l = trees
+    kr, lr = trees
     v = kernel_61.version
-    _same(["-n", "-e", "-b", str(k), v], ["-n", "-e", "-b", str(l), v], k, l)
+    _same(["-n", "-e", "-b", str(kr), v], ["-n", "-e", "-b", str(lr), v], kr, lr)
     _same(
-        ["-n", "-E", "/nonexistent", "-b", str(k), v],
-        ["-n", "-E", "/nonexistent", "-b", str(l), v],
-        k,
-        l,
+        ["-n", "-E", "/nonexistent", "-b", str(kr), v],
+        ["-n", "-E", "/nonexistent", "-b", str(lr), v],
+        kr,
+        lr,
     )
 
 
@@ -150,11 +154,10 @@ def test_dependency_cycles(kernel_61: KernelFixture, tmp_path: Path, report) -> 
             shutil.copy(module, moddir / "extra")
         (moddir / "modules.order").write_text("".join(f"extra/{m.name}\n" for m in built))
         roots.append(tmp_path / name)
-    k, l = roots
-    _same(["-b", str(k), kernel_61.version], ["-b", str(l), kernel_61.version], k, l)
-    result = lkm("depmod", ["-b", str(l), kernel_61.version, "--no-cache"])
+    kr, lr = roots
+    _same(["-b", str(kr), kernel_61.version], ["-b", str(lr), kernel_61.version], kr, lr)
+    result = lkm("depmod", ["-b", str(lr), kernel_61.version, "--no-cache"])
     assert result.status == 1 and b"Cycle detected" in result.stderr
-    assert not (l / "lib" / "modules" / kernel_61.version / "modules.dep").exists()
-    report(
-        f"depmod cycle messages: {result.stderr.count(b'Cycle detected')} cycles identical to kmod's"
-    )
+    assert not (lr / "lib" / "modules" / kernel_61.version / "modules.dep").exists()
+    cycles = result.stderr.count(b"Cycle detected")
+    report(f"depmod cycle messages: {cycles} cycles identical to kmod's")
