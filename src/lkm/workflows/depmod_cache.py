@@ -134,6 +134,7 @@ def scan_with_cache(
         results.append(facts)
         if facts is None:
             stale.append(index)
+    report("DEBUG", f"lkm cache: read {len(stale)} of {len(paths)} modules")
     if stale:
         for index, fresh in zip(stale, scan([paths[i] for i in stale]), strict=True):
             results[index] = fresh

@@ -1,0 +1,104 @@
+"""Incremental depmod: the per-module cache is used only when sound."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from test_depmod_vs_kmod import BINARY, TEXT, tree_copy
+
+from lkm.testing.debian_kernels import KernelFixture
+from lkm.workflows.depmod_cache import cache_path
+from lkm.workflows.depmod_run import DepmodSettings, run_depmod
+
+FILES = (*TEXT, *BINARY, "modules.weakdep")
+
+
+def _run(root: Path, version: str, cache: Path | None) -> tuple[dict[str, bytes], list[str]]:
+    messages: list[str] = []
+    settings = DepmodSettings(
+        version=version,
+        basedir=str(root),
+        use_cache=cache is not None,
+        cache_dir=str(cache) if cache else None,
+    )
+    status = run_depmod(settings, lambda level, text: messages.append(f"{level}: {text}"))
+    assert status == 0, messages
+    moddir = root / "lib" / "modules" / version
+    return {name: (moddir / name).read_bytes() for name in FILES}, messages
+
+
+def _reads(messages: list[str]) -> str:
+    return next(m for m in messages if "lkm cache" in m)
+
+
+@pytest.fixture
+def tree(kernel_61: KernelFixture, tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    tree_copy(kernel_61, root)
+    return root
+
+
+def test_touching_one_module_rereads_only_it(
+    kernel_61: KernelFixture, tree: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    full, messages = _run(tree, kernel_61.version, cache)
+    assert _reads(messages).endswith(
+        f"read {len(kernel_61.modules())} of {len(kernel_61.modules())} modules"
+    )
+    loop = next((tree / "lib").rglob("loop.ko"))
+    os.utime(loop, (1 << 31, 1 << 31))
+    again, messages = _run(tree, kernel_61.version, cache)
+    assert _reads(messages).endswith(f"read 1 of {len(kernel_61.modules())} modules")
+    assert again == full
+
+
+def test_changed_module_is_read_again(kernel_61: KernelFixture, tree: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    _run(tree, kernel_61.version, cache)
+    # Replace the dummy module's content (a hard link: write a new file).
+    dummy = next((tree / "lib").rglob("dummy.ko"))
+    veth = next((tree / "lib").rglob("veth.ko"))
+    dummy.unlink()
+    shutil.copy(veth, dummy)
+    cached, messages = _run(tree, kernel_61.version, cache)
+    assert _reads(messages).endswith(f"read 1 of {len(kernel_61.modules())} modules")
+    uncached, _ = _run(tree, kernel_61.version, None)
+    assert cached == uncached
+    assert b"alias rtnl-link-veth dummy\n" in cached["modules.alias"]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "foreign", "bitflip"])
+def test_bad_cache_is_ignored(
+    kernel_61: KernelFixture, tree: Path, tmp_path: Path, damage: str
+) -> None:
+    cache = tmp_path / "cache"
+    full, _ = _run(tree, kernel_61.version, cache)
+    moddir = str(tree / "lib" / "modules" / kernel_61.version)
+    location = Path(cache_path(str(cache), moddir))
+    data = location.read_bytes()
+    if damage == "garbage":
+        location.write_bytes(b"\x00garbage" * 100)
+    elif damage == "truncated":
+        location.write_bytes(data[: len(data) // 2])
+    elif damage == "bitflip":
+        location.write_bytes(data[:-100] + bytes([data[-100] ^ 1]) + data[-99:])
+    else:
+        other = tmp_path / "other"
+        tree_copy(kernel_61, other)
+        shutil.copy(
+            location, cache_path(str(cache), str(other / "lib" / "modules" / kernel_61.version))
+        )
+        outputs, messages = _run(other, kernel_61.version, cache)
+        assert _reads(messages).endswith(
+            f"read {len(kernel_61.modules())} of {len(kernel_61.modules())} modules"
+        )
+        return
+    again, messages = _run(tree, kernel_61.version, cache)
+    assert _reads(messages).endswith(
+        f"read {len(kernel_61.modules())} of {len(kernel_61.modules())} modules"
+    )
+    assert again == full
