@@ -92,7 +92,7 @@ def test_bad_cache_is_ignored(
         shutil.copy(
             location, cache_path(str(cache), str(other / "lib" / "modules" / kernel_61.version))
         )
-        outputs, messages = _run(other, kernel_61.version, cache)
+        _outputs, messages = _run(other, kernel_61.version, cache)
         assert _reads(messages).endswith(
             f"read {len(kernel_61.modules())} of {len(kernel_61.modules())} modules"
         )
