@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_depmod_vs_kmod import BINARY, TEXT, tree_copy
+from test_depmod_vs_kmod import BINARY, TEXT, detach, tree_copy
 
 from lkm.testing.debian_kernels import KernelFixture
 from lkm.workflows.depmod_cache import cache_path
@@ -49,7 +49,7 @@ def test_touching_one_module_rereads_only_it(
     assert _reads(messages).endswith(
         f"read {len(kernel_61.modules())} of {len(kernel_61.modules())} modules"
     )
-    loop = next((tree / "lib").rglob("loop.ko"))
+    loop = detach(next((tree / "lib").rglob("loop.ko")))
     os.utime(loop, (1 << 31, 1 << 31))
     again, messages = _run(tree, kernel_61.version, cache)
     assert _reads(messages).endswith(f"read 1 of {len(kernel_61.modules())} modules")

@@ -39,6 +39,15 @@ def tree_copy(kernel: KernelFixture, root: Path) -> Path:
     return target
 
 
+def detach(path: Path) -> Path:
+    """Give a hard-linked file its own inode, so changing its times or
+    content cannot reach the shared fixture."""
+    data = path.read_bytes()
+    path.unlink()
+    path.write_bytes(data)
+    return path
+
+
 def _kernel(kernels: list[KernelFixture], label: str) -> KernelFixture:
     return next(k for k in kernels if k.label == label)
 

@@ -89,7 +89,7 @@ def _absolute(path: str) -> str:
 
 def parse_args(args: list[str], argv0: str, log: Logger, out: BinaryIO) -> DepmodSettings | int:
     """Settings, or an exit status when there is nothing more to do."""
-    opts = DepmodSettings(version="")
+    opts = DepmodSettings(version="", all=False)
     parsed, operands = parse(argv0, args, SHORTOPTS, LONGOPTS)
     for opt, value in parsed:
         if opt in ("-a", "--all"):

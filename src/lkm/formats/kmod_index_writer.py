@@ -44,6 +44,7 @@ class _Node:
     def __init__(self, prefix: bytes, values: list[IndexValue]) -> None:
         self.prefix = prefix
         self.values = values
+        # Filled in ascending character order (the keys are sorted).
         self.children: dict[int, _Node] = {}
         self.size = 0  # bytes of this node alone
         self.total = 0  # bytes of this node and everything below it
@@ -139,23 +140,31 @@ def _measure(root: _Node) -> None:
         stack.extend(node.children.values())
     for node in reversed(order):
         size = len(node.prefix) + 1 if node.prefix else 0
+        total = 0
         if node.children:
-            size += 2 + 4 * (max(node.children) - min(node.children) + 1)
+            chars = list(node.children)
+            size += 2 + 4 * (chars[-1] - chars[0] + 1)
+            for child in node.children.values():
+                total += child.total
         if node.values:
             # count, then per value: priority, string, NUL
-            size += 4 + sum(4 + len(v.value.encode()) + 1 for v in node.values)
+            size += 4 + sum(5 + len(v.value) for v in node.values)
         node.size = size
-        node.total = size + sum(child.total for child in node.children.values())
+        node.total = size + total
 
 
-def _node_bytes(node: _Node, child_offsets: dict[int, int]) -> bytes:
+def _node_bytes(node: _Node, child_offsets: list[int]) -> bytes:
+    """A node's bytes; ``child_offsets`` in character order, one per child."""
     parts: list[bytes] = []
     if node.prefix:
         parts.append(node.prefix + b"\0")
     if node.children:
-        first, last = min(node.children), max(node.children)
-        parts.append(bytes((first, last)))
-        parts.append(b"".join(_U32.pack(child_offsets.get(ch, 0)) for ch in range(first, last + 1)))
+        chars = list(node.children)
+        first, last = chars[0], chars[-1]
+        table = [0] * (last - first + 1)
+        for char, offset in zip(chars, child_offsets, strict=True):
+            table[char - first] = offset
+        parts.append(bytes((first, last)) + struct.pack(f">{len(table)}I", *table))
     if node.values:
         parts.append(_U32.pack(len(node.values)))
         for value in node.values:
@@ -168,15 +177,13 @@ def _write_pre_order(root: _Node, out: bytearray) -> None:
     stack = [root]
     while stack:
         node = stack.pop()
-        offset = len(out)
-        child_offsets: dict[int, int] = {}
-        below = offset + node.size
-        for ch in sorted(node.children):
-            child = node.children[ch]
-            child_offsets[ch] = below | child.flags
+        offsets = []
+        below = len(out) + node.size
+        for child in node.children.values():
+            offsets.append(below | child.flags)
             below += child.total
-        out += _node_bytes(node, child_offsets)
-        stack.extend(node.children[ch] for ch in sorted(node.children, reverse=True))
+        out += _node_bytes(node, offsets)
+        stack.extend(reversed(node.children.values()))
 
 
 def _write_post_order(root: _Node, out: bytearray) -> int:
@@ -190,9 +197,9 @@ def _write_post_order(root: _Node, out: bytearray) -> int:
         node, children_written = stack.pop()
         if not children_written:
             stack.append((node, True))
-            stack.extend((node.children[ch], False) for ch in sorted(node.children, reverse=True))
+            stack.extend((child, False) for child in reversed(node.children.values()))
             continue
-        child_offsets = {ch: offsets[id(child)] for ch, child in node.children.items()}
+        child_offsets = [offsets[id(child)] for child in node.children.values()]
         offsets[id(node)] = len(out) | node.flags
         out += _node_bytes(node, child_offsets)
     return offsets[id(root)]

@@ -191,6 +191,8 @@ def normalize_alias(alias: str) -> str:
 
     Raises ValueError for a ']' without '[' or an unclosed '['.
     """
+    if "[" not in alias and "]" not in alias:
+        return alias.replace("-", "_")  # the common case, done in C
     out: list[str] = []
     i, n = 0, len(alias)
     while i < n:
