@@ -24,6 +24,7 @@ from lkm.errors import LkmError
 from lkm.formats.kmod_hash import hash_order
 from lkm.formats.kmod_index_writer import IndexBuilder, Layout
 from lkm.model.moddir import normalize_alias
+from lkm.system.fork import split_map
 from lkm.workflows.depmod_discover import FoundModule
 from lkm.workflows.depmod_scan import ModuleFacts, ScanFailure
 
@@ -346,16 +347,17 @@ def render(
             for name in symbol_order
         ]
     )
+    if binary:
+        _render_binary(
+            resolved, deps, aliases, symbol_order, moddir, report, layout, warn_dups, files
+        )
+    # Last, as kmod writes modules.devname (and reports its problems) last.
     devnames = devname_lines(resolved, report)
     files["modules.devname"] = (
         _text(["# Device nodes to trigger on-demand module loading.", *devnames])
         if devnames
         else b""
     )
-    if binary:
-        _render_binary(
-            resolved, deps, aliases, symbol_order, moddir, report, layout, warn_dups, files
-        )
     return Outputs(files)
 
 
@@ -374,30 +376,74 @@ def _render_binary(
     warn_dups: bool,
     files: dict[str, bytes | None],
 ) -> None:
+    """The five binary indexes; the largest (aliases) built on the other core.
+
+    Each index's messages are collected and replayed in kmod's file order,
+    so the output on stderr does not depend on which process built what.
+    """
     modules = resolved.modules
-    dep_index = IndexBuilder()
-    for index, (module, line) in enumerate(zip(modules, deps, strict=True)):
-        if dep_index.insert(module.name, line, index) and warn_dups:
-            report("WARNING", f"duplicate module deps:\n{line}")
-    files["modules.dep.bin"] = dep_index.to_bytes(layout)
-    alias_index = IndexBuilder()
-    for alias, name, index in aliases:
-        try:
-            key = normalize_alias(alias)
-        except ValueError:
-            report("WARNING", f"Unmatched bracket in {alias}")
-            continue
-        if alias_index.insert(key, name, index) and warn_dups:
-            report("WARNING", f"duplicate module alias:\n{key} {name}")
-    files["modules.alias.bin"] = alias_index.to_bytes(layout)
-    symbol_index = IndexBuilder()
-    for name in symbol_order:
-        owner = resolved.symbols[name][0]
-        if symbol_index.insert(f"symbol:{name}", modules[owner].name, owner) and warn_dups:
-            report("WARNING", f"duplicate module syms:\nsymbol:{name} {modules[owner].name}")
-    files["modules.symbols.bin"] = symbol_index.to_bytes(layout)
-    files["modules.builtin.bin"] = _builtin_index(moddir, report, layout)
-    files["modules.builtin.alias.bin"] = _builtin_alias_index(moddir, report, layout)
+
+    def dep_bin(note: Report) -> bytes:
+        index = IndexBuilder()
+        for position, (module, line) in enumerate(zip(modules, deps, strict=True)):
+            if index.insert(module.name, line, position) and warn_dups:
+                note("WARNING", f"duplicate module deps:\n{line}")
+        return index.to_bytes(layout)
+
+    def alias_bin(note: Report) -> bytes:
+        index = IndexBuilder()
+        for alias, name, position in aliases:
+            try:
+                key = normalize_alias(alias)
+            except ValueError:
+                note("WARNING", f"Unmatched bracket in {alias}")
+                continue
+            if index.insert(key, name, position) and warn_dups:
+                note("WARNING", f"duplicate module alias:\n{key} {name}")
+        return index.to_bytes(layout)
+
+    def symbols_bin(note: Report) -> bytes:
+        index = IndexBuilder()
+        for name in symbol_order:
+            owner = resolved.symbols[name][0]
+            if index.insert(f"symbol:{name}", modules[owner].name, owner) and warn_dups:
+                note("WARNING", f"duplicate module syms:\nsymbol:{name} {modules[owner].name}")
+        return index.to_bytes(layout)
+
+    builders: dict[str, Callable[[Report], bytes]] = {
+        "modules.dep.bin": dep_bin,
+        "modules.symbols.bin": symbols_bin,
+        "modules.builtin.bin": lambda note: _builtin_index(moddir, note, layout),
+        "modules.builtin.alias.bin": lambda note: _builtin_alias_index(moddir, note, layout),
+        "modules.alias.bin": alias_bin,  # last: the part the worker takes
+    }
+
+    def build(names: Sequence[str]) -> list[tuple[str, bytes, list[tuple[str, str]]]]:
+        built = []
+        for name in names:
+            notes: list[tuple[str, str]] = []
+            data = builders[name](_collector(notes))
+            built.append((name, data, notes))
+        return built
+
+    results = {
+        name: (data, notes)
+        for part in split_map(list(builders), build, min_items=1, parent_share=0.8)
+        for name, data, notes in part
+    }
+    for name in OUTPUT_FILES:
+        if name in results:
+            data, notes = results[name]
+            for level, text in notes:
+                report(level, text)
+            files[name] = data
+
+
+def _collector(notes: list[tuple[str, str]]) -> Report:
+    def note(level: str, text: str) -> None:
+        notes.append((level, text))
+
+    return note
 
 
 def _read_input(moddir: str, name: str, report: Report) -> bytes | None:
