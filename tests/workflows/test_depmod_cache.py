@@ -56,6 +56,26 @@ def test_touching_one_module_rereads_only_it(
     assert again == full
 
 
+def test_rendered_outputs_reused_only_when_inputs_match(
+    kernel_61: KernelFixture, tree: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    first, _ = _run(tree, kernel_61.version, cache)
+    moddir = tree / "lib" / "modules" / kernel_61.version
+    for name in FILES:
+        (moddir / name).unlink()
+    again, _ = _run(tree, kernel_61.version, cache)  # outputs from the cache
+    assert again == first
+    builtin = moddir / "modules.builtin"
+    text = builtin.read_text()
+    builtin.unlink()  # a hard link: replace, do not edit
+    builtin.write_text(text.replace("kernel/mm/zbud.ko\n", ""))
+    changed, _ = _run(tree, kernel_61.version, cache)
+    assert changed["modules.builtin.bin"] != first["modules.builtin.bin"]
+    uncached, _ = _run(tree, kernel_61.version, None)
+    assert changed == uncached
+
+
 def test_changed_module_is_read_again(kernel_61: KernelFixture, tree: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     _run(tree, kernel_61.version, cache)
@@ -82,10 +102,14 @@ def test_bad_cache_is_ignored(
     data = location.read_bytes()
     if damage == "garbage":
         location.write_bytes(b"\x00garbage" * 100)
+        Path(f"{location}.out").write_bytes(b"\x00garbage" * 100)
     elif damage == "truncated":
         location.write_bytes(data[: len(data) // 2])
     elif damage == "bitflip":
         location.write_bytes(data[:-100] + bytes([data[-100] ^ 1]) + data[-99:])
+        out = Path(f"{location}.out")
+        rendered = out.read_bytes()
+        out.write_bytes(rendered[:-50] + bytes([rendered[-50] ^ 1]) + rendered[-49:])
     else:
         other = tmp_path / "other"
         tree_copy(kernel_61, other)

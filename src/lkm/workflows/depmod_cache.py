@@ -58,35 +58,97 @@ def _header(moddir: str) -> bytes:
     )
 
 
-def load(path: str, moddir: str) -> dict[str, Entry]:
-    """Entries of a cache file that this lkm wrote for ``moddir``, else {}."""
+def _load_payload(path: str, moddir: str) -> object:
+    """What :func:`_save_payload` stored for ``moddir``, or None if anything
+    about the file is wrong (missing, foreign, stale format, damaged)."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError:
-        return {}
+        return None
     header = _header(moddir)
     if not data.startswith(header) or len(data) < len(header) + 32:
-        return {}
+        return None
     digest = data[len(header) : len(header) + 32]
     payload = data[len(header) + 32 :]
     if hashlib.sha256(payload).digest() != digest:
-        return {}
+        return None
     try:
-        entries = marshal.loads(payload)
+        return marshal.loads(payload)
     except (EOFError, ValueError, TypeError):
-        return {}
-    return entries if isinstance(entries, dict) else {}
+        return None
 
 
-def save(path: str, moddir: str, entries: dict[str, Entry]) -> None:
-    payload = marshal.dumps(entries)
+def _save_payload(path: str, moddir: str, value: object) -> None:
+    payload = marshal.dumps(value)  # type: ignore[arg-type]
     data = _header(moddir) + hashlib.sha256(payload).digest() + payload
     os.makedirs(os.path.dirname(path), exist_ok=True)
     temporary = f"{path}.{os.getpid()}.tmp"
     with open(temporary, "wb") as f:
         f.write(data)
     os.replace(temporary, path)
+
+
+def load(path: str, moddir: str) -> dict[str, Entry]:
+    """Entries of a cache file that this lkm wrote for ``moddir``, else {}."""
+    entries = _load_payload(path, moddir)
+    return entries if isinstance(entries, dict) else {}
+
+
+def save(path: str, moddir: str, entries: dict[str, Entry]) -> None:
+    _save_payload(path, moddir, entries)
+
+
+# -- rendered outputs --------------------------------------------------------
+#
+# Rendering the binary indexes is most of an incremental run. When every
+# input of rendering is what it was last time — same modules, same facts,
+# same built-in lists, same options — the files are the ones written last
+# time: keep them (and the messages rendering printed) keyed by a digest
+# of those inputs.
+
+Messages = list[tuple[str, str]]
+
+
+def outputs_key(parts: object) -> bytes:
+    """Digest of everything rendering reads (marshal-able data)."""
+    return hashlib.sha256(marshal.dumps(parts)).digest()  # type: ignore[arg-type]
+
+
+def load_outputs(
+    cache_dir: str | None, moddir: str, key: bytes
+) -> tuple[dict[str, bytes | None], Messages] | None:
+    value = _load_payload(cache_path(cache_dir or default_cache_dir(), moddir) + ".out", moddir)
+    if not isinstance(value, tuple) or len(value) != 3 or value[0] != key:
+        return None
+    _, files, messages = value
+    if not isinstance(files, dict) or not isinstance(messages, list):
+        return None
+    if not all(
+        isinstance(k, str) and (v is None or isinstance(v, bytes)) for k, v in files.items()
+    ):
+        return None
+    if not all(
+        isinstance(m, tuple) and len(m) == 2 and all(isinstance(x, str) for x in m)
+        for m in messages
+    ):
+        return None
+    return files, messages
+
+
+def save_outputs(
+    cache_dir: str | None,
+    moddir: str,
+    key: bytes,
+    files: dict[str, bytes | None],
+    messages: Messages,
+    report: Report,
+) -> None:
+    location = cache_path(cache_dir or default_cache_dir(), moddir) + ".out"
+    try:
+        _save_payload(location, moddir, (key, files, messages))
+    except OSError as exc:
+        report("INFO", f"could not write the lkm cache {location}: {exc.strerror}")
 
 
 def _facts_from_entry(value: tuple[object, ...]) -> ModuleFacts | None:

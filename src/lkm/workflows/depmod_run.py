@@ -20,6 +20,8 @@ from lkm.workflows.depmod import (
     TEXT_FILES,
     DependencyCycle,
     KernelSymbols,
+    Outputs,
+    Resolved,
     render,
     resolve,
     write_outputs,
@@ -140,6 +142,54 @@ def _discover(settings: DepmodSettings, report: Report) -> Discovery:
     return discovery
 
 
+def _builtin_inputs(moddir: str) -> list[bytes | None]:
+    inputs: list[bytes | None] = []
+    for name in ("modules.builtin", "modules.builtin.modinfo"):
+        try:
+            with open(f"{moddir}/{name}", "rb") as f:
+                inputs.append(f.read())
+        except OSError:
+            inputs.append(None)
+    return inputs
+
+
+def _render_or_reuse(
+    settings: DepmodSettings, resolved: Resolved, moddir: str, report: Report
+) -> Outputs:
+    """Render, or take last run's files when every input is the same."""
+    binary = not settings.dry_run
+    if not settings.use_cache or not binary:
+        return render(resolved, moddir, report, settings.layout, settings.warn_dups, binary)
+    from lkm.workflows.depmod_cache import load_outputs, outputs_key, save_outputs
+
+    key = outputs_key(
+        (
+            settings.layout.value,
+            settings.warn_dups,
+            settings.prefix,
+            moddir,
+            [(m.name, m.path, m.relpath) for m in resolved.modules],
+            [None if f is None else (f.modinfo, f.exports, f.needed) for f in resolved.facts],
+            _builtin_inputs(moddir),
+        )
+    )
+    cached = load_outputs(settings.cache_dir, moddir, key)
+    if cached is not None:
+        files, replayed = cached
+        for level, text in replayed:
+            report(level, text)
+        return Outputs(files)
+    captured: list[tuple[str, str]] = []
+
+    def capture(level: str, text: str) -> None:
+        captured.append((level, text))
+        report(level, text)
+
+    outputs = render(resolved, moddir, capture, settings.layout, settings.warn_dups, binary)
+    save_outputs(settings.cache_dir, moddir, key, outputs.files, captured, report)
+    return outputs
+
+
 def run_depmod(
     settings: DepmodSettings,
     report: Report,
@@ -172,14 +222,7 @@ def run_depmod(
         for line in cycle.lines:
             report("ERROR", line)
         return 1
-    outputs = render(
-        resolved,
-        moddir,
-        report,
-        settings.layout,
-        settings.warn_dups,
-        binary=not settings.dry_run,
-    )
+    outputs = _render_or_reuse(settings, resolved, moddir, report)
     if settings.dry_run:
         if stdout is not None:
             stdout(b"".join(outputs.files[name] or b"" for name in TEXT_FILES))
