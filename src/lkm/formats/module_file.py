@@ -150,7 +150,12 @@ class ModuleImage:
         return list(zip(flat[0::2], names, strict=True))
 
     def exports(self) -> list[Symbol]:
-        """Exported symbols with CRCs.
+        """Exported symbols with CRCs (see :meth:`export_entries`)."""
+        return [Symbol(name, crc, bind) for name, crc, bind in self.export_entries()]
+
+    def export_entries(self) -> list[tuple[str, int, Bind]]:
+        """Exported symbols as (name, crc, bind) tuples: what depmod reads
+        from thousands of modules, without an object per symbol.
 
         From ``__crc_*`` symbols in ``.symtab`` when there are any (the CRC
         is the symbol value, or the u32 it points at inside a section);
@@ -165,7 +170,7 @@ class ModuleImage:
                 name = table.name(row)
                 assert name is not None
                 result.append(
-                    Symbol(
+                    (
                         name[len(_CRC_PREFIX) :],
                         self._resolve_crc(table.values[row], table.shndxs[row]),
                         _bind(table.infos[row] >> 4),
@@ -187,7 +192,7 @@ class ModuleImage:
             return 0xFFFFFFFFFFFFFFFF
         return self.elf.uint(offset + value, 4)
 
-    def _ksymtab_strings(self) -> list[Symbol]:
+    def _ksymtab_strings(self) -> list[tuple[str, int, Bind]]:
         raw = self.elf.section_data("__ksymtab_strings")
         if not raw:
             return []
@@ -195,13 +200,21 @@ class ModuleImage:
         if len(text) <= 1:
             return []
         return [
-            Symbol(name, 0, Bind.GLOBAL)
+            (name, 0, Bind.GLOBAL)
             for name in text.decode("utf-8", "surrogateescape").split("\0")
             if name
         ]
 
     def needed(self) -> list[Symbol]:
-        """Symbols the module imports, with CRCs from ``__versions``.
+        """Symbols the module imports, with CRCs (see :meth:`needed_entries`)."""
+        return [
+            Symbol(name, crc, Bind.WEAK if weak else Bind.UNDEF)
+            for name, crc, weak in self.needed_entries()
+        ]
+
+    def needed_entries(self) -> list[tuple[str, int, bool]]:
+        """(name, crc, weak) of the symbols the module imports, with CRCs
+        from ``__versions``.
 
         Undefined ``.symtab`` entries in table order (weak ones marked
         WEAK), then the ``__versions`` entries no symbol referred to
@@ -219,7 +232,7 @@ class ModuleImage:
             first_crc.setdefault(version_name, (position, crc))
         skip_registers = self.elf.machine in (EM_SPARC, EM_SPARCV9)
         visited = [False] * len(versions)
-        result: list[Symbol] = []
+        result: list[tuple[str, int, bool]] = []
         for row in table.undefined_rows():
             info = table.infos[row]
             if skip_registers and info & 0xF == STT_REGISTER:
@@ -232,10 +245,10 @@ class ModuleImage:
             position, crc = first_crc.get(name, (-1, 0))
             if position >= 0:
                 visited[position] = True
-            result.append(Symbol(name, crc, Bind.WEAK if info >> 4 == 2 else Bind.UNDEF))
+            result.append((name, crc, info >> 4 == 2))
         for position, (crc, version_name) in enumerate(versions):
             if not visited[position]:
-                result.append(Symbol(version_name, crc, Bind.UNDEF))
+                result.append((version_name, crc, False))
         return result
 
 

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lkm.errors import FileFormatError, FormatError, LkmError
-from lkm.formats.elf import Bind
 from lkm.formats.module_file import open_module
 from lkm.system.fork import split_map
 
@@ -42,9 +41,9 @@ def read_facts(path: str) -> ModuleFacts | ScanFailure:
     try:
         with open_module(path) as module:
             modinfo = tuple(module.modinfo() or ())
-            exports = tuple((s.name, s.crc) for s in module.exports())
+            exports = tuple((name, crc) for name, crc, _ in module.export_entries())
             try:
-                needed = tuple((s.name, s.crc, s.bind is Bind.WEAK) for s in module.needed())
+                needed = tuple(module.needed_entries())
             except FormatError:
                 needed = ()  # no usable symbol table: no dependencies, as in kmod
             return ModuleFacts(modinfo, exports, needed)
