@@ -43,6 +43,10 @@ class ModuleFileNotFoundError(LkmError, FileNotFoundError):
         self.path = path
 
 
+class AliasError(LkmError, ValueError):
+    """A module alias that is not well formed (unbalanced brackets)."""
+
+
 class ModuleNotFound(LkmError, LookupError):
     """No module matches a name or alias in a module directory."""
 

@@ -14,8 +14,9 @@ import re
 
 from lkm import __version__
 from lkm.cli.options import UsageError, parse
+from lkm.errors import LkmError
 from lkm.formats.kmod_index_writer import Layout
-from lkm.workflows.depmod_run import DepmodFatal, DepmodSettings, run_depmod
+from lkm.workflows.depmod_run import DepmodSettings, run_depmod
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
@@ -168,6 +169,6 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
     except UsageError as exc:
         err.write(f"{exc}\n".encode())
         return 1
-    except (Fatal, DepmodFatal) as exc:
+    except (Fatal, LkmError) as exc:
         log("FATAL", str(exc))
         return 1

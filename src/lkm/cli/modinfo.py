@@ -23,7 +23,7 @@ from dataclasses import field as dataclass_field
 from lkm import __version__
 from lkm.cli.options import UsageError, parse
 from lkm.cli.workers import run_split
-from lkm.errors import LkmError
+from lkm.errors import AliasError, LkmError
 from lkm.formats.module_file import (
     ModuleFile,
     has_module_extension,
@@ -271,7 +271,7 @@ class Modinfo:
         else:
             try:
                 refs = self.moddir.lookup(arg)
-            except ValueError:
+            except AliasError:
                 raise Failed(f"Module alias {arg} not found.") from None
             if not refs:
                 raise Failed(f"Module {arg} not found.")

@@ -31,6 +31,8 @@ def header(data: bytes, offset: int, end: int) -> tuple[int, int, int]:
     pos = offset + 2
     if length > 0x7F:
         count = length - 0x80
+        if pos + count > end:
+            raise FormatError("truncated DER length")
         if count == 1:
             length = data[pos]
         elif count == 2:

@@ -15,7 +15,8 @@ a wildcard search that returns every value whose key pattern matches.
 The reader works on a buffer (bytes or mmap) and checks every offset; a
 malformed file raises :class:`~lkm.errors.IndexFormatError` and never reads
 garbage. Child offsets may point anywhere, so a corrupt file could form a
-cycle: walks are capped at a depth no real key reaches.
+cycle: every walk over a subtree remembers the nodes it has visited and
+stops at the first one reached twice.
 """
 
 from __future__ import annotations
@@ -199,14 +200,15 @@ class KmodIndex:
         priority, later finds first among equals.
         """
         out: list[IndexValue] = []
-        budget = _Budget(self)
         node = self._node(self.root)
         i = 0
+        # Each step consumes a key character, so this loop is bounded; the
+        # subtree walks check themselves for cycles.
         while node is not None:
             prefix = node.prefix
             for j, ch in enumerate(prefix):
                 if ch in "*?[":
-                    self._match_subtree(node, prefix[j:], key[i + j :], out, budget)
+                    self._match_subtree(node, prefix[j:], key[i + j :], out)
                     return out
                 if i + j >= len(key) or ch != key[i + j]:
                     return out
@@ -214,7 +216,7 @@ class KmodIndex:
             for wild in "*?[":
                 child = self._node(node.child(ord(wild)))
                 if child is not None:
-                    self._match_subtree(child, wild + child.prefix, key[i:], out, budget)
+                    self._match_subtree(child, wild + child.prefix, key[i:], out)
             if i == len(key):
                 for value in node.values:
                     insert_by_priority(out, value)
@@ -223,15 +225,24 @@ class KmodIndex:
             i += 1
         return out
 
-    def _match_subtree(
-        self, top: _Node, pattern: str, subkey: str, out: list[IndexValue], budget: _Budget
-    ) -> None:
+    def _unseen(self, offset: int, seen: set[int]) -> int:
+        """``offset``, recorded; within one walk a sound trie never reaches
+        a node twice, so a repeat means the child offsets form a cycle."""
+        masked = offset & NODE_MASK
+        if masked:
+            if masked in seen:
+                raise self._error(f"node at offset {masked} is reached twice (a cycle)")
+            seen.add(masked)
+        return offset
+
+    def _match_subtree(self, top: _Node, pattern: str, subkey: str, out: list[IndexValue]) -> None:
         """Match every key below ``top`` as a pattern against ``subkey``.
 
         Children in ascending order before the node itself (kmod's
         recursion order, which decides the order of equal priorities);
         iterative, so a deep trie cannot exhaust Python's stack.
         """
+        seen: set[int] = set()
         stack: list[tuple[_Node, str, bool]] = [(top, pattern, False)]
         while stack:
             node, pattern, children_done = stack.pop()
@@ -242,54 +253,28 @@ class KmodIndex:
                 continue
             stack.append((node, pattern, True))
             for ch in range(node.last, node.first - 1, -1):
-                child = self._node(node.children[ch - node.first])
+                child = self._node(self._unseen(node.children[ch - node.first], seen))
                 if child is not None:
-                    budget.spend()
                     stack.append((child, pattern + chr(ch) + child.prefix, False))
 
     # -- dump -----------------------------------------------------------------
 
     def items(self) -> Iterator[tuple[str, tuple[IndexValue, ...]]]:
         """Every (key, values) pair in trie order (kmod's index_dump order)."""
-        budget = _Budget(self)
-        stack: list[tuple[int, str]] = [(self.root, "")]
+        seen: set[int] = set()
+        stack: list[tuple[int, str]] = [(self._unseen(self.root, seen), "")]
         while stack:
             offset, key = stack.pop()
             node = self._node(offset)
             if node is None:
                 continue
-            budget.spend()
             key += node.prefix
             if node.values:
                 yield key, node.values
             for ch in range(node.last, node.first - 1, -1):
-                child = node.children[ch - node.first]
+                child = self._unseen(node.children[ch - node.first], seen)
                 if child & NODE_MASK:
                     stack.append((child, key + chr(ch)))
-
-
-class _Budget:
-    """Caps the nodes one walk may visit.
-
-    Every node but an empty root takes at least one byte, so a walk over a
-    sound file visits at most about one node per byte (twice, when a key's
-    own wildcard characters lead down both paths). Child offsets can point
-    anywhere, though: a corrupt file may form cycles, which this turns into
-    an error instead of an endless walk.
-    """
-
-    __slots__ = ("index", "left")
-
-    def __init__(self, index: KmodIndex) -> None:
-        self.index = index
-        self.left = 2 * len(index.data) + 16
-
-    def spend(self) -> None:
-        self.left -= 1
-        if self.left < 0:
-            raise self.index._error(
-                "the trie has a cycle (a walk visits more nodes than fit in the file)"
-            )
 
 
 class IndexFile(KmodIndex):

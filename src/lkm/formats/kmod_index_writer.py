@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import struct
 
+from lkm.errors import FormatError
 from lkm.formats.kmod_index import (
     INDEX_MAGIC,
     INDEX_VERSION,
@@ -74,7 +75,12 @@ class IndexBuilder:
         """
         for text in (key, value):
             if not text.isascii():
-                raise ValueError(f"only 7-bit ASCII can be indexed: {text!r}")
+                bad = next(c for c in text if not c.isascii())
+                # kmod's wording (depmod index__checkstring)
+                raise FormatError(
+                    f"Module index: bad character '{bad}'=0x{ord(bad):x} - "
+                    f"only 7-bit ASCII is supported: {text}"
+                )
         values = self._entries.setdefault(key, [])
         duplicate = any(v.value == value for v in values)
         insert_by_priority(values, IndexValue(priority, value))

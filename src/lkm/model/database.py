@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from lkm.errors import ModuleNotFound
+from lkm.errors import AliasError, ModuleNotFound
 from lkm.formats.module_file import module_name_from_path, open_module
 from lkm.model.moddir import ModuleDirectory, normalize_modname
 
@@ -186,7 +186,7 @@ class ModuleDatabase:
     def _resolve(self, request: str) -> list[str]:
         try:
             return self.modules_for(request)
-        except ValueError:  # not even a valid alias (unbalanced brackets)
+        except AliasError:  # not even a valid alias (unbalanced brackets)
             return []
 
     def _add_module(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from lkm.errors import IndexFormatError, LkmError
+from lkm.errors import AliasError, FileFormatError, IndexFormatError
 from lkm.formats.builtin_modinfo import builtin_table
 from lkm.formats.kmod_index import IndexFile, IndexValue, KmodIndex
 
@@ -133,8 +133,13 @@ class ModuleDirectory:
         """
         if self._builtin_modinfo is None:
             path = f"{self.path}/modules.builtin.modinfo"
-            with open(path, "rb") as f:
-                self._builtin_modinfo = builtin_table(f.read())
+            try:
+                with open(path, "rb") as f:
+                    self._builtin_modinfo = builtin_table(f.read())
+            except FileNotFoundError:
+                raise
+            except OSError as exc:
+                raise FileFormatError(path, exc.strerror or str(exc)) from None
         return self._builtin_modinfo.get(name)
 
     # -- kmod's lookups ----------------------------------------------------------
@@ -158,7 +163,7 @@ class ModuleDirectory:
         modules.dep by name, then modules.symbols for ``symbol:`` keys, then
         modules.alias patterns, then modules.builtin, then
         modules.builtin.alias; the first source with an answer wins.
-        Raises ValueError for an alias with unbalanced brackets.
+        Raises AliasError for an alias with unbalanced brackets.
         """
         key = normalize_alias(alias)
         if ":" not in key:
@@ -189,7 +194,7 @@ def normalize_modname(name: str) -> str:
 def normalize_alias(alias: str) -> str:
     """kmod's alias_normalize: '-' → '_' outside brackets.
 
-    Raises ValueError for a ']' without '[' or an unclosed '['.
+    Raises AliasError for a ']' without '[' or an unclosed '['.
     """
     if "[" not in alias and "]" not in alias:
         return alias.replace("-", "_")  # the common case, done in C
@@ -200,11 +205,11 @@ def normalize_alias(alias: str) -> str:
         if c == "-":
             out.append("_")
         elif c == "]":
-            raise ValueError(f"unbalanced ']' in alias {alias!r}")
+            raise AliasError(f"unbalanced ']' in alias {alias!r}")
         elif c == "[":
             end = alias.find("]", i)
             if end < 0:
-                raise ValueError(f"unclosed '[' in alias {alias!r}")
+                raise AliasError(f"unclosed '[' in alias {alias!r}")
             out.append(alias[i : end + 1])
             i = end
         else:
@@ -214,7 +219,6 @@ def normalize_alias(alias: str) -> str:
 
 
 __all__ = [
-    "LkmError",
     "ModuleDirectory",
     "ModuleRef",
     "module_dir_path",

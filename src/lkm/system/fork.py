@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import struct
 from collections.abc import Callable, Sequence
+
+from lkm.errors import LkmError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
@@ -25,11 +28,15 @@ if TYPE_CHECKING:
 _LENGTH = struct.Struct("<Q")
 
 
-class WorkerError(RuntimeError):
-    """The forked worker died or sent back something unreadable."""
+class WorkerError(LkmError, RuntimeError):
+    """The forked worker failed: its own error message, or that it died."""
 
 
 def jobs() -> int:
+    """Processes to use: ``LKM_JOBS`` (1 turns parallelism off), else up to 2.
+
+    Work is only ever split in two; larger values mean "parallel".
+    """
     env = os.environ.get("LKM_JOBS", "")
     if env.isdigit() and int(env) > 0:
         return int(env)
@@ -44,46 +51,65 @@ def split_map(
 ) -> list[R]:
     """``[work(first part), work(second part)]``, the second in a child.
 
-    With fewer than ``min_items`` items, or parallelism off, returns
-    ``[work(items)]``. Exceptions in the child are re-raised in the parent
-    as they were (they travel pickled), so callers see one error path.
+    With fewer than ``min_items`` items, parallelism off (or fork
+    impossible), returns ``[work(items)]``. An LkmError in the child comes
+    back as a WorkerError with its message; anything else (a bug) as a
+    RuntimeError carrying the child's traceback.
     """
     if len(items) < min_items or jobs() < 2 or not hasattr(os, "fork"):
         return [work(items)]
     split = int(len(items) * parent_share)
     read_end, write_end = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        return [work(items)]  # no second process to be had: do it all here
     if pid == 0:  # pragma: no cover - runs in the child
         os.close(read_end)
         _child(work, items[split:], write_end)
     os.close(write_end)
+    finished = False
     try:
         first = work(items[:split])
         payload = _read_all(read_end)
+        finished = True
     finally:
         os.close(read_end)
+        if not finished:
+            os.kill(pid, signal.SIGKILL)  # our half failed: theirs is moot
         _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0 or len(payload) < _LENGTH.size:
         raise WorkerError("worker process failed")
-    ok, second = pickle.loads(payload[_LENGTH.size :])
+    try:
+        ok, second = pickle.loads(payload[_LENGTH.size :])
+    except Exception as exc:
+        raise WorkerError(f"worker result unreadable: {exc}") from None
     if not ok:
-        raise second
+        kind, message = second
+        if kind == "lkm":
+            raise WorkerError(message)
+        raise RuntimeError(f"worker process raised:\n{message}")  # a bug: keep its traceback
     return [first, second]
 
 
-def _child(
-    work: Callable[[Sequence[T]], R], items: Sequence[T], fd: int
-) -> None:  # pragma: no cover
+def _child(work: Callable[[Sequence[T]], R], items: Sequence[T], fd: int) -> None:
+    """Runs in the forked child: do the work, send the result, exit."""
     code = 0
     try:
         try:
             result: tuple[bool, object] = (True, work(items))
-        except BaseException as exc:  # sent to the parent, raised there
-            result = (False, exc)
+        except LkmError as exc:
+            result = (False, ("lkm", str(exc)))
+        except BaseException:
+            import traceback
+
+            result = (False, ("bug", traceback.format_exc()))
         try:
             data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
-            data = pickle.dumps((False, WorkerError(f"worker result not picklable: {exc}")))
+            data = pickle.dumps((False, ("lkm", f"worker result not picklable: {exc}")))
         view = memoryview(_LENGTH.pack(len(data)) + data)
         while view:
             view = view[os.write(fd, view) :]

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from lkm.errors import LkmError
+from lkm.errors import AliasError, LkmError
 from lkm.formats.kmod_hash import hash_order
 from lkm.formats.kmod_index_writer import IndexBuilder, Layout
 from lkm.model.moddir import normalize_alias
@@ -395,7 +395,7 @@ def _render_binary(
         for alias, name, position in aliases:
             try:
                 key = normalize_alias(alias)
-            except ValueError:
+            except AliasError:
                 note("WARNING", f"Unmatched bracket in {alias}")
                 continue
             if index.insert(key, name, position) and warn_dups:
@@ -483,7 +483,7 @@ def _builtin_alias_index(moddir: str, report: Report, layout: Layout) -> bytes:
             continue
         try:
             alias = normalize_alias(value)
-        except ValueError:
+        except AliasError:
             report("WARNING", f"Unmatched bracket in {value}")
             continue
         index.insert(alias, module, 0)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from lkm.errors import LkmError
 from lkm.formats.kernel_symbols import parse_symvers, parse_system_map
 from lkm.formats.kmod_index_writer import Layout
 from lkm.formats.module_file import has_module_extension
@@ -31,7 +32,7 @@ from lkm.workflows.depmod_discover import Discovery, module_array, read_modules_
 Report = Callable[[str, str], None]
 
 
-class DepmodFatal(Exception):
+class DepmodFatal(LkmError):
     """A FATAL condition: the message, then exit status 1."""
 
 
@@ -196,7 +197,9 @@ def run_depmod(
     show: Callable[[str], None] | None = None,
     stdout: Callable[[bytes], None] | None = None,
 ) -> int:
-    """One run; returns the exit status. Raises DepmodFatal for FATAL errors."""
+    """One run; returns the exit status. Raises DepmodFatal (or another
+    LkmError) for FATAL errors. ``settings`` is not changed."""
+    settings = replace(settings)
     moddir = settings.input_dir
     if settings.quick:
         if settings.dry_run or up_to_date(moddir, report):
@@ -227,5 +230,10 @@ def run_depmod(
         if stdout is not None:
             stdout(b"".join(outputs.files[name] or b"" for name in TEXT_FILES))
         return 0
-    write_outputs(outputs, settings.output_dir)
+    try:
+        write_outputs(outputs, settings.output_dir)
+    except OSError as exc:
+        raise DepmodFatal(
+            f"could not write the indexes in {settings.output_dir}: {exc.strerror or exc}"
+        ) from None
     return 0
