@@ -24,6 +24,7 @@ from lkm.errors import AliasError, LkmError
 from lkm.formats.kmod_hash import hash_order
 from lkm.formats.kmod_index_writer import IndexBuilder, Layout
 from lkm.model.moddir import normalize_alias
+from lkm.system.atomic import replace_file
 from lkm.system.fork import split_map
 from lkm.workflows.depmod_discover import FoundModule
 from lkm.workflows.depmod_scan import ModuleFacts, ScanFailure
@@ -507,15 +508,4 @@ def write_outputs(outputs: Outputs, outdir: str) -> None:
         if data is None:
             continue
         target = f"{outdir}/{name}"
-        temporary = f"{target}.{suffix}"
-        fd = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        except BaseException:
-            os.close(fd)
-            os.unlink(temporary)
-            raise
-        os.close(fd)
-        os.rename(temporary, target)
+        replace_file(target, data, f"{target}.{suffix}")

@@ -23,6 +23,7 @@ import os
 from collections.abc import Callable, Sequence
 
 from lkm import __version__
+from lkm.system.atomic import replace_file
 from lkm.workflows.depmod_discover import FoundModule
 from lkm.workflows.depmod_scan import ModuleFacts, ScanFailure, scan
 
@@ -83,10 +84,7 @@ def _save_payload(path: str, moddir: str, value: object) -> None:
     payload = marshal.dumps(value)  # type: ignore[arg-type]
     data = _header(moddir) + hashlib.sha256(payload).digest() + payload
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    temporary = f"{path}.{os.getpid()}.tmp"
-    with open(temporary, "wb") as f:
-        f.write(data)
-    os.replace(temporary, path)
+    replace_file(path, data, f"{path}.{os.getpid()}.tmp")
 
 
 def load(path: str, moddir: str) -> dict[str, Entry]:
