@@ -19,20 +19,9 @@ from pathlib import Path
 from test_depmod_vs_kmod import tree_copy
 
 from lkm.testing.debian_kernels import KernelFixture
+from lkm.workflows.depmod import OUTPUT_FILES
 
-FILES = (
-    "modules.dep",
-    "modules.dep.bin",
-    "modules.alias",
-    "modules.alias.bin",
-    "modules.softdep",
-    "modules.weakdep",
-    "modules.symbols",
-    "modules.symbols.bin",
-    "modules.builtin.bin",
-    "modules.builtin.alias.bin",
-    "modules.devname",
-)
+FILES = OUTPUT_FILES
 ROUNDS = 12
 
 

@@ -323,22 +323,8 @@ def render(
     files["modules.alias"] = _text(
         ["# Aliases extracted from modules themselves."] + [f"alias {a} {m}" for a, m, _ in aliases]
     )
-    files["modules.softdep"] = _text(
-        ["# Soft dependencies extracted from modules themselves."]
-        + [
-            f"softdep {module.name} {value}"
-            for module, info in zip(modules, facts, strict=True)
-            for value in _modinfo_values(info, "softdep")
-        ]
-    )
-    files["modules.weakdep"] = _text(
-        ["# Weak dependencies extracted from modules themselves."]
-        + [
-            f"weakdep {module.name} {value}"
-            for module, info in zip(modules, facts, strict=True)
-            for value in _modinfo_values(info, "weakdep")
-        ]
-    )
+    files["modules.softdep"] = _soft_dependencies(resolved, "softdep", "Soft")
+    files["modules.weakdep"] = _soft_dependencies(resolved, "weakdep", "Weak")
     owned = [name for name, (owner, _) in resolved.symbols.items() if owner != KERNEL]
     symbol_order = hash_order(owned, SYMBOL_HASH_BUCKETS)
     files["modules.symbols"] = _text(
@@ -360,6 +346,18 @@ def render(
         else b""
     )
     return Outputs(files)
+
+
+def _soft_dependencies(resolved: Resolved, key: str, kind: str) -> bytes:
+    """modules.softdep / modules.weakdep: each module's entries, as given."""
+    return _text(
+        [f"# {kind} dependencies extracted from modules themselves."]
+        + [
+            f"{key} {module.name} {value}"
+            for module, info in zip(resolved.modules, resolved.facts, strict=True)
+            for value in _modinfo_values(info, key)
+        ]
+    )
 
 
 def _text(lines: list[str]) -> bytes:
