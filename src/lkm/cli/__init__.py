@@ -21,10 +21,11 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 TOOLS: dict[str, str] = {
     "modinfo": "lkm.cli.modinfo",
     "depmod": "lkm.cli.depmod",
+    "vm": "lkm.cli.vm",
 }
 # kmod's tools that lkm will provide; until then they say so plainly.
 PLANNED = ("insmod", "rmmod", "lsmod", "modprobe")
-MULTICALL = frozenset(TOOLS) | frozenset(PLANNED)
+MULTICALL = (frozenset(TOOLS) | frozenset(PLANNED)) - {"vm"}
 
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ Usage: lkm COMMAND [options] [args]
 Commands:
   modinfo     show information about kernel modules (kmod-compatible)
   depmod      index a module tree: modules.dep, aliases, symbols (kmod-compatible)
+  vm run      boot a real kernel under QEMU and run a command in it
 
 Invoked through a link named modinfo (or any kmod tool name), lkm behaves
 as that tool. Run 'lkm COMMAND --help' for a command's options.

@@ -1,0 +1,105 @@
+"""``lkm vm run [--kernel K] [--memory M] [--timeout S] [--dry-run] -- CMD…``
+
+Boots a real kernel under QEMU, runs CMD inside (the host's root is
+visible read-only, writes stay in the VM's memory) and exits with CMD's
+status, printing its stdout and stderr. The kernel: a path to a
+``vmlinuz-VERSION`` image next to ``lib/modules/VERSION``, or the version
+or label (``6.1``, ``6.12``) of a Debian fixture kernel; by default the
+host's running kernel when its image and modules are installed, else the
+newest fixture kernel.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from lkm.cli.options import UsageError, parse
+from lkm.errors import LkmError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
+USAGE = (
+    "usage: lkm vm run [--kernel IMAGE|VERSION] [--memory SIZE] [--timeout SECONDS]"
+    " [--dry-run] -- CMD...\n"
+)
+
+
+@dataclass(frozen=True)
+class KernelChoice:
+    image: str
+    moddir: str
+    version: str
+
+
+def choose_kernel(spec: str | None) -> KernelChoice:
+    from lkm.testing.debian_kernels import load_manifest
+
+    if spec and os.path.isfile(spec):
+        version = os.path.basename(spec).removeprefix("vmlinuz-")
+        root = os.path.dirname(os.path.dirname(os.path.abspath(spec)))
+        return KernelChoice(spec, f"{root}/lib/modules/{version}", version)
+    fixtures = load_manifest()
+    if spec:
+        for kernel in fixtures:
+            if spec in (kernel.version, kernel.label) and kernel.arch == "amd64":
+                return KernelChoice(str(kernel.vmlinuz), str(kernel.indexed_moddir), kernel.version)
+        raise LkmError(
+            f"no kernel {spec}: give a vmlinuz path or a fixture version (./dev fixtures)"
+        )
+    release = os.uname().release
+    host_image = f"/boot/vmlinuz-{release}"
+    if os.path.exists(host_image) and os.path.isdir(f"/lib/modules/{release}"):
+        return KernelChoice(host_image, f"/lib/modules/{release}", release)
+    amd64 = [k for k in fixtures if k.arch == "amd64"]
+    if not amd64:
+        raise LkmError(
+            "no kernel to boot: the host has none installed and there are no fixtures"
+            " (./dev fixtures)"
+        )
+    newest = amd64[-1]
+    return KernelChoice(str(newest.vmlinuz), str(newest.indexed_moddir), newest.version)
+
+
+def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "vm") -> int:
+    try:
+        opts, rest = parse(
+            "lkm vm", args, "", ["kernel=", "memory=", "timeout=", "dry-run", "help"]
+        )
+    except UsageError as exc:
+        err.write(f"{exc}\n{USAGE}".encode())
+        return 2
+    if any(o == "--help" for o, _ in opts) or not rest or rest[0] != "run" or len(rest) < 2:
+        err.write(USAGE.encode())
+        return 2
+    options = dict(opts)
+    command = rest[1:]
+    from lkm.vm.qemu import VmError, qemu_command
+    from lkm.vm.qemu import run as run_vm
+
+    try:
+        kernel = choose_kernel(options.get("--kernel"))
+        if "--dry-run" in options:
+            cmd = qemu_command(
+                kernel.image, "INITRD", "SCRATCH", "CONSOLE", options.get("--memory", "1G")
+            )
+            import shlex
+
+            out.write((shlex.join(cmd) + "\n").encode())
+            return 0
+        result = run_vm(
+            kernel.image,
+            kernel.moddir,
+            kernel.version,
+            command,
+            timeout=float(options.get("--timeout", "120")),
+            memory=options.get("--memory", "1G"),
+        )
+    except (VmError, LkmError, ValueError) as exc:
+        err.write(f"lkm vm: {exc}\n".encode())
+        return 1
+    out.write(result.stdout)
+    err.write(result.stderr)
+    return result.status

@@ -1,0 +1,98 @@
+"""The initramfs of lkm's test VM: busybox, the boot modules, an init script.
+
+The guest needs virtio (PCI transport), 9p over virtio to see the host's
+root, and overlayfs to make that read-only view writable in memory. Which
+module files that takes, and in which order, comes from the kernel's own
+module directory through :class:`~lkm.model.database.ModuleDatabase`
+(modules built into the kernel need nothing). lkm decompresses them, so the
+guest loads plain ``.ko`` files with busybox's insmod.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+
+from lkm.formats.cpio import Member, write
+from lkm.formats.module_file import module_name_from_path, open_module
+from lkm.model.database import ModuleDatabase
+
+BOOT_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay")
+HOST_TAG = "lkmhost"
+SCRATCH_TAG = "lkmscratch"
+BUSYBOX_PATHS = ("/bin/busybox", "/usr/bin/busybox")
+NINEP = "trans=virtio,version=9p2000.L"
+
+
+class InitramfsError(Exception):
+    """What the VM needs is missing; the message says what."""
+
+
+def find_busybox() -> str:
+    for path in BUSYBOX_PATHS:
+        if os.path.exists(path):
+            return path
+    raise InitramfsError("busybox not found: install the Debian package busybox-static")
+
+
+def boot_module_files(moddir: str) -> list[str]:
+    """Module files the guest must load, dependencies first."""
+    with ModuleDatabase(moddir) as db:
+        closure = db.closure(BOOT_MODULES, firmware=False, softdeps=False)
+    if closure.missing:
+        raise InitramfsError(
+            f"{moddir} has no module for {', '.join(closure.missing)} (is it indexed?)"
+        )
+    return list(closure.modules)
+
+
+def init_script(
+    module_names: list[str], kernel: str, moddir: str, command: list[str], cwd: str
+) -> str:
+    """The guest's /init: set up the host view, run the command, power off.
+
+    The command runs chrooted in an overlay of the host root (writable,
+    changes kept in memory) in which /lib/modules/KERNEL is the booted
+    kernel's module tree. Its output and status go to the scratch share.
+    """
+    loads = "".join(f"insmod /modules/{name}.ko\n" for name in module_names)
+    inner = f"cd {shlex.quote(cwd)} 2>/dev/null || cd /; exec {shlex.join(command)}"
+    return f"""#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+{loads}mkdir -p /host /scratch /rw /root
+mount -t 9p -o {NINEP},ro {HOST_TAG} /host || echo LKM-VM: cannot mount the host root
+mount -t 9p -o {NINEP} {SCRATCH_TAG} /scratch || echo LKM-VM: cannot mount scratch
+mount -t tmpfs tmpfs /rw
+mkdir -p /rw/upper /rw/work
+mount -t overlay overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work /root \\
+    || echo LKM-VM: cannot mount the overlay
+for d in proc sys dev; do mkdir -p /root/$d; mount --bind /$d /root/$d; done
+mkdir -p /root/tmp /root/lib/modules/{kernel} /root/scratch
+mount -t tmpfs tmpfs /root/tmp
+mount --bind /host{moddir} /root/lib/modules/{kernel}
+mount --bind /scratch /root/scratch
+chroot /root /bin/sh -c {shlex.quote(inner)} >/scratch/stdout 2>/scratch/stderr
+echo $? >/scratch/status
+sync
+poweroff -f
+"""
+
+
+def build_initramfs(moddir: str, kernel: str, command: list[str], cwd: str) -> bytes:
+    """The cpio archive the VM boots with."""
+    members = [Member.directory(d) for d in ("bin", "dev", "proc", "sys", "modules")]
+    with open(find_busybox(), "rb") as f:
+        members.append(Member.file("bin/busybox", f.read(), 0o755))
+    names = []
+    for path in boot_module_files(moddir):
+        with open_module(path) as module:
+            raw = bytes(module.data[: len(module.data)])
+        name = module_name_from_path(path)
+        names.append(name)
+        members.append(Member.file(f"modules/{name}.ko", raw))
+    script = init_script(names, kernel, moddir, command, cwd)
+    members.append(Member.file("init", script.encode(), 0o755))
+    return write(members)
