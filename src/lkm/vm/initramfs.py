@@ -52,8 +52,9 @@ def init_script(
     """The guest's /init: set up the host view, run the command, power off.
 
     The command runs chrooted in an overlay of the host root (writable,
-    changes kept in memory) in which /lib/modules/KERNEL is the booted
-    kernel's module tree. Its output and status go to the scratch share.
+    changes kept in memory; host files everywhere stay visible, /tmp
+    included) in which /lib/modules/KERNEL is the booted kernel's module
+    tree. Its output and status go to the scratch share.
     """
     loads = "".join(f"insmod /modules/{name}.ko\n" for name in module_names)
     inner = f"cd {shlex.quote(cwd)} 2>/dev/null || cd /; exec {shlex.join(command)}"
@@ -70,8 +71,7 @@ mkdir -p /rw/upper /rw/work
 mount -t overlay overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work /root \\
     || echo LKM-VM: cannot mount the overlay
 for d in proc sys dev; do mkdir -p /root/$d; mount --bind /$d /root/$d; done
-mkdir -p /root/tmp /root/lib/modules/{kernel} /root/scratch
-mount -t tmpfs tmpfs /root/tmp
+mkdir -p /root/lib/modules/{kernel} /root/scratch
 mount --bind /host{moddir} /root/lib/modules/{kernel}
 mount --bind /scratch /root/scratch
 chroot /root /bin/sh -c {shlex.quote(inner)} >/scratch/stdout 2>/scratch/stderr
