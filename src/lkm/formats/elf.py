@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import mmap
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import compress
 from operator import not_
@@ -62,21 +62,12 @@ class Bind(enum.IntEnum):
     UNDEF = ord("U")
 
 
-_BIND_FROM_ELF = {0: Bind.LOCAL, 1: Bind.GLOBAL, 2: Bind.WEAK}
+BIND_FROM_ELF = {0: Bind.LOCAL, 1: Bind.GLOBAL, 2: Bind.WEAK}
 
 
 # What the readers take: module bytes in memory or a read-only mapping of a
 # file. Both index to ints, slice to bytes, have find() and feed struct.
 Buffer = bytes | mmap.mmap
-
-
-@dataclass(frozen=True, slots=True)
-class Section:
-    index: int
-    name: str
-    type: int
-    offset: int
-    size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,23 +210,6 @@ class ElfFile:
             return None
         offset, size = bounds
         return self.data[offset : offset + size]
-
-    def sections(self) -> Iterator[Section]:
-        """Every section with a valid name and in-bounds contents."""
-        for index in range(1, self._shnum):
-            base = index * _SH_FIELDS
-            nameoff = self._shdrs[base + _SH_NAME]
-            if nameoff >= self._names_size or self._bounds(index) is None:
-                continue
-            yield Section(
-                index=index,
-                name=self.cstring(
-                    self._names_offset + nameoff, self._names_offset + self._names_size
-                ),
-                type=self._shdrs[base + _SH_TYPE],
-                offset=self._shdrs[base + _SH_OFFSET],
-                size=self._shdrs[base + _SH_SIZE],
-            )
 
     def section_bounds_by_index(self, index: int) -> tuple[int, int] | None:
         """(offset, size) of section ``index``, None when invalid or out of bounds."""

@@ -42,10 +42,6 @@ def fnmatch(pattern: str, string: str) -> bool:
     return compiled is not None and compiled.match(string) is not None
 
 
-def has_wildcard(pattern: str) -> bool:
-    return any(c in pattern for c in "*?[")
-
-
 @lru_cache(maxsize=8192)
 def _compile(pattern: str) -> re.Pattern[str] | None:
     """Regex for a pattern, or None for a pattern that can never match."""

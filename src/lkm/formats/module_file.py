@@ -26,6 +26,7 @@ from lkm.errors import (
 from lkm.formats import compression
 from lkm.formats.compression import Compression
 from lkm.formats.elf import (
+    BIND_FROM_ELF,
     EM_SPARC,
     EM_SPARCV9,
     SHN_ABS,
@@ -253,7 +254,7 @@ class ModuleImage:
 
 
 def _bind(elf_bind: int) -> Bind:
-    return {0: Bind.LOCAL, 1: Bind.GLOBAL, 2: Bind.WEAK}.get(elf_bind, Bind.NONE)
+    return BIND_FROM_ELF.get(elf_bind, Bind.NONE)
 
 
 class ModuleFile(ModuleImage):
