@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shlex
 
+from lkm.errors import LkmError
 from lkm.formats.cpio import Member, write
 from lkm.formats.module_file import module_name_from_path, open_module
 from lkm.model.database import ModuleDatabase
@@ -24,7 +25,7 @@ BUSYBOX_PATHS = ("/bin/busybox", "/usr/bin/busybox")
 NINEP = "trans=virtio,version=9p2000.L"
 
 
-class InitramfsError(Exception):
+class InitramfsError(LkmError):
     """What the VM needs is missing; the message says what."""
 
 
