@@ -148,7 +148,7 @@ def test_multicall_link_and_lkm_subcommand(kernel_61: KernelFixture, tmp_path: P
 
 
 def test_planned_tools_say_so(tmp_path: Path) -> None:
-    link = tmp_path / "insmod"
+    link = tmp_path / "modprobe"
     link.symlink_to(LKM_SCRIPT)
     proc = subprocess.run([str(link), "x.ko"], capture_output=True, text=True)
     assert proc.returncode == 1 and "not implemented yet" in proc.stderr

@@ -21,11 +21,18 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 TOOLS: dict[str, str] = {
     "modinfo": "lkm.cli.modinfo",
     "depmod": "lkm.cli.depmod",
+    "insmod": "lkm.cli.insmod",
+    "rmmod": "lkm.cli.rmmod",
+    "lsmod": "lkm.cli.lsmod",
+    "dmesg": "lkm.cli.dmesg",
+    "ksyms": "lkm.cli.ksyms",
     "vm": "lkm.cli.vm",
 }
 # kmod's tools that lkm will provide; until then they say so plainly.
-PLANNED = ("insmod", "rmmod", "lsmod", "modprobe")
-MULTICALL = (frozenset(TOOLS) | frozenset(PLANNED)) - {"vm"}
+PLANNED = ("modprobe",)
+# Names lkm answers to when invoked through a link: kmod's tools only (a
+# link named dmesg would shadow util-linux's).
+MULTICALL = frozenset(("modinfo", "depmod", "insmod", "rmmod", "lsmod", *PLANNED))
 
 
 if TYPE_CHECKING:
@@ -43,6 +50,11 @@ Usage: lkm COMMAND [options] [args]
 Commands:
   modinfo     show information about kernel modules (kmod-compatible)
   depmod      index a module tree: modules.dep, aliases, symbols (kmod-compatible)
+  insmod      load a module file into the running kernel (kmod-compatible)
+  rmmod       unload modules (kmod-compatible)
+  lsmod       list loaded modules (kmod-compatible; --json, --tree)
+  dmesg       the kernel log, like util-linux dmesg; --module NAME
+  ksyms       kernel symbols from /proc/kallsyms, by module or pattern
   vm run      boot a real kernel under QEMU and run a command in it
 
 Invoked through a link named modinfo (or any kmod tool name), lkm behaves

@@ -20,8 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
 
-from lkm import __version__
-from lkm.cli.options import UsageError, parse
+from lkm.cli.options import UsageError, parse, version_text
 from lkm.cli.workers import run_split
 from lkm.errors import AliasError, LkmError
 from lkm.formats.module_file import (
@@ -399,7 +398,7 @@ def parse_args(args: list[str], argv0: str = PROG) -> Options:
         elif opt in ("-h", "--help"):
             raise _Exit(HELP.format(prog=PROG), 0)
         elif opt in ("-V", "--version"):
-            raise _Exit(f"lkm version {__version__}\n+ZSTD +XZ +ZLIB +LIBCRYPTO -EXPERIMENTAL\n", 0)
+            raise _Exit(version_text(), 0)
     opts.names = names
     return opts
 

@@ -99,3 +99,10 @@ def _short(
         options.append((f"-{letter}", ""))
         pos += 1
     return i
+
+
+def version_text() -> str:
+    """What ``-V`` prints: kmod's two lines, lkm's name and version."""
+    from lkm import __version__
+
+    return f"lkm version {__version__}\n+ZSTD +XZ +ZLIB +LIBCRYPTO -EXPERIMENTAL\n"

@@ -76,14 +76,17 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "vm") -> int
         return 2
     options = dict(opts)
     command = rest[1:]
-    from lkm.vm.qemu import VmError, qemu_command
+    from lkm.vm.kernel_image import bootable_image
+    from lkm.vm.qemu import VmError, kvm_usable, qemu_command
     from lkm.vm.qemu import run as run_vm
 
     try:
         kernel = choose_kernel(options.get("--kernel"))
         if "--dry-run" in options:
+            image = bootable_image(kernel.image)
+            accel = "kvm" if kvm_usable(image) else "tcg"
             cmd = qemu_command(
-                kernel.image, "INITRD", "SCRATCH", "CONSOLE", options.get("--memory", "1G")
+                image, "INITRD", "SCRATCH", "CONSOLE", options.get("--memory", "1G"), accel
             )
             import shlex
 

@@ -11,7 +11,6 @@ guest loads plain ``.ko`` files with busybox's insmod.
 from __future__ import annotations
 
 import os
-import shlex
 
 from lkm.errors import LkmError
 from lkm.formats.cpio import Member, write
@@ -47,18 +46,20 @@ def boot_module_files(moddir: str) -> list[str]:
     return list(closure.modules)
 
 
-def init_script(
-    module_names: list[str], kernel: str, moddir: str, command: list[str], cwd: str
-) -> str:
-    """The guest's /init: set up the host view, run the command, power off.
+def init_script(module_names: list[str], kernel: str, moddir: str) -> str:
+    """The guest's /init: set up the host view, then run steps until told to stop.
 
-    The command runs chrooted in an overlay of the host root (writable,
+    Each step runs chrooted in an overlay of the host root (writable,
     changes kept in memory; host files everywhere stay visible, /tmp
     included) in which /lib/modules/KERNEL is the booted kernel's module
-    tree. Its output and status go to the scratch share.
+    tree. The host hands over step N as ``/scratch/step-N.cmd`` (a shell
+    script, created by rename so it is never seen half-written); the guest
+    leaves its stdout and stderr beside it and writes ``step-N.status``
+    last. ``/scratch/quit`` powers the guest off. Boot is quiet; after it
+    every kernel message goes to the console, where the host finds each
+    step's share.
     """
     loads = "".join(f"insmod /modules/{name}.ko\n" for name in module_names)
-    inner = f"cd {shlex.quote(cwd)} 2>/dev/null || cd /; exec {shlex.join(command)}"
     return f"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
@@ -75,14 +76,25 @@ for d in proc sys dev; do mkdir -p /root/$d; mount --bind /$d /root/$d; done
 mkdir -p /root/lib/modules/{kernel} /root/scratch
 mount --bind /host{moddir} /root/lib/modules/{kernel}
 mount --bind /scratch /root/scratch
-chroot /root /bin/sh -c {shlex.quote(inner)} >/scratch/stdout 2>/scratch/stderr
-echo $? >/scratch/status
+dmesg -n 8
+n=0
+while [ ! -e /scratch/quit ]; do
+    step=/scratch/step-$n
+    if [ -e $step.cmd ]; then
+        chroot /root /bin/sh $step.cmd </dev/null >$step.out 2>$step.err
+        echo $? >$step.tmp
+        mv $step.tmp $step.status
+        n=$((n + 1))
+    else
+        sleep 0.02
+    fi
+done
 sync
 poweroff -f
 """
 
 
-def build_initramfs(moddir: str, kernel: str, command: list[str], cwd: str) -> bytes:
+def build_initramfs(moddir: str, kernel: str) -> bytes:
     """The cpio archive the VM boots with."""
     members = [Member.directory(d) for d in ("bin", "dev", "proc", "sys", "modules")]
     with open(find_busybox(), "rb") as f:
@@ -94,6 +106,6 @@ def build_initramfs(moddir: str, kernel: str, command: list[str], cwd: str) -> b
         name = module_name_from_path(path)
         names.append(name)
         members.append(Member.file(f"modules/{name}.ko", raw))
-    script = init_script(names, kernel, moddir, command, cwd)
+    script = init_script(names, kernel, moddir)
     members.append(Member.file("init", script.encode(), 0o755))
     return write(members)

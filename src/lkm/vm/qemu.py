@@ -1,32 +1,65 @@
-"""Boot a real kernel under QEMU, run one command in it, bring back the result.
+"""Boot a real kernel under QEMU and run commands in it, one boot for many.
 
 The guest sees the host's root read-only over 9p (``multidevs=remap``, so
 files from different host filesystems keep distinct inodes) and a
-writable scratch directory where the command's stdout, stderr and exit
-status land. The kernel console goes to a log file. A guest that panics
-(``panic=-1`` reboots, ``-no-reboot`` turns that into an exit) or runs past
-the time-out ends the run with an error that carries the console tail.
-TCG only for now: KVM guests hang on these machines (see the issue notes).
+writable scratch directory through which steps go in and results come
+out (see :func:`lkm.vm.initramfs.init_script`). The kernel console goes to
+a log file. A guest that panics or oopses (``oops=panic panic=-1`` reboots,
+``-no-reboot`` turns that into an exit) or runs past a time-out ends the
+run with a :class:`VmError` carrying the console tail, never a hang.
+
+The kernel boots through its PVH entry when it has one (see
+:mod:`lkm.vm.kernel_image`). KVM when it works, TCG otherwise: :func:`kvm_usable` boots the kernel
+under KVM once for a few seconds and remembers the answer for this host
+boot (on the machines lkm is developed on, ``/dev/kvm`` exists but KVM
+guests die on the first instruction the nested hypervisor cannot emulate).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 
 from lkm.errors import LkmError
 from lkm.vm.initramfs import HOST_TAG, SCRATCH_TAG, build_initramfs
+from lkm.vm.kernel_image import bootable_image
 
 CONSOLE_TAIL = 40
 # multidevs=remap: files from different host filesystems keep distinct inodes.
 _SHARE = "security_model=none,multidevs=remap"
+# An oops ends the run like a panic; the guest must not reboot into a loop.
+KERNEL_CMDLINE = "console=ttyS0 panic=-1 oops=panic quiet"
+KVM_PROBE_SECONDS = 3.0
+_POLL = 0.01
 
 
 class VmError(LkmError):
-    """The VM did not run the command to the end; the message says why."""
+    """The VM did not run a command to the end; the message says why."""
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One command run in the guest."""
+
+    command: str
+    status: int
+    stdout: bytes
+    stderr: bytes
+    kmsg: str  # the kernel log lines written while the command ran
+
+    def describe(self) -> str:
+        """Everything about the step, for a failure report."""
+        return (
+            f"$ {self.command}\n[status {self.status}]\n"
+            f"[stdout]\n{self.stdout.decode(errors='replace')}"
+            f"[stderr]\n{self.stderr.decode(errors='replace')}"
+            f"[kernel log]\n{self.kmsg}"
+        )
 
 
 @dataclass(frozen=True)
@@ -38,21 +71,147 @@ class VmResult:
 
 
 def qemu_command(
-    kernel_image: str, initrd: str, scratch: str, console: str, memory: str = "1G"
+    kernel_image: str,
+    initrd: str,
+    scratch: str,
+    console: str,
+    memory: str = "1G",
+    accel: str = "tcg",
 ) -> list[str]:
     """The QEMU command line (what ``--dry-run`` prints)."""
+    cpu = ["-cpu", "host"] if accel == "kvm" else ["-cpu", "max"]
     return [
         "qemu-system-x86_64",
-        "-accel", "tcg",
+        "-accel", accel, *cpu,
         "-m", memory,
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         "-serial", f"file:{console}",
         "-kernel", kernel_image,
         "-initrd", initrd,
-        "-append", "console=ttyS0 panic=-1 quiet",
+        "-append", KERNEL_CMDLINE,
         "-virtfs", f"local,path=/,mount_tag={HOST_TAG},{_SHARE},readonly=on",
         "-virtfs", f"local,path={scratch},mount_tag={SCRATCH_TAG},{_SHARE}",
     ]  # fmt: skip
+
+
+class VmSession:
+    """A booted guest that runs commands one after another.
+
+    >>> with VmSession(image, moddir, version) as vm:   # doctest: +SKIP
+    ...     vm.run(["lkm", "lsmod"]).stdout
+    """
+
+    def __init__(
+        self,
+        kernel_image: str,
+        moddir: str,
+        kernel: str,
+        memory: str = "1G",
+        accel: str | None = None,
+    ) -> None:
+        if shutil.which("qemu-system-x86_64") is None:
+            raise VmError(
+                "qemu-system-x86_64 not found: install the Debian package qemu-system-x86"
+            )
+        self.kernel = kernel
+        self._work = tempfile.mkdtemp(prefix="lkm-vm-")
+        self.scratch = os.path.join(self._work, "scratch")
+        self.console_path = os.path.join(self._work, "console.log")
+        self._steps = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        try:
+            os.mkdir(self.scratch)
+            initrd = os.path.join(self._work, "initrd.cpio")
+            with open(initrd, "wb") as f:
+                f.write(build_initramfs(moddir, kernel))
+            image = bootable_image(kernel_image)
+            self.accel = accel or ("kvm" if kvm_usable(image) else "tcg")
+            cmd = qemu_command(image, initrd, self.scratch, self.console_path, memory, self.accel)
+            self._proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> VmSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def console(self) -> str:
+        return _read(self.console_path)
+
+    def run(
+        self, command: list[str] | str, timeout: float = 120.0, cwd: str | None = None
+    ) -> StepResult:
+        """Run ``command`` (argv, or a shell script) as root in the guest."""
+        text = command if isinstance(command, str) else shlex.join(command)
+        where = cwd if cwd is not None else os.getcwd()
+        step = os.path.join(self.scratch, f"step-{self._steps}")
+        self._steps += 1
+        with open(step + ".tmp-cmd", "w") as f:
+            f.write(f"cd {shlex.quote(where)} 2>/dev/null || cd /\n{text}\n")
+        console_start = _size(self.console_path)
+        os.rename(step + ".tmp-cmd", step + ".cmd")
+        self._wait_for(step + ".status", timeout, text)
+        with open(step + ".status") as f:
+            status = int(f.read().strip() or "1")
+        return StepResult(
+            text,
+            status,
+            _read_bytes(step + ".out"),
+            _read_bytes(step + ".err"),
+            _read_bytes(self.console_path)[console_start:].decode(errors="replace"),
+        )
+
+    def _wait_for(self, path: str, timeout: float, what: str) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(path):
+            if self._proc.poll() is not None:
+                self._fail(f"before '{what}' finished")
+            if time.monotonic() > deadline:
+                self._kill()
+                raise VmError(f"'{what}' ran past {timeout:.0f} s\n{self._tail()}")
+            time.sleep(_POLL)
+
+    def _fail(self, when: str) -> None:
+        log = self.console
+        pipe = self._proc.stderr if self._proc is not None else None
+        stderr = pipe.read().decode(errors="replace") if pipe is not None else ""
+        if "Kernel panic" in log:
+            reason = "the kernel panicked"
+        elif "Oops" in log or "BUG:" in log:
+            reason = "the kernel oopsed"
+        else:
+            reason = "the VM stopped"
+        detail = f"\nqemu: {stderr.strip()}" if stderr.strip() else ""
+        raise VmError(f"{reason} {when}{detail}\n{self._tail()}")
+
+    def _tail(self) -> str:
+        lines = self.console.splitlines()[-CONSOLE_TAIL:]
+        return "console (last lines):\n" + "\n".join(lines)
+
+    def _kill(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Power the guest off (killing it if it does not stop) and clean up."""
+        if self._proc is not None and self._proc.poll() is None:
+            with open(os.path.join(self.scratch, "quit"), "w"):
+                pass
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._kill()
+        if self._proc is not None and self._proc.stderr is not None:
+            self._proc.stderr.close()
+        shutil.rmtree(self._work, ignore_errors=True)
 
 
 def run(
@@ -62,30 +221,65 @@ def run(
     command: list[str],
     timeout: float = 120.0,
     memory: str = "1G",
+    accel: str | None = None,
 ) -> VmResult:
-    """Boot ``kernel_image`` (modules in ``moddir``), run ``command``."""
-    if shutil.which("qemu-system-x86_64") is None:
-        raise VmError("qemu-system-x86_64 not found: install the Debian package qemu-system-x86")
-    with tempfile.TemporaryDirectory(prefix="lkm-vm-") as work:
-        scratch = os.path.join(work, "scratch")
-        os.mkdir(scratch)
-        initrd = os.path.join(work, "initrd.cpio")
-        with open(initrd, "wb") as f:
-            f.write(build_initramfs(moddir, kernel, command, os.getcwd()))
-        console = os.path.join(work, "console.log")
-        cmd = qemu_command(kernel_image, initrd, scratch, console, memory)
+    """Boot ``kernel_image`` (modules in ``moddir``), run ``command``, power off."""
+    with VmSession(kernel_image, moddir, kernel, memory, accel) as vm:
+        step = vm.run(command, timeout)
+        console = vm.console
+    return VmResult(step.status, step.stdout, step.stderr, console)
+
+
+# -- KVM or TCG ---------------------------------------------------------------
+
+
+def kvm_usable(kernel_image: str, cache_dir: str | None = None) -> bool:
+    """Whether KVM can boot ``kernel_image`` here; remembered per host boot."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False
+    cache = _kvm_cache_path(cache_dir)
+    remembered = _read(cache).strip()
+    if remembered in ("kvm", "tcg"):
+        return remembered == "kvm"
+    usable = _probe_kvm(kernel_image)
+    os.makedirs(os.path.dirname(cache), exist_ok=True)
+    with open(cache, "w") as f:
+        f.write("kvm\n" if usable else "tcg\n")
+    return usable
+
+
+def _kvm_cache_path(cache_dir: str | None) -> str:
+    from lkm.testing.debian_kernels import default_cache_dir
+
+    boot_id = _read("/proc/sys/kernel/random/boot_id").strip() or "unknown"
+    return os.path.join(cache_dir or str(default_cache_dir()), "kvm-probe", boot_id)
+
+
+def _probe_kvm(kernel_image: str) -> bool:
+    """Boot under KVM with no initramfs: a working KVM prints the kernel's
+    banner on the console well within the probe time; a broken one stops
+    with an internal error or never gets there."""
+    with tempfile.TemporaryDirectory(prefix="lkm-kvm-probe-") as work:
+        console = os.path.join(work, "console")
+        cmd = [
+            "qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-m", "256M",
+            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+            "-serial", f"file:{console}", "-kernel", kernel_image,
+            "-append", "console=ttyS0 panic=-1",
+        ]  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + KVM_PROBE_SECONDS
         try:
-            subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise VmError(f"the VM ran past {timeout:.0f} s\n{_tail(console)}") from None
-        log = _read(console)
-        status_file = os.path.join(scratch, "status")
-        if not os.path.exists(status_file):
-            reason = "the kernel panicked" if "Kernel panic" in log else "the VM stopped early"
-            raise VmError(f"{reason} before the command finished\n{_tail(console)}")
-        with open(status_file) as f:
-            status = int(f.read().strip() or "1")
-        return VmResult(status, _read_bytes(scratch, "stdout"), _read_bytes(scratch, "stderr"), log)
+            while time.monotonic() < deadline and proc.poll() is None:
+                if "Linux version" in _read(console):
+                    return True
+                time.sleep(0.05)
+            return False
+        finally:
+            proc.kill()
+            proc.wait()
 
 
 def _read(path: str) -> str:
@@ -96,14 +290,16 @@ def _read(path: str) -> str:
         return ""
 
 
-def _read_bytes(directory: str, name: str) -> bytes:
+def _size(path: str) -> int:
     try:
-        with open(os.path.join(directory, name), "rb") as f:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
             return f.read()
     except FileNotFoundError:
         return b""
-
-
-def _tail(console: str) -> str:
-    lines = _read(console).splitlines()[-CONSOLE_TAIL:]
-    return "console (last lines):\n" + "\n".join(lines)

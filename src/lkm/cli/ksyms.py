@@ -1,0 +1,84 @@
+"""``lkm ksyms``: kernel symbols from ``/proc/kallsyms`` and who owns them.
+
+``lkm ksyms [--module NAME] [--exported] [PATTERN…]`` prints the lines of
+``/proc/kallsyms`` (address, type, name and ``[module]``) whose symbol
+matches one of the shell patterns, if any are given; ``--module`` keeps one
+module's symbols (``vmlinux`` for the kernel's own). ``--exported`` keeps
+the symbols loaded modules export (from their ``.ko`` files, found through
+the running kernel's module index).
+"""
+
+from __future__ import annotations
+
+from lkm.cli.options import UsageError, parse
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
+PROG = "ksyms"
+USAGE = "usage: lkm ksyms [--module NAME] [--exported] [PATTERN...]\n"
+
+
+def owner(line: str) -> str:
+    """The module a kallsyms line belongs to; ``vmlinux`` for the kernel."""
+    if line.endswith("]") and "\t[" in line:
+        return line[line.rindex("\t[") + 2 : -1]
+    return "vmlinux"
+
+
+def symbol(line: str) -> str:
+    return line.split("\t", 1)[0].split(" ", 2)[2]
+
+
+def exported_names(modules: set[str] | None) -> set[tuple[str, str]]:
+    """(module, symbol) pairs exported by loaded modules (``modules``: only these)."""
+    from lkm.formats.module_file import open_module
+    from lkm.model.moddir import ModuleDirectory, module_dir_path
+    from lkm.system.kernel import KernelModules
+
+    pairs: set[tuple[str, str]] = set()
+    with ModuleDirectory(module_dir_path()) as moddir:
+        for name in KernelModules().loaded_names():
+            path = moddir.module_path(name) if modules is None or name in modules else None
+            if path is None:
+                continue
+            with open_module(path) as module:
+                pairs.update((name, s.name) for s in module.exports())
+    return pairs
+
+
+def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int:
+    try:
+        opts, patterns = parse(argv0, args, "h", ("module=", "exported", "help"))
+    except UsageError as exc:
+        err.write(f"{exc}\n{USAGE}".encode())
+        return 1
+    if any(name in ("-h", "--help") for name, _ in opts):
+        out.write(USAGE.encode())
+        return 0
+    from fnmatch import fnmatchcase
+
+    from lkm.errors import LkmError
+    from lkm.model.moddir import normalize_modname
+    from lkm.system.kernel import KernelModules
+
+    modules = {normalize_modname(v) for n, v in opts if n == "--module"} or None
+    try:
+        exported = exported_names(modules) if ("--exported", "") in opts else None
+        lines = []
+        for line in KernelModules().kallsyms():
+            module = owner(line)
+            if modules is not None and module not in modules:
+                continue
+            name = symbol(line)
+            if exported is not None and (module, name) not in exported:
+                continue
+            if patterns and not any(fnmatchcase(name, p) for p in patterns):
+                continue
+            lines.append(line + "\n")
+    except (OSError, LkmError) as exc:
+        err.write(f"lkm ksyms: {exc}\n".encode())
+        return 1
+    out.write("".join(lines).encode())
+    return 0

@@ -1,0 +1,51 @@
+"""``lsmod``: the loaded modules, byte for byte as kmod prints them.
+
+kmod 30 (tools/lsmod.c): the header, then per ``/proc/modules`` line
+``"%-19s %8ld  %d"`` (name, size from ``/sys/module/NAME/coresize``, use
+count from ``refcnt``) and the holders, comma separated, in the kernel's
+directory order. Any argument is a usage error, except lkm's own
+``--json`` (one object per module) and ``--tree`` (who uses whom).
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
+    from lkm.workflows.live import LoadedModule
+
+PROG = "lsmod"
+HEADER = "Module                  Size  Used by\n"
+
+
+def table(modules: list[LoadedModule]) -> str:
+    rows = [HEADER]
+    for m in modules:
+        holders = f" {','.join(m.holders)}" if m.holders else ""
+        rows.append(f"{m.name:<19} {m.size:>8}  {m.refcnt}{holders}\n")
+    return "".join(rows)
+
+
+def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int:
+    if args not in ([], ["--json"], ["--tree"]):
+        err.write(f"Usage: {argv0}\n".encode())
+        return 1
+    from lkm.system.kernel import KernelModules
+    from lkm.workflows.live import loaded_modules, tree_lines
+
+    try:
+        modules = loaded_modules(KernelModules())
+    except OSError as exc:
+        err.write(f"Error: could not get list of modules: {exc.strerror}\n".encode())
+        return 1
+    if args == ["--json"]:
+        import json
+
+        text = json.dumps([m.as_json() for m in modules], indent=2) + "\n"
+    elif args == ["--tree"]:
+        text = "".join(f"{line}\n" for line in tree_lines(modules))
+    else:
+        text = table(modules)
+    out.write(text.encode())
+    return 0
