@@ -1,0 +1,120 @@
+"""``lkm vm run -- true``, boot to exit, against virtme-ng on the same image.
+
+For each Debian fixture kernel (amd64): several runs of lkm's VM and of
+virtme-ng's ``vng --run IMAGE -- true`` (TCG, 9p), interleaved; the median
+and best wall times and the ratio lkm / virtme-ng. virtme-ng comes from
+PyPI into a private virtualenv under lkm's cache the first time; when it
+cannot be installed or cannot boot the image, the output says why. The
+target for lkm is 4 s under TCG. Run through ``./dev bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from lkm.testing.debian_kernels import KernelFixture, default_cache_dir, load_manifest
+
+TARGET_SECONDS = 4.0
+
+
+def _timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    return time.monotonic() - start, proc.returncode, proc.stderr
+
+
+def _virtme_ng() -> tuple[str | None, str]:
+    """(path of vng, or None with the reason)."""
+    found = shutil.which("vng")
+    if found:
+        return found, "from PATH"
+    venv = default_cache_dir() / "bench" / "virtme-ng"
+    vng = venv / "bin" / "vng"
+    if not vng.exists():
+        try:
+            subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
+            subprocess.run(
+                [str(venv / "bin" / "pip"), "install", "-q", "virtme-ng"],
+                check=True,
+                capture_output=True,
+            )
+        except (subprocess.CalledProcessError, OSError) as exc:
+            return None, f"could not install virtme-ng from PyPI ({exc})"
+    return str(vng), "installed from PyPI into lkm's cache"
+
+
+def _summary(name: str, times: list[float]) -> str:
+    return f"  {name:<10} median {statistics.median(times):5.2f} s   best {min(times):5.2f} s"
+
+
+def bench(kernel: KernelFixture, rounds: int, vng: str | None) -> None:
+    lkm = str(Path(sys.executable).with_name("lkm"))
+    lkm_cmd = [lkm, "vm", "run", "--kernel", kernel.version, "--", "true"]
+    subprocess.run(lkm_cmd, capture_output=True)  # warm: vmlinux extraction, KVM probe
+    env = dict(os.environ, PATH=f"{Path(vng).parent}:{os.environ['PATH']}") if vng else None
+    vng_cmd = [
+        vng or "vng",
+        "--verbose",  # the guest log on stderr says how the command exited
+        "--force-9p",
+        "--disable-kvm",
+        "--run",
+        str(kernel.vmlinuz),
+        "--",
+        "true",
+    ]
+    lkm_times: list[float] = []
+    vng_times: list[float] = []
+    vng_status: set[int] = set()
+    vng_failure = ""
+    for _ in range(rounds):
+        seconds, status, stderr = _timed(lkm_cmd)
+        if status != 0:
+            sys.exit(f"lkm vm run failed on {kernel.version}:\n{stderr}")
+        lkm_times.append(seconds)
+        if vng is not None and not vng_failure:
+            seconds, status, stderr = _timed(vng_cmd, env)
+            vng_status.add(status)
+            if "script exited with code 0" in stderr or status == 0:
+                vng_times.append(seconds)
+            else:
+                vng_failure = (
+                    stderr.strip().splitlines()[-1] if stderr.strip() else f"status {status}"
+                )
+    print(f"lkm vm run -- true on {kernel.label} ({kernel.version}), {rounds} rounds, TCG")
+    print(_summary("lkm", lkm_times) + f"   (target {TARGET_SECONDS:.0f} s)")
+    if vng_times:
+        print(_summary("virtme-ng", vng_times))
+        ratio = statistics.median(lkm_times) / statistics.median(vng_times)
+        print(f"ratio lkm / virtme-ng (median): {ratio:.2f}")
+        if vng_status != {0}:
+            print(
+                f"  note: vng exited with status {sorted(vng_status)} although its guest log"
+                " says the command exited with 0 (its init found no virtio-serial script"
+                " ports and fell back to the console, losing the status)"
+            )
+    elif vng is not None:
+        print(f"  virtme-ng could not boot this image: {vng_failure}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("labels", nargs="*", default=["6.1", "6.12"])
+    args = parser.parse_args()
+    fixtures = {k.label: k for k in load_manifest() if k.arch == "amd64"}
+    vng, how = _virtme_ng()
+    print(f"virtme-ng: {vng} ({how})" if vng else f"virtme-ng unavailable: {how}")
+    for label in args.labels:
+        bench(fixtures[label], args.rounds, vng)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
