@@ -11,7 +11,7 @@ import io
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,8 @@ import pytest
 
 from lkm.cli import main as lkm_main
 from lkm.testing.debian_kernels import KernelFixture, load_manifest
+from lkm.testing.guest import Guest
+from lkm.vm.qemu import VmSession
 
 
 @dataclass(frozen=True)
@@ -100,3 +102,33 @@ def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untype
         terminalreporter.section("differential cases compared")
         for line in COMPARED:
             terminalreporter.write_line(line)
+
+
+# -- real-kernel tests: one VM per test module and kernel ---------------------
+# Tests run many steps in the same guest; when one fails, pytest shows every
+# step it ran (command, status, stdout, stderr, kernel log) and the tail of
+# the guest's console.
+
+
+@pytest.fixture(scope="module", params=["6.1", "6.12"])
+def vm(request: pytest.FixtureRequest, kernels: list[KernelFixture]) -> Iterator[Guest]:
+    kernel = next(k for k in kernels if k.label == request.param)
+    with VmSession(str(kernel.vmlinuz), str(kernel.indexed_moddir), kernel.version) as session:
+        yield Guest(session, kernel)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_step_log(request: pytest.FixtureRequest) -> None:
+    if "vm" in request.fixturenames:
+        guest: Guest = request.getfixturevalue("vm")
+        guest.log.clear()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    guest = getattr(item, "funcargs", {}).get("vm")
+    if report.failed and isinstance(guest, Guest):
+        for title, text in guest.failure_sections():
+            report.sections.append((title, text))

@@ -9,6 +9,7 @@ least 2,000 mutated modules (``LKM_FUZZ_EXAMPLES`` raises it).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -199,3 +200,48 @@ def test_mutated_indexes(
             assert len(lines) >= 1
     finally:
         (moddir / index).write_bytes(original)
+
+
+@FUZZ
+@given(raw=st.binary(max_size=300) | st.builds(lambda b: b"6,1,2,-;" + b, st.binary(max_size=200)))
+def test_kmsg_records(raw: bytes) -> None:
+    """A kernel log record parses and prints, or raises FormatError."""
+    from lkm.errors import FormatError
+    from lkm.formats.kmsg import format_record, from_module, parse_record
+
+    try:
+        record = parse_record(raw)
+    except FormatError:
+        return
+    assert format_record(record, decode=True).endswith(b"\n")
+    from_module(record, "dummy")
+
+
+@FUZZ
+@given(data=st.data())
+def test_bzimage_headers(data: st.DataObject) -> None:
+    """Mutated and truncated kernel headers: a result or FormatError only."""
+    from lkm.errors import FormatError
+    from lkm.formats.bzimage import has_pvh_entry, payload
+
+    bzimage, elf = KERNEL_HEADS
+    for seed, parse in ((bzimage, payload), (elf, has_pvh_entry)):
+        header = bytearray(seed)
+        for _ in range(data.draw(st.integers(1, 4))):
+            at = data.draw(st.integers(0, len(header) - 1))
+            header[at] = data.draw(st.integers(0, 255))
+        with contextlib.suppress(FormatError):
+            parse(bytes(header[: data.draw(st.integers(0, len(header)))]))
+
+
+def _kernel_heads() -> tuple[bytes, bytes]:
+    """The start of the 6.1 bzImage and of its vmlinux (headers and notes)."""
+    from lkm.vm.kernel_image import bootable_image
+
+    kernel = next(k for k in load_manifest() if k.label == "6.1")
+    with open(bootable_image(str(kernel.vmlinuz)), "rb") as f:
+        elf = f.read(1 << 16)
+    return kernel.vmlinuz.read_bytes()[:8192], elf
+
+
+KERNEL_HEADS = _kernel_heads()

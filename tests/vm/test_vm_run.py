@@ -5,6 +5,7 @@ quickly with the console tail."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from conftest import lkm
 
 from lkm.testing.debian_kernels import KernelFixture
 from lkm.vm import qemu
+from lkm.vm.kernel_image import bootable_image
 
 LKM = str(Path(sys.executable).with_name("lkm"))
 
@@ -77,5 +79,39 @@ def test_panic_ends_the_run_quickly(kernel_612: KernelFixture) -> None:
 def test_dry_run_prints_the_qemu_command(kernel_61: KernelFixture) -> None:
     result = lkm("lkm", ["vm", "run", "--kernel", "6.1", "--dry-run", "--", "true"])
     assert result.status == 0
-    assert result.stdout.startswith(b"qemu-system-x86_64 -accel tcg")
-    assert str(kernel_61.vmlinuz).encode() in result.stdout and b"multidevs=remap" in result.stdout
+    assert result.stdout.startswith(b"qemu-system-x86_64 -accel ")
+    boots = bootable_image(str(kernel_61.vmlinuz))
+    assert f"-kernel {boots} ".encode() in result.stdout and b"multidevs=remap" in result.stdout
+    assert "/vmlinux-" in boots  # the PVH entry: no decompressor under TCG
+
+
+def test_kvm_probe_is_quick_and_remembered(kernel_612: KernelFixture, tmp_path: Path) -> None:
+    """On these machines /dev/kvm exists but KVM guests die: the probe must
+    say so within seconds, and the second call must not probe again."""
+    image = bootable_image(str(kernel_612.vmlinuz))
+    start = time.monotonic()
+    usable = qemu.kvm_usable(image, cache_dir=str(tmp_path))
+    assert time.monotonic() - start < qemu.KVM_PROBE_SECONDS + 3
+    start = time.monotonic()
+    assert qemu.kvm_usable(image, cache_dir=str(tmp_path)) == usable
+    assert time.monotonic() - start < 0.5
+    if os.path.exists("/dev/kvm"):
+        (remembered,) = (tmp_path / "kvm-probe").iterdir()
+        assert remembered.read_text() == ("kvm\n" if usable else "tcg\n")
+
+
+def test_default_kernel_is_the_hosts_when_installed(
+    tmp_path: Path, kernels: list[KernelFixture]
+) -> None:
+    from lkm.cli.vm import choose_kernel
+
+    release = os.uname().release
+    fallback = choose_kernel(None, root=str(tmp_path))
+    assert fallback.version == [k for k in kernels if k.arch == "amd64"][-1].version
+    assert fallback.image.endswith(f"vmlinuz-{fallback.version}")
+    (tmp_path / "boot").mkdir()
+    (tmp_path / "boot" / f"vmlinuz-{release}").write_bytes(b"image")
+    (tmp_path / "lib" / "modules" / release).mkdir(parents=True)
+    host = choose_kernel(None, root=str(tmp_path))
+    assert host.image == f"{tmp_path}/boot/vmlinuz-{release}" and host.version == release
+    assert choose_kernel("6.1").version == next(k for k in kernels if k.label == "6.1").version

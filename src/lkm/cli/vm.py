@@ -34,7 +34,9 @@ class KernelChoice:
     version: str
 
 
-def choose_kernel(spec: str | None) -> KernelChoice:
+def choose_kernel(spec: str | None, root: str = "") -> KernelChoice:
+    """The kernel to boot; ``root`` is the filesystem root holding /boot and
+    /lib/modules (a parameter so tests can build one)."""
     from lkm.testing.debian_kernels import load_manifest
 
     if spec and os.path.isfile(spec):
@@ -50,9 +52,10 @@ def choose_kernel(spec: str | None) -> KernelChoice:
             f"no kernel {spec}: give a vmlinuz path or a fixture version (./dev fixtures)"
         )
     release = os.uname().release
-    host_image = f"/boot/vmlinuz-{release}"
-    if os.path.exists(host_image) and os.path.isdir(f"/lib/modules/{release}"):
-        return KernelChoice(host_image, f"/lib/modules/{release}", release)
+    host_image = f"{root}/boot/vmlinuz-{release}"
+    host_modules = f"{root}/lib/modules/{release}"
+    if os.path.exists(host_image) and os.path.isdir(host_modules):
+        return KernelChoice(host_image, host_modules, release)
     amd64 = [k for k in fixtures if k.arch == "amd64"]
     if not amd64:
         raise LkmError(

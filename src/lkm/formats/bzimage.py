@@ -49,8 +49,15 @@ def vmlinux(image: bytes) -> bytes:
 
 def has_pvh_entry(elf: bytes) -> bool:
     """Whether a 64-bit little-endian ELF kernel carries the PVH entry note."""
-    if elf[:5] != b"\x7fELF\x02" or elf[5] != 1:
+    if elf[:6] != b"\x7fELF\x02\x01":
         return False
+    try:
+        return _scan_notes(elf)
+    except struct.error:  # headers pointing past the end: not a usable kernel
+        return False
+
+
+def _scan_notes(elf: bytes) -> bool:
     (phoff,) = struct.unpack_from("<Q", elf, 0x20)
     phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
     for i in range(phnum):
