@@ -204,3 +204,19 @@ def test_lsmod_usage_matches_kmod(vm: Guest, report: Report) -> None:
     kmod, mine = both(vm, "lsmod", ["extra"], report)
     assert kmod.status == 1 and kmod.stderr == b"Usage: lsmod\n"
     same(kmod, mine)
+
+
+def test_forced_load_taints_and_follow_sees_it(vm: Guest) -> None:
+    """``-f`` reaches the kernel as IGNORE_VERMAGIC|IGNORE_MODVERSIONS (on
+    the user-space decompression path too, through a memory file); a
+    ``dmesg --follow`` started before sees the kernel's lines."""
+    dummy = module_path(vm, "dummy")
+    script = (
+        f"timeout 20 {LKM} dmesg --follow --module dummy > /tmp/follow &"
+        f" sleep 2; {LKM} insmod -f --decompress=user {dummy} lkm_follow=1;"
+        f" cat /sys/module/dummy/taint; sleep 2; kill %1; wait; cat /tmp/follow"
+    )
+    out = vm.check(script).stdout.decode().splitlines()
+    assert "F" in out[0]
+    assert any("unknown parameter 'lkm_follow' ignored" in line for line in out[1:])
+    vm.check([LKM, "rmmod", "dummy"])
