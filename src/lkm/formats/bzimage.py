@@ -51,17 +51,14 @@ def has_pvh_entry(elf: bytes) -> bool:
     """Whether a 64-bit little-endian ELF kernel carries the PVH entry note."""
     if elf[:6] != b"\x7fELF\x02\x01":
         return False
-    try:
-        return _scan_notes(elf)
-    except struct.error:  # headers pointing past the end: not a usable kernel
+    if len(elf) < 0x40:
         return False
-
-
-def _scan_notes(elf: bytes) -> bool:
     (phoff,) = struct.unpack_from("<Q", elf, 0x20)
     phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
     for i in range(phnum):
         header = phoff + i * phentsize
+        if phentsize < 40 or header + 40 > len(elf):
+            return False  # headers past the end: not a kernel QEMU can boot
         (p_type,) = struct.unpack_from("<I", elf, header)
         if p_type != _PT_NOTE:
             continue

@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from lkm.errors import LkmError
 
@@ -77,17 +76,35 @@ class KernelCallError(LkmError, OSError):
         self.target = target
 
 
-@dataclass(frozen=True)
 class ProcModule:
-    """One line of ``/proc/modules``."""
+    """One line of ``/proc/modules``.
 
-    name: str
-    size: int
-    refcount: int | None  # None: the kernel cannot unload modules ("-")
-    used_by: tuple[str, ...]
-    state: str  # Live, Loading or Unloading
-    address: str
-    taints: str  # "(OE)" and the like, "" when clean
+    A plain class: insmod, rmmod and lsmod start faster without importing
+    dataclasses (and through it inspect and re).
+    """
+
+    __slots__ = ("address", "name", "refcount", "size", "state", "taints", "used_by")
+
+    def __init__(
+        self,
+        name: str,
+        size: int,
+        refcount: int | None,  # None: the kernel cannot unload modules ("-")
+        used_by: tuple[str, ...],
+        state: str,  # Live, Loading or Unloading
+        address: str,
+        taints: str,  # "(OE)" and the like, "" when clean
+    ) -> None:
+        self.name = name
+        self.size = size
+        self.refcount = refcount
+        self.used_by = used_by
+        self.state = state
+        self.address = address
+        self.taints = taints
+
+    def __repr__(self) -> str:
+        return f"ProcModule({self.name!r}, size={self.size}, refcount={self.refcount})"
 
 
 class KernelModules:

@@ -10,22 +10,34 @@ still held refused before ``delete_module`` is tried.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
 
 from lkm.errors import LkmError
 from lkm.system.kernel import KernelModules
 
 
-@dataclass(frozen=True)
 class LoadedModule:
-    """One row of lsmod."""
+    """One row of lsmod (a plain class: no dataclasses import at start-up)."""
 
-    name: str
-    size: int  # bytes; a negative errno when unknown, as kmod prints it
-    refcnt: int  # a negative errno when unknown, as kmod prints it
-    holders: tuple[str, ...]
-    state: str  # Live, Loading or Unloading (from /proc/modules)
-    taints: str
+    __slots__ = ("holders", "name", "refcnt", "size", "state", "taints")
+
+    def __init__(
+        self,
+        name: str,
+        size: int,  # bytes; a negative errno when unknown, as kmod prints it
+        refcnt: int,  # a negative errno when unknown, as kmod prints it
+        holders: tuple[str, ...],
+        state: str,  # Live, Loading or Unloading (from /proc/modules)
+        taints: str,
+    ) -> None:
+        self.name = name
+        self.size = size
+        self.refcnt = refcnt
+        self.holders = holders
+        self.state = state
+        self.taints = taints
+
+    def __repr__(self) -> str:
+        return f"LoadedModule({self.name!r}, size={self.size}, refcnt={self.refcnt})"
 
     def as_json(self) -> dict[str, object]:
         return {
