@@ -44,26 +44,18 @@ def test_status_output_and_module_tree(kernels: list[KernelFixture], label: str,
     report(f"lkm vm run on {label}: boot, command, power-off in {elapsed:.1f} s")
 
 
-def test_host_python_and_lkm_inside(kernel_612: KernelFixture) -> None:
-    """The checkout's lkm runs in the guest against the booted kernel's tree."""
+def test_host_python_and_lkm_inside(kernel_612: KernelFixture, tmp_path: Path) -> None:
+    """The checkout's lkm runs in the guest against the booted kernel's
+    tree; the kernel console is kept where --console says."""
+    console = tmp_path / "console.log"
     proc = subprocess.run(
-        [
-            LKM,
-            "vm",
-            "run",
-            "--kernel",
-            kernel_612.version,
-            "--",
-            LKM,
-            "modinfo",
-            "-F",
-            "name",
-            "loop",
-        ],
+        [LKM, "vm", "run", "--kernel", kernel_612.version, "--console", str(console),
+         "--", LKM, "modinfo", "-F", "name", "loop"],
         capture_output=True,
         timeout=300,
-    )
+    )  # fmt: skip
     assert (proc.returncode, proc.stdout) == (0, b"loop\n"), proc.stderr
+    assert "reboot: Power down" in console.read_text()
 
 
 def test_panic_ends_the_run_quickly(kernel_612: KernelFixture) -> None:

@@ -1,4 +1,4 @@
-"""``lkm vm run [--kernel K] [--memory M] [--timeout S] [--dry-run] -- CMD…``
+"""``lkm vm run [--kernel K] [--memory M] [--timeout S] [--console LOG] [--dry-run] -- CMD…``
 
 Boots a real kernel under QEMU, runs CMD inside (the host's root is
 visible read-only, writes stay in the VM's memory) and exits with CMD's
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 USAGE = (
     "usage: lkm vm run [--kernel IMAGE|VERSION] [--memory SIZE] [--timeout SECONDS]"
-    " [--dry-run] -- CMD...\n"
+    " [--console LOGFILE] [--dry-run] -- CMD...\n"
 )
 
 
@@ -69,7 +69,7 @@ def choose_kernel(spec: str | None, root: str = "") -> KernelChoice:
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "vm") -> int:
     try:
         opts, rest = parse(
-            "lkm vm", args, "", ["kernel=", "memory=", "timeout=", "dry-run", "help"]
+            "lkm vm", args, "", ["kernel=", "memory=", "timeout=", "console=", "dry-run", "help"]
         )
     except UsageError as exc:
         err.write(f"{exc}\n{USAGE}".encode())
@@ -102,6 +102,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "vm") -> int
             command,
             timeout=float(options.get("--timeout", "120")),
             memory=options.get("--memory", "1G"),
+            console=os.path.abspath(options["--console"]) if "--console" in options else None,
         )
     except (VmError, LkmError, ValueError) as exc:
         err.write(f"lkm vm: {exc}\n".encode())

@@ -108,7 +108,10 @@ class VmSession:
         kernel: str,
         memory: str = "1G",
         accel: str | None = None,
+        console: str | None = None,
     ) -> None:
+        """``console``: where the kernel console log goes (kept after the
+        run); by default a file removed with the session."""
         if shutil.which("qemu-system-x86_64") is None:
             raise VmError(
                 "qemu-system-x86_64 not found: install the Debian package qemu-system-x86"
@@ -116,7 +119,7 @@ class VmSession:
         self.kernel = kernel
         self._work = tempfile.mkdtemp(prefix="lkm-vm-")
         self.scratch = os.path.join(self._work, "scratch")
-        self.console_path = os.path.join(self._work, "console.log")
+        self.console_path = console or os.path.join(self._work, "console.log")
         self._steps = 0
         self._proc: subprocess.Popen[bytes] | None = None
         try:
@@ -222,9 +225,10 @@ def run(
     timeout: float = 120.0,
     memory: str = "1G",
     accel: str | None = None,
+    console: str | None = None,
 ) -> VmResult:
     """Boot ``kernel_image`` (modules in ``moddir``), run ``command``, power off."""
-    with VmSession(kernel_image, moddir, kernel, memory, accel) as vm:
+    with VmSession(kernel_image, moddir, kernel, memory, accel, console) as vm:
         step = vm.run(command, timeout)
         console = vm.console
     return VmResult(step.status, step.stdout, step.stderr, console)
