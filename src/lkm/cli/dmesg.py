@@ -74,6 +74,8 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
             out.write(format_record(record, decode, show_time, utf8))
             if follow:
                 out.flush()
+    except BrokenPipeError:
+        raise  # stdout closed (| head): the entry point ends quietly
     except OSError as exc:
         err.write(f"lkm dmesg: cannot read /dev/kmsg: {exc.strerror}\n".encode())
         return 1
