@@ -19,6 +19,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from lkm.errors import AliasError, LkmError
 from lkm.formats.kmod_hash import hash_order
@@ -302,6 +303,222 @@ class Outputs:
     files: dict[str, bytes | None]
 
 
+# Output files rendered from the same inputs form a group: a group is
+# rendered, cached and reused as a whole. The order is kmod's: messages
+# are replayed group by group in this order (devname's come last).
+GROUPS: dict[str, tuple[str, ...]] = {
+    "dep": ("modules.dep", "modules.dep.bin"),
+    "alias": ("modules.alias", "modules.alias.bin"),
+    "softdep": ("modules.softdep",),
+    "weakdep": ("modules.weakdep",),
+    "symbols": ("modules.symbols", "modules.symbols.bin"),
+    "builtin": ("modules.builtin.bin",),
+    "builtin.alias": ("modules.builtin.alias.bin",),
+    "devname": ("modules.devname",),
+}
+BUILTIN_INPUTS = {"builtin": "modules.builtin", "builtin.alias": "modules.builtin.modinfo"}
+
+Messages = list[tuple[str, str]]
+# A rendered group: its files and the messages rendering it reported.
+RenderedGroup = tuple[dict[str, bytes | None], Messages]
+# A built-in list read from the module directory: its bytes, or None and
+# why it could not be read.
+BuiltinInput = tuple[bytes | None, str | None]
+
+
+def read_builtin_inputs(moddir: str) -> dict[str, BuiltinInput]:
+    """modules.builtin and modules.builtin.modinfo, read once: the same
+    bytes are rendered and (for the cache) digested."""
+    inputs: dict[str, BuiltinInput] = {}
+    for group, name in BUILTIN_INPUTS.items():
+        try:
+            with open(f"{moddir}/{name}", "rb") as f:
+                inputs[group] = (f.read(), None)
+        except OSError as exc:
+            inputs[group] = (None, f"could not open {name} at {moddir}: {exc.strerror}")
+    return inputs
+
+
+class Rendering:
+    """What the output groups are made of, computed once and shared; each
+    group rendered on its own (:meth:`render`), and described by exactly
+    the data its files and messages depend on (:meth:`inputs`), which is
+    what the cache keys a rendered group by."""
+
+    def __init__(
+        self,
+        resolved: Resolved,
+        builtins: dict[str, BuiltinInput],
+        layout: Layout = Layout.PRE_ORDER,
+        warn_dups: bool = False,
+        binary: bool = True,
+    ) -> None:
+        self.resolved = resolved
+        self.builtins = builtins
+        self.layout = layout
+        self.warn_dups = warn_dups
+        self.binary = binary
+
+    @cached_property
+    def dep_lines(self) -> list[str]:
+        return dep_lines(self.resolved)
+
+    @cached_property
+    def aliases(self) -> list[tuple[str, str, int]]:
+        """(alias, module name, module index), in module order."""
+        resolved = self.resolved
+        return [
+            (alias, module.name, index)
+            for index, (module, info) in enumerate(
+                zip(resolved.modules, resolved.facts, strict=True)
+            )
+            for alias in _modinfo_values(info, "alias")
+        ]
+
+    @cached_property
+    def owned_symbols(self) -> list[tuple[str, int]]:
+        """(symbol, owner index) of every symbol a module exports."""
+        return [
+            (name, owner) for name, (owner, _) in self.resolved.symbols.items() if owner != KERNEL
+        ]
+
+    def inputs(self, group: str) -> object:
+        """Everything group ``group``'s files and messages are made from
+        (plain data with a faithful repr)."""
+        modules = self.resolved.modules
+        options = (self.layout.value, self.warn_dups, self.binary)
+        if group == "dep":
+            return (options, [m.name for m in modules], self.dep_lines)
+        if group == "alias":
+            return (options, self.aliases)
+        if group in ("softdep", "weakdep"):
+            return self._values_by_module(group)
+        if group == "symbols":
+            return (
+                options,
+                [(name, owner, modules[owner].name) for name, owner in self.owned_symbols],
+            )
+        if group in BUILTIN_INPUTS:
+            return (options, self.builtins.get(group))
+        if group == "devname":
+            return self._values_by_module("alias")
+        raise KeyError(group)
+
+    def _values_by_module(self, key: str) -> list[tuple[str, list[str]]]:
+        return [
+            (module.name, _modinfo_values(info, key))
+            for module, info in zip(self.resolved.modules, self.resolved.facts, strict=True)
+        ]
+
+    def render(self, group: str) -> RenderedGroup:
+        messages: Messages = []
+        note = _collector(messages)
+        files: dict[str, bytes | None]
+        if group == "dep":
+            files = {"modules.dep": _text(self.dep_lines)}
+            if self.binary:
+                files["modules.dep.bin"] = self._dep_index(note)
+        elif group == "alias":
+            files = {
+                "modules.alias": _text(
+                    ["# Aliases extracted from modules themselves."]
+                    + [f"alias {a} {m}" for a, m, _ in self.aliases]
+                )
+            }
+            if self.binary:
+                files["modules.alias.bin"] = self._alias_index(note)
+        elif group == "softdep":
+            files = {"modules.softdep": _soft_dependencies(self.resolved, "softdep", "Soft")}
+        elif group == "weakdep":
+            files = {"modules.weakdep": _soft_dependencies(self.resolved, "weakdep", "Weak")}
+        elif group == "symbols":
+            files = self._symbols(note)
+        elif group in BUILTIN_INPUTS:
+            files = {}
+            if self.binary:
+                build = _builtin_index if group == "builtin" else _builtin_alias_index
+                (name,) = GROUPS[group]
+                files[name] = build(self.builtins[group], note, self.layout)
+        elif group == "devname":
+            devnames = devname_lines(self.resolved, note)
+            files = {
+                "modules.devname": _text(
+                    ["# Device nodes to trigger on-demand module loading.", *devnames]
+                )
+                if devnames
+                else b""
+            }
+        else:
+            raise KeyError(group)
+        return files, messages
+
+    def _dep_index(self, note: Report) -> bytes:
+        index = IndexBuilder()
+        modules = self.resolved.modules
+        for position, (module, line) in enumerate(zip(modules, self.dep_lines, strict=True)):
+            if index.insert(module.name, line, position) and self.warn_dups:
+                note("WARNING", f"duplicate module deps:\n{line}")
+        return index.to_bytes(self.layout)
+
+    def _alias_index(self, note: Report) -> bytes:
+        index = IndexBuilder()
+        for alias, name, position in self.aliases:
+            try:
+                key = normalize_alias(alias)
+            except AliasError:
+                note("WARNING", f"Unmatched bracket in {alias}")
+                continue
+            if index.insert(key, name, position) and self.warn_dups:
+                note("WARNING", f"duplicate module alias:\n{key} {name}")
+        return index.to_bytes(self.layout)
+
+    def _symbols(self, note: Report) -> dict[str, bytes | None]:
+        modules = self.resolved.modules
+        owners = dict(self.owned_symbols)
+        order = hash_order(owners, SYMBOL_HASH_BUCKETS)
+        files: dict[str, bytes | None] = {
+            "modules.symbols": _text(
+                ["# Aliases for symbols, used by symbol_request()."]
+                + [f"alias symbol:{name} {modules[owners[name]].name}" for name in order]
+            )
+        }
+        if self.binary:
+            index = IndexBuilder()
+            for name in order:
+                owner = owners[name]
+                key, module = f"symbol:{name}", modules[owner].name
+                if index.insert(key, module, owner) and self.warn_dups:
+                    note("WARNING", f"duplicate module syms:\n{key} {module}")
+            files["modules.symbols.bin"] = index.to_bytes(self.layout)
+        return files
+
+
+def render_groups(rendering: Rendering, groups: Sequence[str]) -> dict[str, RenderedGroup]:
+    """The given groups, the alias index (the largest) on the other core."""
+
+    def build(names: Sequence[str]) -> list[tuple[str, RenderedGroup]]:
+        return [(name, rendering.render(name)) for name in names]
+
+    if "alias" not in groups or len(groups) < 2:
+        return dict(build(groups))
+    # The alias group last: the part the worker takes.
+    ordered = [name for name in groups if name != "alias"] + ["alias"]
+    share = (len(ordered) - 1) / len(ordered)
+    parts = split_map(ordered, build, min_items=2, parent_share=share)
+    return {name: group for part in parts for name, group in part}
+
+
+def merge_groups(rendered: dict[str, RenderedGroup], report: Report) -> Outputs:
+    """All groups' files; their messages replayed in kmod's order."""
+    files: dict[str, bytes | None] = {}
+    for group in GROUPS:
+        group_files, messages = rendered[group]
+        for level, text in messages:
+            report(level, text)
+        files.update(group_files)
+    return Outputs(files)
+
+
 def render(
     resolved: Resolved,
     moddir: str,
@@ -311,41 +528,9 @@ def render(
     binary: bool = True,
 ) -> Outputs:
     """Every output file's bytes. ``binary=False`` skips the indexes (``-n``)."""
-    modules, facts = resolved.modules, resolved.facts
-    files: dict[str, bytes | None] = {}
-    deps = dep_lines(resolved)
-    files["modules.dep"] = _text(deps)
-    aliases = [
-        (alias, module.name, index)
-        for index, (module, info) in enumerate(zip(modules, facts, strict=True))
-        for alias in _modinfo_values(info, "alias")
-    ]
-    files["modules.alias"] = _text(
-        ["# Aliases extracted from modules themselves."] + [f"alias {a} {m}" for a, m, _ in aliases]
-    )
-    files["modules.softdep"] = _soft_dependencies(resolved, "softdep", "Soft")
-    files["modules.weakdep"] = _soft_dependencies(resolved, "weakdep", "Weak")
-    owned = [name for name, (owner, _) in resolved.symbols.items() if owner != KERNEL]
-    symbol_order = hash_order(owned, SYMBOL_HASH_BUCKETS)
-    files["modules.symbols"] = _text(
-        ["# Aliases for symbols, used by symbol_request()."]
-        + [
-            f"alias symbol:{name} {modules[resolved.symbols[name][0]].name}"
-            for name in symbol_order
-        ]
-    )
-    if binary:
-        _render_binary(
-            resolved, deps, aliases, symbol_order, moddir, report, layout, warn_dups, files
-        )
-    # Last, as kmod writes modules.devname (and reports its problems) last.
-    devnames = devname_lines(resolved, report)
-    files["modules.devname"] = (
-        _text(["# Device nodes to trigger on-demand module loading.", *devnames])
-        if devnames
-        else b""
-    )
-    return Outputs(files)
+    builtins = read_builtin_inputs(moddir) if binary else {}
+    rendering = Rendering(resolved, builtins, layout, warn_dups, binary)
+    return merge_groups(render_groups(rendering, list(GROUPS)), report)
 
 
 def _soft_dependencies(resolved: Resolved, key: str, kind: str) -> bytes:
@@ -364,100 +549,18 @@ def _text(lines: list[str]) -> bytes:
     return "".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape")
 
 
-def _render_binary(
-    resolved: Resolved,
-    deps: list[str],
-    aliases: list[tuple[str, str, int]],
-    symbol_order: list[str],
-    moddir: str,
-    report: Report,
-    layout: Layout,
-    warn_dups: bool,
-    files: dict[str, bytes | None],
-) -> None:
-    """The five binary indexes; the largest (aliases) built on the other core.
-
-    Each index's messages are collected and replayed in kmod's file order,
-    so the output on stderr does not depend on which process built what.
-    """
-    modules = resolved.modules
-
-    def dep_bin(note: Report) -> bytes:
-        index = IndexBuilder()
-        for position, (module, line) in enumerate(zip(modules, deps, strict=True)):
-            if index.insert(module.name, line, position) and warn_dups:
-                note("WARNING", f"duplicate module deps:\n{line}")
-        return index.to_bytes(layout)
-
-    def alias_bin(note: Report) -> bytes:
-        index = IndexBuilder()
-        for alias, name, position in aliases:
-            try:
-                key = normalize_alias(alias)
-            except AliasError:
-                note("WARNING", f"Unmatched bracket in {alias}")
-                continue
-            if index.insert(key, name, position) and warn_dups:
-                note("WARNING", f"duplicate module alias:\n{key} {name}")
-        return index.to_bytes(layout)
-
-    def symbols_bin(note: Report) -> bytes:
-        index = IndexBuilder()
-        for name in symbol_order:
-            owner = resolved.symbols[name][0]
-            if index.insert(f"symbol:{name}", modules[owner].name, owner) and warn_dups:
-                note("WARNING", f"duplicate module syms:\nsymbol:{name} {modules[owner].name}")
-        return index.to_bytes(layout)
-
-    builders: dict[str, Callable[[Report], bytes]] = {
-        "modules.dep.bin": dep_bin,
-        "modules.symbols.bin": symbols_bin,
-        "modules.builtin.bin": lambda note: _builtin_index(moddir, note, layout),
-        "modules.builtin.alias.bin": lambda note: _builtin_alias_index(moddir, note, layout),
-        "modules.alias.bin": alias_bin,  # last: the part the worker takes
-    }
-
-    def build(names: Sequence[str]) -> list[tuple[str, bytes, list[tuple[str, str]]]]:
-        built = []
-        for name in names:
-            notes: list[tuple[str, str]] = []
-            data = builders[name](_collector(notes))
-            built.append((name, data, notes))
-        return built
-
-    results = {
-        name: (data, notes)
-        for part in split_map(list(builders), build, min_items=1, parent_share=0.8)
-        for name, data, notes in part
-    }
-    for name in OUTPUT_FILES:
-        if name in results:
-            data, notes = results[name]
-            for level, text in notes:
-                report(level, text)
-            files[name] = data
-
-
-def _collector(notes: list[tuple[str, str]]) -> Report:
+def _collector(notes: Messages) -> Report:
     def note(level: str, text: str) -> None:
         notes.append((level, text))
 
     return note
 
 
-def _read_input(moddir: str, name: str, report: Report) -> bytes | None:
-    try:
-        with open(f"{moddir}/{name}", "rb") as f:
-            return f.read()
-    except OSError as exc:
-        report("WARNING", f"could not open {name} at {moddir}: {exc.strerror}")
-        return None
-
-
-def _builtin_index(moddir: str, report: Report, layout: Layout) -> bytes:
+def _builtin_index(source: BuiltinInput, report: Report, layout: Layout) -> bytes:
     """modules.builtin.bin: every built-in module name (empty file without input)."""
-    raw = _read_input(moddir, "modules.builtin", report)
+    raw, problem = source
     if raw is None:
+        report("WARNING", problem or "modules.builtin is missing")
         return b""
     index = IndexBuilder()
     for line in raw.decode("utf-8", "surrogateescape").splitlines(keepends=True):
@@ -469,10 +572,11 @@ def _builtin_index(moddir: str, report: Report, layout: Layout) -> bytes:
     return index.to_bytes(layout)
 
 
-def _builtin_alias_index(moddir: str, report: Report, layout: Layout) -> bytes:
+def _builtin_alias_index(source: BuiltinInput, report: Report, layout: Layout) -> bytes:
     """modules.builtin.alias.bin from modules.builtin.modinfo's alias entries."""
-    raw = _read_input(moddir, "modules.builtin.modinfo", report)
+    raw, problem = source
     if raw is None:
+        report("WARNING", problem or "modules.builtin.modinfo is missing")
         return b""
     index = IndexBuilder()
     for item in raw.decode("utf-8", "surrogateescape").split("\0"):
