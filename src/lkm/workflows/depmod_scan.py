@@ -8,6 +8,7 @@ cores when the tree is large (:func:`lkm.system.fork.split_map`).
 
 from __future__ import annotations
 
+import marshal
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -57,6 +58,24 @@ def _read_all(paths: Sequence[str]) -> list[ModuleFacts | ScanFailure]:
     return [read_facts(path) for path in paths]
 
 
+def _encode(results: list[ModuleFacts | ScanFailure]) -> bytes:
+    """Results as marshal data: several times faster than pickling the
+    dataclasses, which matters for the half a worker sends back."""
+    plain = [
+        (r.modinfo, r.exports, r.needed) if isinstance(r, ModuleFacts) else r.message
+        for r in results
+    ]
+    return marshal.dumps(plain)
+
+
+def _decode(data: bytes) -> list[ModuleFacts | ScanFailure]:
+    # From our own worker through a pipe, never from a file.
+    return [
+        ScanFailure(item) if isinstance(item, str) else ModuleFacts(*item)
+        for item in marshal.loads(data)
+    ]
+
+
 def scan(paths: Sequence[str]) -> list[ModuleFacts | ScanFailure]:
     """Facts for each path, in order; large lists use two processes.
 
@@ -66,7 +85,7 @@ def scan(paths: Sequence[str]) -> list[ModuleFacts | ScanFailure]:
     """
     half = (len(paths) + 1) // 2
     shuffled = [*paths[0::2], *paths[1::2]]
-    parts = split_map(shuffled, _read_all, min_items=64, parent_share=0.5)
+    parts = split_map(shuffled, _read_all, min_items=64, parent_share=0.5, codec=(_encode, _decode))
     flat = [result for part in parts for result in part]
     ordered: list[ModuleFacts | ScanFailure] = flat[:]
     ordered[0::2] = flat[:half]
