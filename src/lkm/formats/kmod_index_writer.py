@@ -1,6 +1,6 @@
 """Writer for kmod's binary index files (``modules.*.bin``).
 
-The format is described in :mod:`lkm.formats.kmod_index`. kmod's depmod
+The format is described in :mod:`lkm.formats.kmod_index` (the reader). kmod's depmod
 builds the trie by inserting keys one by one; the resulting trie does not
 depend on the insertion order (every node but the root holds values or at
 least two children, and the root's prefix is always empty), so lkm writes
@@ -24,7 +24,7 @@ import struct
 from bisect import bisect_left
 
 from lkm.errors import FormatError
-from lkm.formats.kmod_index import (
+from lkm.formats.kmod_index_format import (
     INDEX_MAGIC,
     INDEX_VERSION,
     NODE_CHILDS,

@@ -39,10 +39,17 @@ from lkm.formats.elf import (
     ElfFile,
     SymbolColumns,
 )
-from lkm.formats.signature import ModuleSignature, read_signature
+from lkm.formats.module_names import (
+    MODULE_EXTENSIONS as MODULE_EXTENSIONS,  # re-exported: callers import them from here too
+)
+from lkm.formats.module_names import has_module_extension as has_module_extension
+from lkm.formats.module_names import module_name_from_path as module_name_from_path
 
-MODULE_EXTENSIONS = (".ko", ".ko.gz", ".ko.xz", ".ko.zst")
 # Each __versions entry: a CRC word (4 or 8 bytes) then the name, 64 bytes.
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
+if TYPE_CHECKING:
+    from lkm.formats.signature import ModuleSignature
+
 MODVERSION_SIZE = 64
 _MODVERSION = {
     (is64, endian): struct.Struct(endian + ("Q56s" if is64 else "I60s"))
@@ -50,17 +57,6 @@ _MODVERSION = {
     for endian in "<>"
 }
 _CRC_PREFIX = "__crc_"
-
-
-def module_name_from_path(path: str) -> str:
-    """Module name of a file: basename up to the first '.', '-' → '_'."""
-    base = os.path.basename(path)
-    return base.split(".", 1)[0].replace("-", "_")
-
-
-def has_module_extension(path: str) -> bool:
-    """True for names ending in a module extension after a non-empty stem."""
-    return any(path.endswith(ext) and len(path) > len(ext) for ext in MODULE_EXTENSIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +117,8 @@ class ModuleImage:
 
     @cached_property
     def signature(self) -> ModuleSignature | None:
+        from lkm.formats.signature import read_signature  # not for depmod's thousands
+
         return read_signature(self.data)
 
     @cached_property

@@ -20,15 +20,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import repeat
+from operator import itemgetter
 
 from lkm.errors import AliasError, LkmError
 from lkm.formats.kmod_hash import hash_order
 from lkm.formats.kmod_index_writer import IndexBuilder, Layout
-from lkm.model.moddir import normalize_alias
 from lkm.system.atomic import replace_file
-from lkm.system.fork import split_map
 from lkm.workflows.depmod_discover import FoundModule
-from lkm.workflows.depmod_scan import ModuleFacts, ScanFailure
+from lkm.workflows.depmod_facts import ModuleFacts, ScanFailure
 
 Report = Callable[[str, str], None]
 Show = Callable[[str], None]
@@ -88,9 +88,24 @@ class KernelSymbols:
     loaded: bool = False
 
 
+def readable_facts(
+    modules: list[FoundModule], results: Sequence[ModuleFacts | ScanFailure], report: Report
+) -> list[ModuleFacts | None]:
+    """Each module's facts, None for one that could not be read (reported
+    as kmod does, before anything else)."""
+    facts: list[ModuleFacts | None] = []
+    for module, result in zip(modules, results, strict=True):
+        if isinstance(result, ScanFailure):
+            report("ERROR", f"failed to load symbols from {module.path}: {result.message}")
+            facts.append(None)
+        else:
+            facts.append(result)
+    return facts
+
+
 def resolve(
     modules: list[FoundModule],
-    results: Sequence[ModuleFacts | ScanFailure],
+    facts: list[ModuleFacts | None],
     kernel: KernelSymbols,
     report: Report,
     show: Show | None = None,
@@ -101,7 +116,6 @@ def resolve(
 
     Raises DependencyCycle when modules need each other.
     """
-    facts: list[ModuleFacts | None] = []
     symbols: dict[str, tuple[int, int]] = {}
     if kernel.loaded:
         for name, crc in kernel.crcs.items():
@@ -109,17 +123,36 @@ def resolve(
         for name in ("__this_module", "_GLOBAL_OFFSET_TABLE_"):
             symbols[name] = (KERNEL, 0)
         symbols.setdefault("TOC.", (KERNEL, 0))
-    for index, (module, result) in enumerate(zip(modules, results, strict=True)):
-        if isinstance(result, ScanFailure):
-            report("ERROR", f"failed to load symbols from {module.path}: {result.message}")
-            facts.append(None)
-            continue
-        facts.append(result)
-        for name, crc in result.exports:
-            symbols[_strip(name, prefix)] = (index, crc)
-    deps = _dependencies(modules, facts, symbols, kernel, report, show, print_unknown, prefix)
+    for index, module_facts in enumerate(facts):
+        if module_facts is not None:
+            for name, crc in module_facts.exports:
+                symbols[_strip(name, prefix)] = (index, crc)
+    if print_unknown or show is not None or prefix:
+        deps = _dependencies(modules, facts, symbols, kernel, report, show, print_unknown, prefix)
+    else:
+        deps = _quiet_dependencies(facts, symbols)
     sort_index = _topological_order(modules, deps)
     return Resolved(modules, facts, deps, sort_index, symbols)
+
+
+def _quiet_dependencies(
+    facts: list[ModuleFacts | None], symbols: dict[str, tuple[int, int]]
+) -> list[list[int]]:
+    """:func:`_dependencies` when it has nothing to report (no -e, -v or
+    -P): each module's owners looked up and de-duplicated in C, in the
+    order of first need. 200,000 needed symbols in a tree."""
+    owner_of = dict(zip(symbols, map(itemgetter(0), symbols.values()), strict=True))
+    deps: list[list[int]] = []
+    for module_facts in facts:
+        if module_facts is None:
+            deps.append([])
+            continue
+        names = list(map(itemgetter(0), module_facts.needed))
+        if any(map(str.startswith, names, repeat("."))):  # ppc64 descriptors: looked up without it
+            names = [name[1:] if name.startswith(".") else name for name in names]
+        owners = dict.fromkeys(map(owner_of.get, names))
+        deps.append([owner for owner in owners if owner is not None and owner != KERNEL])
+    return deps
 
 
 def _strip(name: str, prefix: str | None) -> str:
@@ -268,9 +301,11 @@ def _modinfo_values(facts: ModuleFacts | None, key: str) -> list[str]:
 _MAJOR_MINOR = re.compile(r"(char|block)-major-\s*\+?(\d+)-\s*\+?(\d+)")
 
 
-def devname_lines(resolved: Resolved, report: Report) -> list[str]:
+def devname_lines(
+    modules: list[FoundModule], all_facts: list[ModuleFacts | None], report: Report
+) -> list[str]:
     lines = []
-    for module, facts in zip(resolved.modules, resolved.facts, strict=True):
+    for module, facts in zip(modules, all_facts, strict=True):
         devname: str | None = None
         node: tuple[str, int, int] | None = None
         for alias in _modinfo_values(facts, "alias"):
@@ -339,25 +374,42 @@ def read_builtin_inputs(moddir: str) -> dict[str, BuiltinInput]:
     return inputs
 
 
+# Groups made from resolved dependencies and symbols; the others need only
+# the modules' facts, so they can be rendered while resolving runs.
+RESOLVED_GROUPS = ("dep", "symbols")
+
+
 class Rendering:
     """What the output groups are made of, computed once and shared; each
     group rendered on its own (:meth:`render`), and described by exactly
     the data its files and messages depend on (:meth:`inputs`), which is
-    what the cache keys a rendered group by."""
+    what the cache keys a rendered group by.
+
+    ``resolver`` runs (once) when a group of :data:`RESOLVED_GROUPS`
+    first needs it; it may raise :class:`DependencyCycle`.
+    """
 
     def __init__(
         self,
-        resolved: Resolved,
+        modules: list[FoundModule],
+        facts: list[ModuleFacts | None],
+        resolver: Callable[[], Resolved],
         builtins: dict[str, BuiltinInput],
         layout: Layout = Layout.PRE_ORDER,
         warn_dups: bool = False,
         binary: bool = True,
     ) -> None:
-        self.resolved = resolved
+        self.modules = modules
+        self.facts = facts
+        self.resolver = resolver
         self.builtins = builtins
         self.layout = layout
         self.warn_dups = warn_dups
         self.binary = binary
+
+    @cached_property
+    def resolved(self) -> Resolved:
+        return self.resolver()
 
     @cached_property
     def dep_lines(self) -> list[str]:
@@ -366,12 +418,9 @@ class Rendering:
     @cached_property
     def aliases(self) -> list[tuple[str, str, int]]:
         """(alias, module name, module index), in module order."""
-        resolved = self.resolved
         return [
             (alias, module.name, index)
-            for index, (module, info) in enumerate(
-                zip(resolved.modules, resolved.facts, strict=True)
-            )
+            for index, (module, info) in enumerate(zip(self.modules, self.facts, strict=True))
             for alias in _modinfo_values(info, "alias")
         ]
 
@@ -385,7 +434,7 @@ class Rendering:
     def inputs(self, group: str) -> object:
         """Everything group ``group``'s files and messages are made from
         (plain data with a faithful repr)."""
-        modules = self.resolved.modules
+        modules = self.modules
         options = (self.layout.value, self.warn_dups, self.binary)
         if group == "dep":
             return (options, [m.name for m in modules], self.dep_lines)
@@ -407,7 +456,7 @@ class Rendering:
     def _values_by_module(self, key: str) -> list[tuple[str, list[str]]]:
         return [
             (module.name, _modinfo_values(info, key))
-            for module, info in zip(self.resolved.modules, self.resolved.facts, strict=True)
+            for module, info in zip(self.modules, self.facts, strict=True)
         ]
 
     def render(self, group: str) -> RenderedGroup:
@@ -428,9 +477,13 @@ class Rendering:
             if self.binary:
                 files["modules.alias.bin"] = self._alias_index(note)
         elif group == "softdep":
-            files = {"modules.softdep": _soft_dependencies(self.resolved, "softdep", "Soft")}
+            files = {
+                "modules.softdep": _soft_dependencies(self.modules, self.facts, "softdep", "Soft")
+            }
         elif group == "weakdep":
-            files = {"modules.weakdep": _soft_dependencies(self.resolved, "weakdep", "Weak")}
+            files = {
+                "modules.weakdep": _soft_dependencies(self.modules, self.facts, "weakdep", "Weak")
+            }
         elif group == "symbols":
             files = self._symbols(note)
         elif group in BUILTIN_INPUTS:
@@ -440,7 +493,7 @@ class Rendering:
                 (name,) = GROUPS[group]
                 files[name] = build(self.builtins[group], note, self.layout)
         elif group == "devname":
-            devnames = devname_lines(self.resolved, note)
+            devnames = devname_lines(self.modules, self.facts, note)
             files = {
                 "modules.devname": _text(
                     ["# Device nodes to trigger on-demand module loading.", *devnames]
@@ -454,13 +507,15 @@ class Rendering:
 
     def _dep_index(self, note: Report) -> bytes:
         index = IndexBuilder()
-        modules = self.resolved.modules
+        modules = self.modules
         for position, (module, line) in enumerate(zip(modules, self.dep_lines, strict=True)):
             if index.insert(module.name, line, position) and self.warn_dups:
                 note("WARNING", f"duplicate module deps:\n{line}")
         return index.to_bytes(self.layout)
 
     def _alias_index(self, note: Report) -> bytes:
+        from lkm.model.moddir import normalize_alias
+
         index = IndexBuilder()
         for alias, name, position in self.aliases:
             try:
@@ -473,7 +528,7 @@ class Rendering:
         return index.to_bytes(self.layout)
 
     def _symbols(self, note: Report) -> dict[str, bytes | None]:
-        modules = self.resolved.modules
+        modules = self.modules
         owners = dict(self.owned_symbols)
         order = hash_order(owners, SYMBOL_HASH_BUCKETS)
         files: dict[str, bytes | None] = {
@@ -494,17 +549,21 @@ class Rendering:
 
 
 def render_groups(rendering: Rendering, groups: Sequence[str]) -> dict[str, RenderedGroup]:
-    """The given groups, the alias index (the largest) on the other core."""
+    """The given groups; with the binary indexes, those that need no
+    resolving (the alias index, the largest, among them) on the other
+    core while this one resolves and renders the rest."""
 
     def build(names: Sequence[str]) -> list[tuple[str, RenderedGroup]]:
         return [(name, rendering.render(name)) for name in names]
 
-    if "alias" not in groups or len(groups) < 2:
+    mine = [name for name in groups if name in RESOLVED_GROUPS]
+    theirs = [name for name in groups if name not in RESOLVED_GROUPS]
+    if not (mine and theirs and rendering.binary):
         return dict(build(groups))
-    # The alias group last: the part the worker takes.
-    ordered = [name for name in groups if name != "alias"] + ["alias"]
-    share = (len(ordered) - 1) / len(ordered)
-    parts = split_map(ordered, build, min_items=2, parent_share=share)
+    from lkm.system.fork import split_map
+
+    share = len(mine) / (len(mine) + len(theirs))
+    parts = split_map([*mine, *theirs], build, min_items=2, parent_share=share)
     return {name: group for part in parts for name, group in part}
 
 
@@ -519,27 +578,20 @@ def merge_groups(rendered: dict[str, RenderedGroup], report: Report) -> Outputs:
     return Outputs(files)
 
 
-def render(
-    resolved: Resolved,
-    moddir: str,
-    report: Report,
-    layout: Layout = Layout.PRE_ORDER,
-    warn_dups: bool = False,
-    binary: bool = True,
-) -> Outputs:
-    """Every output file's bytes. ``binary=False`` skips the indexes (``-n``)."""
-    builtins = read_builtin_inputs(moddir) if binary else {}
-    rendering = Rendering(resolved, builtins, layout, warn_dups, binary)
-    return merge_groups(render_groups(rendering, list(GROUPS)), report)
+def render(rendering: Rendering, report: Report, groups: Sequence[str] = tuple(GROUPS)) -> Outputs:
+    """Every output file's bytes; messages reported in kmod's order."""
+    return merge_groups(render_groups(rendering, groups), report)
 
 
-def _soft_dependencies(resolved: Resolved, key: str, kind: str) -> bytes:
+def _soft_dependencies(
+    modules: list[FoundModule], facts: list[ModuleFacts | None], key: str, kind: str
+) -> bytes:
     """modules.softdep / modules.weakdep: each module's entries, as given."""
     return _text(
         [f"# {kind} dependencies extracted from modules themselves."]
         + [
             f"{key} {module.name} {value}"
-            for module, info in zip(resolved.modules, resolved.facts, strict=True)
+            for module, info in zip(modules, facts, strict=True)
             for value in _modinfo_values(info, key)
         ]
     )
@@ -578,6 +630,8 @@ def _builtin_alias_index(source: BuiltinInput, report: Report, layout: Layout) -
     if raw is None:
         report("WARNING", problem or "modules.builtin.modinfo is missing")
         return b""
+    from lkm.model.moddir import normalize_alias
+
     index = IndexBuilder()
     for item in raw.decode("utf-8", "surrogateescape").split("\0"):
         module, dot, rest = item.partition(".")

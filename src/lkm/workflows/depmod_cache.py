@@ -39,11 +39,13 @@ import os
 import struct
 import zlib
 from collections.abc import Callable, Sequence
+from itertools import chain
+from operator import itemgetter
 
 from lkm import __version__
 from lkm.system.atomic import replace_file
 from lkm.workflows.depmod_discover import FoundModule
-from lkm.workflows.depmod_scan import ModuleFacts, ScanFailure, scan
+from lkm.workflows.depmod_facts import ModuleFacts, ScanFailure
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
@@ -58,8 +60,11 @@ TOKEN_SIZE = 16
 Identity = tuple[int, int, int, int, int]
 # Where a module's facts lie in the store: offset, length, CRC-32.
 BlobRef = tuple[int, int, int]
-# Index entry: the identity the facts were read with, and their blob.
-IndexEntry = tuple[Identity, BlobRef]
+# Index entry: the identity the facts were read with, then their blob
+# (one flat tuple: quick to check, see _valid_index).
+IndexEntry = tuple[int, int, int, int, int, int, int, int]
+_ENTRY_SIZE = 8
+_BLOB_AT = 5  # entry[:5] is the identity, entry[5:] the blob
 # What the last rendering was made from: store token, (name, path,
 # relpath) of each module in order, built-in lists' identities, options.
 Basis = tuple[bytes, list[tuple[str, str, str | None]], list[Identity | None], tuple[object, ...]]
@@ -133,29 +138,25 @@ def _write(path: str, data: bytes) -> None:
     replace_file(path, data, f"{path}.{os.getpid()}.tmp")
 
 
-def _valid_identity(value: object) -> bool:
-    return isinstance(value, tuple) and len(value) == 5 and all(type(x) is int for x in value)
-
-
 def _valid_index(value: object) -> tuple[bytes, dict[str, IndexEntry]] | None:
     """The index's (store token, entries) after checking every field's
-    shape: a cache is never trusted."""
+    shape — a cache is never trusted — with C-level passes over the
+    entries (thousands of them, on every run)."""
     if not isinstance(value, tuple) or len(value) != 2:
         return None
     token, entries = value
     if not isinstance(token, bytes) or len(token) != TOKEN_SIZE or not isinstance(entries, dict):
         return None
-    for path, entry in entries.items():
-        if not (
-            isinstance(path, str)
-            and isinstance(entry, tuple)
-            and len(entry) == 2
-            and _valid_identity(entry[0])
-            and isinstance(entry[1], tuple)
-            and len(entry[1]) == 3
-            and all(type(x) is int and x >= 0 for x in entry[1])
-        ):
-            return None
+    rows = entries.values()
+    if not (
+        set(map(type, entries)) <= {str}
+        and set(map(type, rows)) <= {tuple}
+        and set(map(len, rows)) <= {_ENTRY_SIZE}
+        and set(map(type, chain.from_iterable(rows))) <= {int}
+        and min(map(itemgetter(_BLOB_AT), rows), default=0) >= 0
+        and min(map(itemgetter(_BLOB_AT + 1), rows), default=0) >= 0
+    ):
+        return None
     return token, entries
 
 
@@ -229,14 +230,14 @@ class CachedScan:
         stale: list[int] = []
         for index, (module, ident) in enumerate(zip(modules, self.identities, strict=True)):
             entry = cache.entries.get(module.path)
-            if entry is not None and ident is not None and entry[0] == ident:
-                self.refs.append(entry[1])
+            if entry is not None and ident is not None and entry[:5] == ident:
+                self.refs.append(entry[5:])
             else:
                 self.refs.append(None)
                 stale.append(index)
         self.stale_count = len(stale)
         if stale:
-            results = scan([modules[i].path for i in stale])
+            results = _read_modules([modules[i].path for i in stale])
             self.fresh = dict(zip(stale, results, strict=True))
         self.unchanged = all(self._same_as_stored(index) for index in stale)
 
@@ -247,11 +248,11 @@ class CachedScan:
         fresh = self.fresh[index]
         if entry is None or not isinstance(fresh, ModuleFacts):
             return False
-        blob = self.cache.store.blob(entry[1])
+        blob = self.cache.store.blob(entry[5:])
         if blob is None or _facts_from_blob(blob) != fresh:
             return False
         del self.fresh[index]
-        self.refs[index] = entry[1]
+        self.refs[index] = entry[5:]
         return True
 
     def results(self) -> list[Result]:
@@ -273,7 +274,7 @@ class CachedScan:
             unusable = f"{len(missing)} stored facts unusable"
             self.cache.report("DEBUG", f"lkm cache: {unusable}, read again")
             for index, result in zip(
-                missing, scan([self.modules[i].path for i in missing]), strict=True
+                missing, _read_modules([self.modules[i].path for i in missing]), strict=True
             ):
                 self.fresh[index] = results[index] = result
             self.stale_count += len(missing)
@@ -308,7 +309,7 @@ class DepmodCache:
             scanned.modules, scanned.identities, scanned.refs, strict=True
         ):
             if ident is not None and ref is not None:
-                entries[module.path] = (ident, ref)
+                entries[module.path] = (*ident, *ref)
         if entries == self.entries:
             return
         self._try(
@@ -410,6 +411,13 @@ class DepmodCache:
         value = (basis, {name: (digests[name], groups[name]) for name in GROUPS})
         self._try(lambda: _save_framed(self.outputs_path, "outputs", self.moddir, value))
         return {name: groups[name] for name in GROUPS}
+
+
+def _read_modules(paths: list[str]) -> list[Result]:
+    # Imported here: a run that changes nothing reads one module or none.
+    from lkm.workflows.depmod_scan import scan
+
+    return scan(paths)
 
 
 def _builtin_files() -> tuple[str, ...]:

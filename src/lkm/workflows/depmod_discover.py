@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lkm.formats.kmod_hash import hash_order
-from lkm.formats.module_file import MODULE_EXTENSIONS, has_module_extension
+from lkm.formats.module_names import MODULE_EXTENSIONS, has_module_extension
 from lkm.model.depmod_config import BUILTIN, EXTERNAL, DepmodConfig
 
 Report = Callable[[str, str], None]

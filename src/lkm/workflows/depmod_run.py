@@ -13,9 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from lkm.errors import LkmError
-from lkm.formats.kernel_symbols import parse_symvers, parse_system_map
 from lkm.formats.kmod_index_writer import Layout
-from lkm.formats.module_file import has_module_extension
+from lkm.formats.module_names import has_module_extension
 from lkm.model.depmod_config import DepmodConfig, load_config
 from lkm.workflows.depmod import (
     TEXT_FILES,
@@ -23,8 +22,10 @@ from lkm.workflows.depmod import (
     KernelSymbols,
     Outputs,
     Rendering,
+    Resolved,
     merge_groups,
     read_builtin_inputs,
+    readable_facts,
     render,
     resolve,
     write_outputs,
@@ -115,6 +116,8 @@ def _kernel_symbols(settings: DepmodSettings, report: Report) -> KernelSymbols:
             text = f.read()
     except OSError as exc:
         raise DepmodFatal(f"could not load {source}: {exc.strerror}") from None
+    from lkm.formats.kernel_symbols import parse_symvers, parse_system_map
+
     parser = parse_symvers if settings.symvers else parse_system_map
     crcs, messages = parser(text, source, settings.prefix)
     for level, message in messages:
@@ -206,31 +209,37 @@ def run_depmod(
         from lkm.workflows.depmod_scan import scan
 
         results = scan([m.path for m in modules])
-    try:
-        resolved = resolve(
+    facts = readable_facts(modules, results, report)
+
+    def resolver() -> Resolved:
+        return resolve(
             modules,
-            results,
+            facts,
             kernel,
             report,
             show if settings.verbose else None,
             settings.print_unknown,
             settings.prefix,
         )
+
+    binary = not settings.dry_run
+    basis = cache.basis(modules, _options(settings)) if cache and binary else None
+    # The built-in lists are read after the basis took their identities.
+    builtins = read_builtin_inputs(moddir) if binary else {}
+    rendering = Rendering(
+        modules, facts, resolver, builtins, settings.layout, settings.warn_dups, binary
+    )
+    try:
+        if cache is not None and basis is not None:
+            outputs = merge_groups(cache.render(rendering, basis), report)
+        else:
+            outputs = render(rendering, report)
     except DependencyCycle as cycle:
         for line in cycle.lines:
             report("ERROR", line)
         return 1
     if settings.dry_run:
-        outputs = render(resolved, moddir, report, settings.layout, settings.warn_dups, False)
         if stdout is not None:
             stdout(b"".join(outputs.files[name] or b"" for name in TEXT_FILES))
         return 0
-    if cache is None:
-        outputs = render(resolved, moddir, report, settings.layout, settings.warn_dups)
-    else:
-        basis = cache.basis(modules, _options(settings))  # before the built-in lists are read
-        rendering = Rendering(
-            resolved, read_builtin_inputs(moddir), settings.layout, settings.warn_dups
-        )
-        outputs = merge_groups(cache.render(rendering, basis), report)
     return _write(outputs, settings)

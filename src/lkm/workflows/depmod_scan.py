@@ -1,6 +1,6 @@
 """depmod's first step: read every module once into plain facts.
 
-:class:`ModuleFacts` is all depmod needs from a module file — its
+:class:`~lkm.workflows.depmod_facts.ModuleFacts` is all depmod needs from a module file — its
 ``.modinfo``, exports and needed symbols — as plain tuples, so results can
 cross a process boundary and be cached between runs. Scanning uses both
 cores when the tree is large (:func:`lkm.system.fork.split_map`).
@@ -10,30 +10,14 @@ from __future__ import annotations
 
 import marshal
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from lkm.errors import FileFormatError, FormatError, LkmError
 from lkm.formats.module_file import open_module
-from lkm.system.fork import split_map
+from lkm.workflows.depmod_facts import ModuleFacts as ModuleFacts
+from lkm.workflows.depmod_facts import ScanFailure as ScanFailure
 
-
-@dataclass(frozen=True, slots=True)
-class ModuleFacts:
-    """What depmod reads from one module file."""
-
-    modinfo: tuple[tuple[str, str], ...]
-    exports: tuple[tuple[str, int], ...]  # (symbol, crc)
-    needed: tuple[tuple[str, int, bool], ...]  # (symbol, crc, weak)
-
-    def values(self, key: str) -> list[str]:
-        return [v for k, v in self.modinfo if k == key]
-
-
-@dataclass(frozen=True, slots=True)
-class ScanFailure:
-    """A module that could not be read: the one-line message."""
-
-    message: str
+# Fewer modules than this are read in-process: a fork costs more.
+MIN_PARALLEL = 64
 
 
 def read_facts(path: str) -> ModuleFacts | ScanFailure:
@@ -83,9 +67,15 @@ def scan(paths: Sequence[str]) -> list[ModuleFacts | ScanFailure]:
     big modules (and the xz-compressed ones) are spread through a tree by
     directory, and alternating keeps both cores busy until the end.
     """
+    if len(paths) < MIN_PARALLEL:
+        return _read_all(paths)  # a re-run that read a few changed modules
+    from lkm.system.fork import split_map
+
     half = (len(paths) + 1) // 2
     shuffled = [*paths[0::2], *paths[1::2]]
-    parts = split_map(shuffled, _read_all, min_items=64, parent_share=0.5, codec=(_encode, _decode))
+    parts = split_map(
+        shuffled, _read_all, min_items=MIN_PARALLEL, parent_share=0.5, codec=(_encode, _decode)
+    )
     flat = [result for part in parts for result in part]
     ordered: list[ModuleFacts | ScanFailure] = flat[:]
     ordered[0::2] = flat[:half]
