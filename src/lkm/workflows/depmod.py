@@ -335,7 +335,7 @@ def devname_lines(
 class Outputs:
     """Rendered files, name → bytes (None: left out, as kmod does)."""
 
-    files: dict[str, bytes | None]
+    files: dict[str, FileData | None]
 
 
 # Output files rendered from the same inputs form a group: a group is
@@ -354,8 +354,11 @@ GROUPS: dict[str, tuple[str, ...]] = {
 BUILTIN_INPUTS = {"builtin": "modules.builtin", "builtin.alias": "modules.builtin.modinfo"}
 
 Messages = list[tuple[str, str]]
+# A file's contents: rendered bytes, or a view of the cache's copy (written
+# out as it is, never copied).
+FileData = bytes | memoryview
 # A rendered group: its files and the messages rendering it reported.
-RenderedGroup = tuple[dict[str, bytes | None], Messages]
+RenderedGroup = tuple[dict[str, FileData | None], Messages]
 # A built-in list read from the module directory: its bytes, or None and
 # why it could not be read.
 BuiltinInput = tuple[bytes | None, str | None]
@@ -462,7 +465,7 @@ class Rendering:
     def render(self, group: str) -> RenderedGroup:
         messages: Messages = []
         note = _collector(messages)
-        files: dict[str, bytes | None]
+        files: dict[str, FileData | None]
         if group == "dep":
             files = {"modules.dep": _text(self.dep_lines)}
             if self.binary:
@@ -527,11 +530,11 @@ class Rendering:
                 note("WARNING", f"duplicate module alias:\n{key} {name}")
         return index.to_bytes(self.layout)
 
-    def _symbols(self, note: Report) -> dict[str, bytes | None]:
+    def _symbols(self, note: Report) -> dict[str, FileData | None]:
         modules = self.modules
         owners = dict(self.owned_symbols)
         order = hash_order(owners, SYMBOL_HASH_BUCKETS)
-        files: dict[str, bytes | None] = {
+        files: dict[str, FileData | None] = {
             "modules.symbols": _text(
                 ["# Aliases for symbols, used by symbol_request()."]
                 + [f"alias symbol:{name} {modules[owners[name]].name}" for name in order]
@@ -569,7 +572,7 @@ def render_groups(rendering: Rendering, groups: Sequence[str]) -> dict[str, Rend
 
 def merge_groups(rendered: dict[str, RenderedGroup], report: Report) -> Outputs:
     """All groups' files; their messages replayed in kmod's order."""
-    files: dict[str, bytes | None] = {}
+    files: dict[str, FileData | None] = {}
     for group in GROUPS:
         group_files, messages = rendered[group]
         for level, text in messages:

@@ -49,7 +49,7 @@ from lkm.workflows.depmod_facts import ModuleFacts, ScanFailure
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
-    from lkm.workflows.depmod import RenderedGroup, Rendering
+    from lkm.workflows.depmod import FileData, Messages, RenderedGroup, Rendering
 
 Report = Callable[[str, str], None]
 MAGIC = b"lkm-depmod-cache\n"
@@ -359,17 +359,57 @@ class DepmodCache:
         return f"{self.index_path}.out"
 
     def _stored_outputs(self) -> tuple[object, dict[str, tuple[bytes, RenderedGroup]]]:
-        """Last run's basis and groups (checked one by one), or (None, {})."""
-        value = _load_framed(self.outputs_path, "outputs", self.moddir)
-        if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict)):
+        """Last run's basis and groups (checked one by one), or (None, {}).
+
+        The files' contents are views of the one copy read from the cache
+        file: several megabytes, written out without another copy.
+        """
+        data = _read(self.outputs_path)
+        header = _header("outputs", self.moddir)
+        start = len(header) + _FRAME.size
+        if data is None or not data.startswith(header) or len(data) < start + _FRAME.size:
             return None, {}
-        basis, stored = value
+        length, crc = _FRAME.unpack_from(data, len(header))
+        payload = memoryview(data)[start:]
+        if len(payload) != length or zlib.crc32(payload) != crc:
+            return None, {}
+        (table_size, _) = _FRAME.unpack_from(payload)
+        try:
+            table = marshal.loads(payload[_FRAME.size : _FRAME.size + table_size])
+        except (EOFError, ValueError, TypeError):
+            return None, {}
+        if not (isinstance(table, tuple) and len(table) == 2 and isinstance(table[1], dict)):
+            return None, {}
+        basis, stored = table
+        contents = payload[_FRAME.size + table_size :]
         groups = {}
         for name, item in stored.items():
-            group = _checked_group(item)
+            group = _checked_group(item, contents)
             if isinstance(name, str) and group is not None:
                 groups[name] = group
         return basis, groups
+
+    def _save_outputs(self, basis: Basis, groups: dict[str, tuple[bytes, RenderedGroup]]) -> None:
+        """A table (basis; per group its digest, where each file's contents
+        lie, its messages) and then the contents, one after another."""
+        table: dict[str, tuple[bytes, list[tuple[str, int, int]], Messages]] = {}
+        contents: list[FileData] = []
+        offset = 0
+        for name, (digest, (files, messages)) in groups.items():
+            places = []
+            for filename, content in files.items():
+                if content is None:
+                    places.append((filename, -1, 0))
+                else:
+                    places.append((filename, offset, len(content)))
+                    contents.append(content)
+                    offset += len(content)
+            table[name] = (digest, places, messages)
+        encoded = marshal.dumps((basis, table))  # type: ignore[arg-type]
+        payload = _FRAME.pack(len(encoded), 0) + encoded + b"".join(contents)
+        framed = _FRAME.pack(len(payload), zlib.crc32(payload))
+        data = _header("outputs", self.moddir) + framed + payload
+        self._try(lambda: _write(self.outputs_path, data))
 
     def basis(self, modules: Sequence[FoundModule], options: tuple[object, ...]) -> Basis:
         """What a rendering with this store, these modules, built-in lists
@@ -408,8 +448,7 @@ class DepmodCache:
         todo = [name for name in GROUPS if name not in groups]
         self.report("DEBUG", f"lkm cache: render {len(todo)} of {len(GROUPS)} output groups")
         groups.update(render_groups(rendering, todo))
-        value = (basis, {name: (digests[name], groups[name]) for name in GROUPS})
-        self._try(lambda: _save_framed(self.outputs_path, "outputs", self.moddir, value))
+        self._save_outputs(basis, {name: (digests[name], groups[name]) for name in GROUPS})
         return {name: groups[name] for name in GROUPS}
 
 
@@ -426,18 +465,26 @@ def _builtin_files() -> tuple[str, ...]:
     return tuple(BUILTIN_INPUTS.values())
 
 
-def _checked_group(value: object) -> tuple[bytes, RenderedGroup] | None:
-    """(digest, (files, messages)) when every part has the right type."""
-    if not (isinstance(value, tuple) and len(value) == 2):
+def _checked_group(value: object, contents: memoryview) -> tuple[bytes, RenderedGroup] | None:
+    """(digest, (files, messages)) when every part has the right type and
+    every file lies inside ``contents``."""
+    if not (isinstance(value, tuple) and len(value) == 3):
         return None
-    digest, group = value
-    if not (isinstance(digest, bytes) and isinstance(group, tuple) and len(group) == 2):
+    digest, places, messages = value
+    if not (isinstance(digest, bytes) and isinstance(places, list) and isinstance(messages, list)):
         return None
-    files, messages = group
-    if not isinstance(files, dict) or not isinstance(messages, list):
-        return None
-    for name, data in files.items():
-        if not isinstance(name, str) or not (data is None or isinstance(data, bytes)):
+    files: dict[str, FileData | None] = {}
+    for place in places:
+        if not (isinstance(place, tuple) and len(place) == 3):
+            return None
+        filename, offset, length = place
+        if not (isinstance(filename, str) and type(offset) is int and type(length) is int):
+            return None
+        if offset == -1:
+            files[filename] = None
+        elif offset >= 0 and length >= 0 and offset + length <= len(contents):
+            files[filename] = contents[offset : offset + length]
+        else:
             return None
     for message in messages:
         if not (

@@ -171,14 +171,14 @@ def module_array(found: dict[str, FoundModule], order_text: str | None) -> list[
     modules = [found[name] for name in hash_order(found, MODULE_HASH_BUCKETS)]
     if order_text is None:
         return modules
-    position: dict[str, int] = {}
-    for number, line in enumerate(order_text.split("\n")[:-1]):
-        position.setdefault(line, number)
+    lines = order_text.split("\n")[:-1]
+    # Later lines first, so that a line's first appearance is what stays.
+    position = dict(zip(reversed(lines), range(len(lines) - 1, -1, -1), strict=True))
     unlisted = len(position) + 1
-    return sorted(
-        modules,
-        key=lambda m: position.get(m.order_key, unlisted) if m.order_key is not None else unlisted,
-    )
+    keys = [m.order_key for m in modules]
+    ranks = [unlisted if key is None else position.get(key, unlisted) for key in keys]
+    order = sorted(range(len(modules)), key=ranks.__getitem__)  # stable, as kmod's sort
+    return [modules[i] for i in order]
 
 
 def read_modules_order(moddir: str, report: Report) -> str | None:
