@@ -222,8 +222,14 @@ class ModuleImage:
         ]
 
     def needed_entries(self) -> list[tuple[str, int, bool]]:
-        """(name, crc, weak) of the symbols the module imports, with CRCs
-        from ``__versions``.
+        """(name, crc, weak) of the symbols the module imports (see
+        :meth:`needed_columns`)."""
+        names, crcs, weak = self.needed_columns()
+        return list(zip(names, crcs, weak, strict=True))
+
+    def needed_columns(self) -> tuple[list[str], list[int], list[bool]]:
+        """Names, CRCs (from ``__versions``) and weak flags of the symbols
+        the module imports, as three columns.
 
         Undefined ``.symtab`` entries in table order (weak ones marked
         WEAK), then the ``__versions`` entries no symbol referred to
@@ -239,28 +245,30 @@ class ModuleImage:
         rows = table.undefined_rows()
         if self.elf.machine in (EM_SPARC, EM_SPARCV9):
             rows = [row for row in rows if table.infos[row] & 0xF != STT_REGISTER]
-        names = table.raw_names_of(rows)
-        if names is None:
+        raw_names = table.raw_names_of(rows)
+        if raw_names is None:
             bad = next(row for row in rows if table.names[row] >= table.str_size)
             raise FormatError(f"symbol {bad + 1} names a string outside .strtab")
-        if b"" in names:  # nameless undefined symbols are not imports
-            kept = [i for i, name in enumerate(names) if name]
-            rows, names = [rows[i] for i in kept], [names[i] for i in kept]
+        if b"" in raw_names:  # nameless undefined symbols are not imports
+            kept = [i for i, name in enumerate(raw_names) if name]
+            rows, raw_names = [rows[i] for i in kept], [raw_names[i] for i in kept]
         # Each name's CRC is its first __versions entry's; entries no
         # symbol refers to follow, in table order. Names are matched as
         # bytes and each decoded once (C maps: thousands of modules).
         first_crc: dict[bytes, tuple[int, int]] = {}
         for position, (crc, version_name) in enumerate(versions):
             first_crc.setdefault(version_name, (position, crc))
-        found = list(map(first_crc.get, names, repeat((-1, 0))))
-        decoded = map(bytes.decode, names, repeat("utf-8"), repeat("surrogateescape"))
+        found = list(map(first_crc.get, raw_names, repeat((-1, 0))))
+        names = list(map(bytes.decode, raw_names, repeat("utf-8"), repeat("surrogateescape")))
+        crcs = list(map(itemgetter(1), found))
         weak = [table.infos[row] >> 4 == 2 for row in rows]
-        result = list(zip(decoded, map(itemgetter(1), found), weak, strict=True))
         visited = set(map(itemgetter(0), found))
         for position, (crc, version_name) in enumerate(versions):
             if position not in visited:
-                result.append((_decode(version_name), crc, False))
-        return result
+                names.append(_decode(version_name))
+                crcs.append(crc)
+                weak.append(False)
+        return names, crcs, weak
 
 
 def _decode(raw: bytes) -> str:

@@ -147,7 +147,7 @@ def _quiet_dependencies(
         if module_facts is None:
             deps.append([])
             continue
-        names = list(map(itemgetter(0), module_facts.needed))
+        names: Sequence[str] = module_facts.needed_names
         if any(map(str.startswith, names, repeat("."))):  # ppc64 descriptors: looked up without it
             names = [name[1:] if name.startswith(".") else name for name in names]
         owners = dict.fromkeys(map(owner_of.get, names))
@@ -174,7 +174,12 @@ def _dependencies(
         if module_facts is None:
             continue
         mine = deps[index]
-        for name, crc, weak in module_facts.needed:
+        for name, crc, weak in zip(
+            module_facts.needed_names,
+            module_facts.needed_crcs,
+            module_facts.needed_weak,
+            strict=True,
+        ):
             lookup = name[1:] if name.startswith(".") else name
             found = symbols.get(_strip(lookup, prefix))
             if found is None:

@@ -16,10 +16,24 @@ class ModuleFacts:
 
     modinfo: tuple[tuple[str, str], ...]
     exports: tuple[tuple[str, int], ...]  # (symbol, crc)
-    needed: tuple[tuple[str, int, bool], ...]  # (symbol, crc, weak)
+    # Needed symbols as three columns, in kmod's order: names, CRCs, weak
+    # or not. Columns, not a tuple per symbol: a tree needs 200,000
+    # symbols, which cross a pipe, go into the cache and get looked up.
+    needed_names: tuple[str, ...]
+    needed_crcs: tuple[int, ...]
+    needed_weak: tuple[bool, ...]
+
+    @property
+    def needed(self) -> tuple[tuple[str, int, bool], ...]:
+        """(symbol, crc, weak) of each needed symbol."""
+        return tuple(zip(self.needed_names, self.needed_crcs, self.needed_weak, strict=True))
 
     def values(self, key: str) -> list[str]:
         return [v for k, v in self.modinfo if k == key]
+
+    def fields(self) -> tuple[object, ...]:
+        """Plain data (for marshal): ``ModuleFacts(*facts.fields())`` is ``facts``."""
+        return (self.modinfo, self.exports, self.needed_names, self.needed_crcs, self.needed_weak)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,10 +28,14 @@ def read_facts(path: str) -> ModuleFacts | ScanFailure:
             modinfo = tuple(module.modinfo() or ())
             exports = tuple((name, crc) for name, crc, _ in module.export_entries())
             try:
-                needed = tuple(module.needed_entries())
+                names, crcs, weak = module.needed_columns()
             except FormatError:
-                needed = ()  # no usable symbol table: no dependencies, as in kmod
-            return ModuleFacts(modinfo, exports, needed)
+                names, crcs, weak = (
+                    [],
+                    [],
+                    [],
+                )  # no usable symbol table: no dependencies, as in kmod
+            return ModuleFacts(modinfo, exports, tuple(names), tuple(crcs), tuple(weak))
     except FileFormatError as exc:
         return ScanFailure(exc.problem)
     except LkmError as exc:
@@ -45,10 +49,7 @@ def _read_all(paths: Sequence[str]) -> list[ModuleFacts | ScanFailure]:
 def _encode(results: list[ModuleFacts | ScanFailure]) -> bytes:
     """Results as marshal data: several times faster than pickling the
     dataclasses, which matters for the half a worker sends back."""
-    plain = [
-        (r.modinfo, r.exports, r.needed) if isinstance(r, ModuleFacts) else r.message
-        for r in results
-    ]
+    plain = [r.fields() if isinstance(r, ModuleFacts) else r.message for r in results]
     return marshal.dumps(plain)
 
 
