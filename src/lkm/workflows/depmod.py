@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from itertools import repeat
+from itertools import groupby, repeat
 from operator import itemgetter
 
 from lkm.errors import AliasError, LkmError
@@ -299,21 +299,17 @@ def dep_lines(resolved: Resolved) -> list[str]:
     return lines
 
 
-def _modinfo_values(facts: ModuleFacts | None, key: str) -> list[str]:
-    return facts.values(key) if facts is not None else []
-
-
 _MAJOR_MINOR = re.compile(r"(char|block)-major-\s*\+?(\d+)-\s*\+?(\d+)")
 
 
-def devname_lines(
-    modules: list[FoundModule], all_facts: list[ModuleFacts | None], report: Report
-) -> list[str]:
+def devname_lines(aliases: list[tuple[str, str, int]], report: Report) -> list[str]:
+    """modules.devname's lines from (alias, module name, module index)
+    in module order: a module's devname and its first device number."""
     lines = []
-    for module, facts in zip(modules, all_facts, strict=True):
+    for (_, name), entries in groupby(aliases, key=itemgetter(2, 1)):
         devname: str | None = None
         node: tuple[str, int, int] | None = None
-        for alias in _modinfo_values(facts, "alias"):
+        for alias, _, _ in entries:
             if alias.startswith("devname:"):
                 devname = alias[len("devname:") :]
             else:
@@ -328,11 +324,11 @@ def devname_lines(
         if node is None:
             report(
                 "ERROR",
-                f"Module '{module.name}' has devname ({devname}) but lacks major and minor "
+                f"Module '{name}' has devname ({devname}) but lacks major and minor "
                 "information. Ignoring.",
             )
             continue
-        lines.append(f"{module.name} {devname} {node[0]}{node[1]}:{node[2]}")
+        lines.append(f"{name} {devname} {node[0]}{node[1]}:{node[2]}")
     return lines
 
 
@@ -424,13 +420,28 @@ class Rendering:
         return dep_lines(self.resolved)
 
     @cached_property
+    def modinfo_entries(self) -> dict[str, list[tuple[str, str, int]]]:
+        """(value, module name, module index) of every ``alias``,
+        ``softdep`` and ``weakdep`` entry, by key, in module order: one
+        pass over all modules' .modinfo for every group that reads it."""
+        entries: dict[str, list[tuple[str, str, int]]] = {
+            "alias": [],
+            "softdep": [],
+            "weakdep": [],
+        }
+        for index, (module, info) in enumerate(zip(self.modules, self.facts, strict=True)):
+            if info is None:
+                continue
+            for key, value in info.modinfo:
+                wanted = entries.get(key)
+                if wanted is not None:
+                    wanted.append((value, module.name, index))
+        return entries
+
+    @property
     def aliases(self) -> list[tuple[str, str, int]]:
         """(alias, module name, module index), in module order."""
-        return [
-            (alias, module.name, index)
-            for index, (module, info) in enumerate(zip(self.modules, self.facts, strict=True))
-            for alias in _modinfo_values(info, "alias")
-        ]
+        return self.modinfo_entries["alias"]
 
     @cached_property
     def owned_symbols(self) -> list[tuple[str, int]]:
@@ -449,7 +460,7 @@ class Rendering:
         if group == "alias":
             return (options, self.aliases)
         if group in ("softdep", "weakdep"):
-            return self._values_by_module(group)
+            return [(name, value) for value, name, _ in self.modinfo_entries[group]]
         if group == "symbols":
             return (
                 options,
@@ -458,14 +469,8 @@ class Rendering:
         if group in BUILTIN_INPUTS:
             return (options, self.builtins.get(group))
         if group == "devname":
-            return self._values_by_module("alias")
+            return self.aliases
         raise KeyError(group)
-
-    def _values_by_module(self, key: str) -> list[tuple[str, list[str]]]:
-        return [
-            (module.name, _modinfo_values(info, key))
-            for module, info in zip(self.modules, self.facts, strict=True)
-        ]
 
     def render(self, group: str) -> RenderedGroup:
         messages: Messages = []
@@ -485,13 +490,9 @@ class Rendering:
             if self.binary:
                 files["modules.alias.bin"] = self._alias_index(note)
         elif group == "softdep":
-            files = {
-                "modules.softdep": _soft_dependencies(self.modules, self.facts, "softdep", "Soft")
-            }
+            files = {"modules.softdep": _soft_dependencies(self.modinfo_entries, "softdep", "Soft")}
         elif group == "weakdep":
-            files = {
-                "modules.weakdep": _soft_dependencies(self.modules, self.facts, "weakdep", "Weak")
-            }
+            files = {"modules.weakdep": _soft_dependencies(self.modinfo_entries, "weakdep", "Weak")}
         elif group == "symbols":
             files = self._symbols(note)
         elif group in BUILTIN_INPUTS:
@@ -501,7 +502,7 @@ class Rendering:
                 (name,) = GROUPS[group]
                 files[name] = build(self.builtins[group], note, self.layout)
         elif group == "devname":
-            devnames = devname_lines(self.modules, self.facts, note)
+            devnames = devname_lines(self.aliases, note)
             files = {
                 "modules.devname": _text(
                     ["# Device nodes to trigger on-demand module loading.", *devnames]
@@ -592,16 +593,12 @@ def render(rendering: Rendering, report: Report, groups: Sequence[str] = tuple(G
 
 
 def _soft_dependencies(
-    modules: list[FoundModule], facts: list[ModuleFacts | None], key: str, kind: str
+    entries: dict[str, list[tuple[str, str, int]]], key: str, kind: str
 ) -> bytes:
     """modules.softdep / modules.weakdep: each module's entries, as given."""
     return _text(
         [f"# {kind} dependencies extracted from modules themselves."]
-        + [
-            f"{key} {module.name} {value}"
-            for module, info in zip(modules, facts, strict=True)
-            for value in _modinfo_values(info, key)
-        ]
+        + [f"{key} {name} {value}" for value, name, _ in entries[key]]
     )
 
 
