@@ -77,6 +77,23 @@ class IndexBuilder:
         values.insert(pos, (priority, value))
         return duplicate
 
+    def extend(self, entries: list[tuple[str, str, int]]) -> list[tuple[str, str]]:
+        """:meth:`insert` each (key, value, priority); returns the (key,
+        value) pairs that were duplicates.
+
+        Keys that are all new and distinct (module names, symbols) are
+        taken in one step: no duplicates, each key one value.
+        """
+        keys = [key for key, _, _ in entries]
+        values = [value for _, value, _ in entries]
+        if self._entries or len(set(keys)) != len(keys):
+            return [(key, value) for key, value, rank in entries if self.insert(key, value, rank)]
+        if not ("".join(keys).isascii() and "".join(values).isascii()):
+            for key, value, rank in entries:
+                self.insert(key, value, rank)  # raises for the first bad string
+        self._entries = {key: [(rank, value)] for key, value, rank in entries}
+        return []
+
     def to_bytes(self, layout: Layout = Layout.PRE_ORDER) -> bytes:
         blocks = {key.encode(): _value_block(values) for key, values in self._entries.items()}
         keys = sorted(blocks)

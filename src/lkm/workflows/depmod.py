@@ -516,9 +516,13 @@ class Rendering:
 
     def _dep_index(self, note: Report) -> bytes:
         index = IndexBuilder()
-        modules = self.modules
-        for position, (module, line) in enumerate(zip(modules, self.dep_lines, strict=True)):
-            if index.insert(module.name, line, position) and self.warn_dups:
+        lines = self.dep_lines
+        entries = [
+            (module.name, line, at)
+            for at, (module, line) in enumerate(zip(self.modules, lines, strict=True))
+        ]
+        for _, line in index.extend(entries):
+            if self.warn_dups:
                 note("WARNING", f"duplicate module deps:\n{line}")
         return index.to_bytes(self.layout)
 
@@ -548,10 +552,11 @@ class Rendering:
         }
         if self.binary:
             index = IndexBuilder()
-            for name in order:
-                owner = owners[name]
-                key, module = f"symbol:{name}", modules[owner].name
-                if index.insert(key, module, owner) and self.warn_dups:
+            entries = [
+                (f"symbol:{name}", modules[owners[name]].name, owners[name]) for name in order
+            ]
+            for key, module in index.extend(entries):
+                if self.warn_dups:
                     note("WARNING", f"duplicate module syms:\n{key} {module}")
             files["modules.symbols.bin"] = index.to_bytes(self.layout)
         return files
