@@ -26,6 +26,8 @@ MODULE_HASH_BUCKETS = 512
 
 @dataclass(frozen=True, slots=True)
 class FoundModule:
+    """One module file depmod indexes (kmod's struct mod)."""
+
     name: str
     path: str  # full path as depmod prints it in messages
     relpath: str | None  # relative to the module directory; None outside it
