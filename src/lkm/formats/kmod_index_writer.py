@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import struct
 from bisect import bisect_left
+from collections import Counter
 
 from lkm.errors import FormatError
 from lkm.formats.kmod_index_format import (
@@ -79,20 +80,29 @@ class IndexBuilder:
 
     def extend(self, entries: list[tuple[str, str, int]]) -> list[tuple[str, str]]:
         """:meth:`insert` each (key, value, priority); returns the (key,
-        value) pairs that were duplicates.
+        value) pairs that were duplicates, in order.
 
-        Keys that are all new and distinct (module names, symbols) are
-        taken in one step: no duplicates, each key one value.
+        Into an empty builder, keys met once (module names, symbols, most
+        aliases) are taken in one step; only repeated keys go through
+        :meth:`insert`, in their order.
         """
-        keys = [key for key, _, _ in entries]
-        values = [value for _, value, _ in entries]
-        if self._entries or len(set(keys)) != len(keys):
+        if self._entries:
             return [(key, value) for key, value, rank in entries if self.insert(key, value, rank)]
-        if not ("".join(keys).isascii() and "".join(values).isascii()):
+        keys = [key for key, _, _ in entries]
+        if not ("".join(keys).isascii() and "".join(value for _, value, _ in entries).isascii()):
             for key, value, rank in entries:
                 self.insert(key, value, rank)  # raises for the first bad string
+        repeated = {key for key, count in Counter(keys).items() if count > 1}
         self._entries = {key: [(rank, value)] for key, value, rank in entries}
-        return []
+        if not repeated:
+            return []
+        for key in repeated:
+            del self._entries[key]
+        return [
+            (key, value)
+            for key, value, rank in entries
+            if key in repeated and self.insert(key, value, rank)
+        ]
 
     def to_bytes(self, layout: Layout = Layout.PRE_ORDER) -> bytes:
         blocks = {key.encode(): _value_block(values) for key, values in self._entries.items()}

@@ -530,13 +530,21 @@ class Rendering:
         from lkm.model.moddir import normalize_alias
 
         index = IndexBuilder()
-        for alias, name, position in self.aliases:
-            try:
-                key = normalize_alias(alias)
-            except AliasError:
-                note("WARNING", f"Unmatched bracket in {alias}")
-                continue
-            if index.insert(key, name, position) and self.warn_dups:
+        try:
+            entries = [(normalize_alias(a), name, at) for a, name, at in self.aliases]
+        except AliasError:
+            # Rare: warn about each bad alias in turn, among any duplicates.
+            for alias, name, at in self.aliases:
+                try:
+                    key = normalize_alias(alias)
+                except AliasError:
+                    note("WARNING", f"Unmatched bracket in {alias}")
+                    continue
+                if index.insert(key, name, at) and self.warn_dups:
+                    note("WARNING", f"duplicate module alias:\n{key} {name}")
+            return index.to_bytes(self.layout)
+        for key, name in index.extend(entries):
+            if self.warn_dups:
                 note("WARNING", f"duplicate module alias:\n{key} {name}")
         return index.to_bytes(self.layout)
 
