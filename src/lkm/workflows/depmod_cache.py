@@ -13,10 +13,12 @@ Three files per module directory, under ``$XDG_CACHE_HOME/lkm/depmod``
   after another, tagged with a random token the index names; the index
   holds each blob's offset, length and CRC, so one module's facts can be
   read alone and a damaged or foreign blob is never decoded.
-- the *outputs* (``.out``): every rendered group of files (see
-  :data:`lkm.workflows.depmod.GROUPS`) with the SHA-256 of exactly the
-  data it was made from, and the *basis* of the last rendering: the store
-  token, the module list, the built-in lists' identities and the options.
+- the *outputs* (``.out``): a table — the *basis* of the last rendering
+  (store token, module list, built-in lists' identities, options) and, for
+  every group of files (see :data:`lkm.workflows.depmod.GROUPS`), the
+  SHA-256 of exactly the data it was made from, its messages and where its
+  files lie — then the files' contents, written out from the one copy
+  read.
 
 A run stats every module. When every module's facts are the stored ones
 (same identity, or read again and equal) and the basis is unchanged, the
@@ -306,7 +308,6 @@ class DepmodCache:
         index = _valid_index(_load_framed(self.index_path, "index", moddir))
         self.token, self.entries = index if index is not None else (b"", {})
         self.store = FactsStore(f"{self.index_path}.facts", moddir, self.token)
-        self._outputs: object = None
 
     # -- modules --------------------------------------------------------------
 
