@@ -16,6 +16,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -54,7 +55,22 @@ def _summary(name: str, times: list[float]) -> str:
     return f"  {name:<10} median {statistics.median(times):5.2f} s   best {min(times):5.2f} s"
 
 
-def bench(kernel: KernelFixture, rounds: int, vng: str | None) -> None:
+def _tree_copy(kernel: KernelFixture, work: Path) -> Path:
+    """A hard-linked copy of the kernel's image and module tree: virtme-ng
+    runs depmod in the module directory next to the image it boots, and
+    the shared fixture must stay as it was fetched."""
+    root = work / kernel.version
+    (root / "boot").mkdir(parents=True)
+    (root / "lib" / "modules").mkdir(parents=True)
+    os.link(kernel.vmlinuz, root / "boot" / kernel.vmlinuz.name)
+    subprocess.run(
+        ["cp", "-al", str(kernel.moddir), str(root / "lib" / "modules" / kernel.version)],
+        check=True,
+    )
+    return root / "boot" / kernel.vmlinuz.name
+
+
+def bench(kernel: KernelFixture, rounds: int, vng: str | None, work: Path) -> None:
     lkm = str(Path(sys.executable).with_name("lkm"))
     lkm_cmd = [lkm, "vm", "run", "--kernel", kernel.version, "--", "true"]
     subprocess.run(lkm_cmd, capture_output=True)  # warm: vmlinux extraction, KVM probe
@@ -65,7 +81,7 @@ def bench(kernel: KernelFixture, rounds: int, vng: str | None) -> None:
         "--force-9p",
         "--disable-kvm",
         "--run",
-        str(kernel.vmlinuz),
+        str(_tree_copy(kernel, work)),
         "--",
         "true",
     ]
@@ -111,8 +127,9 @@ def main() -> int:
     fixtures = {k.label: k for k in load_manifest() if k.arch == "amd64"}
     vng, how = _virtme_ng()
     print(f"virtme-ng: {vng} ({how})" if vng else f"virtme-ng unavailable: {how}")
-    for label in args.labels:
-        bench(fixtures[label], args.rounds, vng)
+    with tempfile.TemporaryDirectory(prefix="lkm-vm-bench-") as work:
+        for label in args.labels:
+            bench(fixtures[label], args.rounds, vng, Path(work))
     return 0
 
 

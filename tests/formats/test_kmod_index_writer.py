@@ -82,3 +82,22 @@ def test_empty_index_and_non_ascii() -> None:
     assert list(KmodIndex(IndexBuilder().to_bytes()).items()) == []
     with pytest.raises(ValueError):
         IndexBuilder().insert("é", "v", 0)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(
+    entries=st.lists(
+        st.tuples(KEYS, st.sampled_from(["m1", "m2", "m3"]), st.integers(0, 3)), max_size=30
+    ),
+    unique=st.booleans(),
+)
+def test_extend_equals_inserting_one_by_one(
+    entries: list[tuple[str, str, int]], unique: bool
+) -> None:
+    if unique:  # the one-step path: every key new and distinct
+        entries = list({key: (key, value, rank) for key, value, rank in entries}.values())
+    one_by_one, extended = IndexBuilder(), IndexBuilder()
+    duplicates = [(k, v) for k, v, rank in entries if one_by_one.insert(k, v, rank)]
+    assert extended.extend(entries) == duplicates
+    for layout in Layout:
+        assert extended.to_bytes(layout) == one_by_one.to_bytes(layout)

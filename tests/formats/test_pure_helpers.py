@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lkm.cli.options import UsageError, parse
 from lkm.formats.builtin_modinfo import builtin_table
 from lkm.formats.compression import Compression, compress, decompress, detect
+from lkm.formats.kmod_hash import superfast_hash, superfast_hashes
 from lkm.formats.module_file import has_module_extension, module_name_from_path, split_modinfo
 from lkm.model.moddir import normalize_alias, normalize_modname
 from lkm.model.modinfo import hex_fold, merge_parameters
@@ -91,3 +94,9 @@ def test_getopt_long() -> None:
         parse("p", ["--x"], "", ["xa", "xb"])
     with pytest.raises(UsageError, match="invalid option -- ':'"):
         parse("p", ["-:"], "F:", [])
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.lists(st.binary(max_size=40), max_size=60))
+def test_batched_superfast_hash_equals_one_by_one(keys: list[bytes]) -> None:
+    assert superfast_hashes(keys) == [superfast_hash(k) for k in keys]

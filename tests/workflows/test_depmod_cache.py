@@ -30,6 +30,23 @@ def _run(root: Path, version: str, cache: Path | None) -> tuple[dict[str, bytes]
     return {name: (moddir / name).read_bytes() for name in FILES}, messages
 
 
+def _dummy_becomes_veth(tree: Path) -> None:
+    """Replace the dummy module's content (a hard link: write a new file)."""
+    dummy = next((tree / "lib").rglob("dummy.ko"))
+    dummy.unlink()
+    shutil.copy(next((tree / "lib").rglob("veth.ko")), dummy)
+
+
+def _cache_file(cache: Path, tree: Path, kernel: KernelFixture, suffix: str = "") -> Path:
+    moddir = str(tree / "lib" / "modules" / kernel.version)
+    return Path(cache_path(str(cache), moddir) + suffix)
+
+
+def _flip_middle_bit(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:middle] + bytes([data[middle] ^ 1]) + data[middle + 1 :]
+
+
 def _reads(messages: list[str]) -> str:
     return next(m for m in messages if "lkm cache" in m)
 
@@ -79,11 +96,7 @@ def test_rendered_outputs_reused_only_when_inputs_match(
 def test_changed_module_is_read_again(kernel_61: KernelFixture, tree: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     _run(tree, kernel_61.version, cache)
-    # Replace the dummy module's content (a hard link: write a new file).
-    dummy = next((tree / "lib").rglob("dummy.ko"))
-    veth = next((tree / "lib").rglob("veth.ko"))
-    dummy.unlink()
-    shutil.copy(veth, dummy)
+    _dummy_becomes_veth(tree)
     cached, messages = _run(tree, kernel_61.version, cache)
     assert _reads(messages).endswith(f"read 1 of {len(kernel_61.modules())} modules")
     uncached, _ = _run(tree, kernel_61.version, None)
@@ -126,3 +139,61 @@ def test_bad_cache_is_ignored(
         f"read {len(kernel_61.modules())} of {len(kernel_61.modules())} modules"
     )
     assert again == full
+
+
+def _rendered(messages: list[str]) -> str | None:
+    return next((m for m in messages if "lkm cache: render" in m), None)
+
+
+def test_touched_module_with_same_facts_renders_nothing(
+    kernel_61: KernelFixture, tree: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    first, messages = _run(tree, kernel_61.version, cache)
+    assert _rendered(messages) == "DEBUG: lkm cache: render 8 of 8 output groups"
+    loop = detach(next((tree / "lib").rglob("loop.ko")))
+    os.utime(loop)
+    again, messages = _run(tree, kernel_61.version, cache)
+    assert _reads(messages).endswith(f"read 1 of {len(kernel_61.modules())} modules")
+    assert _rendered(messages) is None  # outputs written from the cache
+    assert again == first
+
+
+def test_changed_module_rerenders_only_the_groups_it_feeds(
+    kernel_61: KernelFixture, tree: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    _run(tree, kernel_61.version, cache)
+    _dummy_becomes_veth(tree)
+    cached, messages = _run(tree, kernel_61.version, cache)
+    # Its aliases changed (alias and devname groups); its exports did not.
+    rendered = _rendered(messages)
+    assert rendered is not None
+    count = int(rendered.split("render ")[1].split(" of")[0])
+    assert 2 <= count < 8, rendered
+    uncached, _ = _run(tree, kernel_61.version, None)
+    assert cached == uncached
+
+
+@pytest.mark.parametrize("damage", ["bitflip", "truncated", "swapped"])
+def test_damaged_facts_store_is_not_trusted(
+    kernel_61: KernelFixture, tree: Path, tmp_path: Path, damage: str
+) -> None:
+    cache = tmp_path / "cache"
+    first, _ = _run(tree, kernel_61.version, cache)
+    store = _cache_file(cache, tree, kernel_61, ".facts")
+    data = store.read_bytes()
+    if damage == "bitflip":
+        store.write_bytes(_flip_middle_bit(data))
+    elif damage == "truncated":
+        store.write_bytes(data[: len(data) // 2])
+    else:  # another run's store: a different token
+        _run(tree, kernel_61.version, tmp_path / "other")
+        store.write_bytes(_cache_file(tmp_path / "other", tree, kernel_61, ".facts").read_bytes())
+    # A changed module makes the run read the stored facts.
+    _dummy_becomes_veth(tree)
+    cached, messages = _run(tree, kernel_61.version, cache)
+    assert any("stored facts unusable, read again" in m for m in messages)
+    uncached, _ = _run(tree, kernel_61.version, None)
+    assert cached == uncached
+    assert first != cached

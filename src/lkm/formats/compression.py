@@ -8,7 +8,6 @@ extension. ``zstandard`` is imported only when a zstd module is met.
 from __future__ import annotations
 
 import enum
-import lzma
 import mmap
 import zlib
 from collections.abc import Callable
@@ -64,6 +63,8 @@ def decompress(data: Buffer, kind: Compression) -> bytes:
     if kind is Compression.NONE:
         return bytes(data)
     if kind is Compression.XZ:
+        import lzma  # only for xz trees
+
         xz = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
         return _decompress_bounded(xz.decompress, lambda: xz.eof, data, "xz", lzma.LZMAError)
     if kind is Compression.GZIP:
@@ -131,6 +132,8 @@ def compress(data: bytes, kind: Compression) -> bytes:
     if kind is Compression.NONE:
         return data
     if kind is Compression.XZ:
+        import lzma
+
         return lzma.compress(data, check=lzma.CHECK_CRC32)
     if kind is Compression.GZIP:
         import gzip

@@ -18,10 +18,12 @@ from __future__ import annotations
 import enum
 import mmap
 import struct
+import sys
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import compress
-from operator import not_
+from itertools import compress, repeat
+from operator import add, not_
 
 from lkm.errors import FormatError
 
@@ -269,7 +271,8 @@ class ElfFile:
 
     def symbol_columns(self) -> SymbolColumns | None:
         """``.symtab`` as columns (entries 1…), for scanning thousands of
-        modules: one C-level unpack per table, names decoded on demand.
+        modules: arrays copied out of the table in C, names decoded on
+        demand.
 
         None without a usable table (see :meth:`symbols`).
         """
@@ -281,47 +284,52 @@ class ElfFile:
         entsize = 24 if self.is64 else 16
         if sym_size % entsize:
             return None
-        count = sym_size // entsize - 1
-        # Only name, info, shndx and value: padding skips the rest.
-        if self.is64:
-            fmt, order = "IBxHQ8x", (0, 1, 2, 3)
-        else:
-            fmt, order = "IIxxxxBxH", (0, 2, 3, 1)
-        flat = struct.unpack_from(f"{self.endian}{fmt * count}", self.data, sym_off + entsize)
-        columns = [flat[i::4] for i in range(4)]
-        return SymbolColumns(self, strtab, *(columns[position] for position in order))
+        return SymbolColumns(self, strtab, sym_off + entsize, sym_size - entsize)
+
+
+# Byte offsets inside one symbol entry: name, info, shndx, value (and its
+# format), for ELF64 and ELF32.
+_SYMBOL_LAYOUT = {True: (0, 4, 6, 8, "Q"), False: (0, 12, 14, 4, "I")}
+_NATIVE = "<" if sys.byteorder == "little" else ">"
+assert array("I").itemsize == 4 and array("H").itemsize == 2
 
 
 class SymbolColumns:
-    """Columns of a symbol table; row ``i`` is symbol index ``i + 1``."""
+    """Columns of a symbol table; row ``i`` is symbol index ``i + 1``.
+
+    ``names`` (u32 offsets into .strtab) and ``shndxs`` (u16) are arrays,
+    ``infos`` a bytes object: every row's fields without a Python object
+    per symbol. Values are read for the few rows that need them.
+    """
 
     __slots__ = (
         "elf",
+        "entsize",
         "infos",
         "names",
         "shndxs",
         "str_end",
         "str_offset",
         "str_size",
-        "values",
+        "table_offset",
     )
 
-    def __init__(
-        self,
-        elf: ElfFile,
-        strtab: tuple[int, int],
-        names: tuple[int, ...],
-        infos: tuple[int, ...],
-        shndxs: tuple[int, ...],
-        values: tuple[int, ...],
-    ) -> None:
+    def __init__(self, elf: ElfFile, strtab: tuple[int, int], offset: int, size: int) -> None:
         self.elf = elf
         self.str_offset, self.str_size = strtab
         self.str_end = self.str_offset + self.str_size
-        self.names = names
-        self.infos = infos
-        self.shndxs = shndxs
-        self.values = values
+        self.table_offset = offset
+        self.entsize = entsize = 24 if elf.is64 else 16
+        name_at, info_at, shndx_at, _, _ = _SYMBOL_LAYOUT[elf.is64]
+        raw = elf.data[offset : offset + size]
+        words = array("I", raw)
+        halves = array("H", raw)
+        if elf.endian != _NATIVE:
+            words.byteswap()
+            halves.byteswap()
+        self.names = words[name_at // 4 :: entsize // 4]
+        self.shndxs = halves[shndx_at // 2 :: entsize // 2]
+        self.infos = raw[info_at::entsize]
 
     def __len__(self) -> int:
         return len(self.names)
@@ -330,11 +338,30 @@ class SymbolColumns:
         """Every name offset lies inside ``.strtab``."""
         return not self.names or max(self.names) < self.str_size
 
+    def value(self, row: int) -> int:
+        _, _, _, value_at, word = _SYMBOL_LAYOUT[self.elf.is64]
+        at = self.table_offset + row * self.entsize + value_at
+        (value,) = struct.unpack_from(self.elf.endian + word, self.elf.data, at)
+        return int(value)
+
     def name(self, row: int) -> str | None:
         offset = self.names[row]
         if offset >= self.str_size:
             return None
         return self.elf.cstring(self.str_offset + offset, self.str_end)
+
+    def raw_names_of(self, rows: list[int]) -> list[bytes] | None:
+        """Names of ``rows`` as bytes, found in C; None when one lies
+        outside ``.strtab``."""
+        offsets = list(map(self.names.__getitem__, rows))
+        if offsets and max(offsets) >= self.str_size:
+            return None
+        data, end = self.elf.data, self.str_end
+        starts = list(map(add, offsets, repeat(self.str_offset)))
+        stops = list(map(data.find, repeat(b"\0"), starts, repeat(end)))
+        if -1 in stops:  # the last string runs to the end of the table
+            stops = [end if stop < 0 else stop for stop in stops]
+        return list(map(data.__getitem__, map(slice, starts, stops)))
 
     def rows_named_with_prefix(self, prefix: bytes) -> list[int]:
         """Rows whose name starts with ``prefix``, in table order."""

@@ -30,16 +30,15 @@ from dataclasses import dataclass
 from lkm.errors import IndexFormatError
 from lkm.formats.elf import Buffer
 from lkm.formats.fnmatch import fnmatch
-
-INDEX_MAGIC = 0xB007F457
-INDEX_VERSION_MAJOR = 0x0002
-INDEX_VERSION = 0x00020001
-
-NODE_PREFIX = 0x80000000
-NODE_VALUES = 0x40000000
-NODE_CHILDS = 0x20000000
-NODE_FLAGS = 0xF0000000
-NODE_MASK = 0x0FFFFFFF
+from lkm.formats.kmod_index_format import (
+    INDEX_MAGIC,
+    INDEX_VERSION_MAJOR,
+    NODE_CHILDS,
+    NODE_FLAGS,
+    NODE_MASK,
+    NODE_PREFIX,
+    NODE_VALUES,
+)
 
 _U32 = struct.Struct(">I")
 

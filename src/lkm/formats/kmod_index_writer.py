@@ -1,13 +1,16 @@
 """Writer for kmod's binary index files (``modules.*.bin``).
 
-The format is described in :mod:`lkm.formats.kmod_index`. kmod's depmod
+The format is described in :mod:`lkm.formats.kmod_index` (the reader). kmod's depmod
 builds the trie by inserting keys one by one; the resulting trie does not
 depend on the insertion order (every node but the root holds values or at
-least two children, and the root's prefix is always empty), so lkm builds
-it from the sorted keys in one pass instead, which is much faster in
-Python. Only the order of equal-priority values of one key depends on the
-insertion order, and :func:`~lkm.formats.kmod_index.insert_by_priority`
-reproduces kmod's rule for that.
+least two children, and the root's prefix is always empty), so lkm writes
+it straight from the sorted keys instead: a node is a range of sorted keys
+sharing a prefix, its children are the sub-ranges that agree on the next
+character (found by bisection), and the bytes go directly into one buffer.
+No object per node: in Python that allocation was most of the cost. Only
+the order of equal-priority values of one key depends on the insertion
+order, and :meth:`IndexBuilder.insert` follows kmod's rule for that
+(:func:`~lkm.formats.kmod_index.insert_by_priority`).
 
 Two node layouts exist: pre-order (a node before its children; kmod ≥ 34,
 the default) and post-order (children first; kmod ≤ 33). Both read the
@@ -18,20 +21,27 @@ from __future__ import annotations
 
 import enum
 import struct
+from bisect import bisect_left
+from collections import Counter
 
 from lkm.errors import FormatError
-from lkm.formats.kmod_index import (
+from lkm.formats.kmod_index_format import (
     INDEX_MAGIC,
     INDEX_VERSION,
     NODE_CHILDS,
     NODE_PREFIX,
     NODE_VALUES,
-    IndexValue,
-    insert_by_priority,
 )
 
 _U32 = struct.Struct(">I")
+_TWO_U32 = struct.Struct(">II")
 HEADER_SIZE = 12
+
+# (priority, value) pairs of one key, in kmod's order.
+Values = list[tuple[int, str]]
+# A trie node to write: sorted keys[lo:hi], which agree on their first
+# ``depth`` bytes.
+_Range = tuple[int, int, int]
 
 
 class Layout(enum.Enum):
@@ -39,31 +49,11 @@ class Layout(enum.Enum):
     POST_ORDER = "post-order"  # kmod <= 33
 
 
-class _Node:
-    __slots__ = ("children", "prefix", "size", "total", "values")
-
-    def __init__(self, prefix: bytes, values: list[IndexValue]) -> None:
-        self.prefix = prefix
-        self.values = values
-        # Filled in ascending character order (the keys are sorted).
-        self.children: dict[int, _Node] = {}
-        self.size = 0  # bytes of this node alone
-        self.total = 0  # bytes of this node and everything below it
-
-    @property
-    def flags(self) -> int:
-        return (
-            (NODE_PREFIX if self.prefix else 0)
-            | (NODE_CHILDS if self.children else 0)
-            | (NODE_VALUES if self.values else 0)
-        )
-
-
 class IndexBuilder:
     """Collects (key, value, priority) entries; :meth:`to_bytes` writes them."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, list[IndexValue]] = {}
+        self._entries: dict[str, Values] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -73,139 +63,211 @@ class IndexBuilder:
 
         The duplicate is stored anyway, as kmod does (it only warns).
         """
-        for text in (key, value):
-            if not text.isascii():
-                bad = next(c for c in text if not c.isascii())
-                # kmod's wording (depmod index__checkstring)
-                raise FormatError(
-                    f"Module index: bad character '{bad}'=0x{ord(bad):x} - "
-                    f"only 7-bit ASCII is supported: {text}"
-                )
-        values = self._entries.setdefault(key, [])
-        duplicate = any(v.value == value for v in values)
-        insert_by_priority(values, IndexValue(priority, value))
+        if not (key.isascii() and value.isascii()):
+            _reject_non_ascii(key if not key.isascii() else value)
+        values = self._entries.get(key)
+        if values is None:
+            self._entries[key] = [(priority, value)]
+            return False
+        duplicate = any(v == value for _, v in values)
+        # kmod's add_value: before the first value of equal or higher
+        # priority, so among equal priorities the one added last comes first.
+        pos = 0
+        while pos < len(values) and values[pos][0] < priority:
+            pos += 1
+        values.insert(pos, (priority, value))
         return duplicate
 
+    def extend(self, entries: list[tuple[str, str, int]]) -> list[tuple[str, str]]:
+        """:meth:`insert` each (key, value, priority); returns the (key,
+        value) pairs that were duplicates, in order.
+
+        Into an empty builder, keys met once (module names, symbols, most
+        aliases) are taken in one step; only repeated keys go through
+        :meth:`insert`, in their order.
+        """
+        if self._entries:
+            return [(key, value) for key, value, rank in entries if self.insert(key, value, rank)]
+        keys = [key for key, _, _ in entries]
+        if not ("".join(keys).isascii() and "".join(value for _, value, _ in entries).isascii()):
+            for key, value, rank in entries:
+                self.insert(key, value, rank)  # raises for the first bad string
+        repeated = {key for key, count in Counter(keys).items() if count > 1}
+        self._entries = {key: [(rank, value)] for key, value, rank in entries}
+        if not repeated:
+            return []
+        for key in repeated:
+            del self._entries[key]
+        return [
+            (key, value)
+            for key, value, rank in entries
+            if key in repeated and self.insert(key, value, rank)
+        ]
+
     def to_bytes(self, layout: Layout = Layout.PRE_ORDER) -> bytes:
-        keys = sorted(k.encode() for k in self._entries)
-        values = {k.encode(): v for k, v in self._entries.items()}
-        root = _build(keys, 0, len(keys), 0, values, is_root=True) if keys else _Node(b"", [])
-        _measure(root)
+        blocks = {key.encode(): _value_block(values) for key, values in self._entries.items()}
+        keys = sorted(blocks)
         out = bytearray(HEADER_SIZE)
         if layout is Layout.PRE_ORDER:
-            _write_pre_order(root, out)
-            root_offset = HEADER_SIZE | root.flags
+            root = _write_pre_order(keys, blocks, out)
         else:
-            root_offset = _write_post_order(root, out)
-        struct.pack_into(">III", out, 0, INDEX_MAGIC, INDEX_VERSION, root_offset)
+            root = _write_post_order(keys, blocks, out)
+        struct.pack_into(">III", out, 0, INDEX_MAGIC, INDEX_VERSION, root)
         return bytes(out)
 
 
-def _common_prefix_length(a: bytes, b: bytes, start: int) -> int:
-    end = min(len(a), len(b))
-    pos = start
-    while pos < end and a[pos] == b[pos]:
-        pos += 1
-    return pos - start
+def _reject_non_ascii(text: str) -> None:
+    bad = next(c for c in text if not c.isascii())
+    # kmod's wording (depmod index__checkstring)
+    raise FormatError(
+        f"Module index: bad character '{bad}'=0x{ord(bad):x} - "
+        f"only 7-bit ASCII is supported: {text}"
+    )
 
 
-def _build(
-    keys: list[bytes],
-    lo: int,
-    hi: int,
-    depth: int,
-    values: dict[bytes, list[IndexValue]],
-    is_root: bool = False,
-) -> _Node:
-    """Node for sorted ``keys[lo:hi]``, which agree on their first ``depth`` bytes."""
-    # Sorted keys: the common prefix of the group is that of its first and
-    # last key. kmod's root never takes a prefix.
-    length = 0 if is_root else _common_prefix_length(keys[lo], keys[hi - 1], depth)
-    end = depth + length
-    node = _Node(keys[lo][depth:end], [])
-    if len(keys[lo]) == end:  # the shortest key sorts first
-        node.values = list(values[keys[lo]])
-        lo += 1
-    while lo < hi:
-        char = keys[lo][end]
-        group_end = lo + 1
-        while group_end < hi and keys[group_end][end] == char:
-            group_end += 1
-        node.children[char] = _build(keys, lo, group_end, end + 1, values)
-        lo = group_end
-    return node
-
-
-def _measure(root: _Node) -> None:
-    """Fill in ``size`` and ``total`` bottom-up (no recursion limit)."""
-    order: list[_Node] = []
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        order.append(node)
-        stack.extend(node.children.values())
-    for node in reversed(order):
-        size = len(node.prefix) + 1 if node.prefix else 0
-        total = 0
-        if node.children:
-            chars = list(node.children)
-            size += 2 + 4 * (chars[-1] - chars[0] + 1)
-            for child in node.children.values():
-                total += child.total
-        if node.values:
-            # count, then per value: priority, string, NUL
-            size += 4 + sum(5 + len(v.value) for v in node.values)
-        node.size = size
-        node.total = size + total
-
-
-def _node_bytes(node: _Node, child_offsets: list[int]) -> bytes:
-    """A node's bytes; ``child_offsets`` in character order, one per child."""
-    parts: list[bytes] = []
-    if node.prefix:
-        parts.append(node.prefix + b"\0")
-    if node.children:
-        chars = list(node.children)
-        first, last = chars[0], chars[-1]
-        table = [0] * (last - first + 1)
-        for char, offset in zip(chars, child_offsets, strict=True):
-            table[char - first] = offset
-        parts.append(bytes((first, last)) + struct.pack(f">{len(table)}I", *table))
-    if node.values:
-        parts.append(_U32.pack(len(node.values)))
-        for value in node.values:
-            parts.append(_U32.pack(value.priority) + value.value.encode() + b"\0")
+def _value_block(values: Values) -> bytes:
+    """A node's values part: count, then per value priority, string, NUL."""
+    if len(values) == 1:
+        priority, value = values[0]
+        return _TWO_U32.pack(1, priority) + value.encode() + b"\0"
+    parts = [_U32.pack(len(values))]
+    for priority, value in values:
+        parts.append(_U32.pack(priority) + value.encode() + b"\0")
     return b"".join(parts)
 
 
-def _write_pre_order(root: _Node, out: bytearray) -> None:
-    """Each node, then its children in character order (kmod >= 34)."""
-    stack = [root]
+def _common_prefix_length(a: bytes, b: bytes, start: int) -> int:
+    """Bytes ``a`` and ``b`` share from ``start`` on (compared in C: the
+    first differing byte is the highest set byte of their XOR)."""
+    end = min(len(a), len(b))
+    if end <= start:
+        return 0
+    x = int.from_bytes(a[start:end], "big") ^ int.from_bytes(b[start:end], "big")
+    return end - start - (x.bit_length() + 7) // 8
+
+
+def _node_shape(keys: list[bytes], lo: int, hi: int, depth: int) -> tuple[int, bool, list[_Range]]:
+    """For the node of ``keys[lo:hi]``: where its prefix ends, whether the
+    key ending there has values, and its children's ranges in character
+    order. kmod's root (depth 0, whole range) never takes a prefix."""
+    first = keys[lo]
+    end = depth + _common_prefix_length(first, keys[hi - 1], depth) if depth else 0
+    has_values = len(first) == end  # the shortest key sorts first
+    start = lo + 1 if has_values else lo
+    children: list[_Range] = []
+    head = first[:end]
+    while start < hi:
+        char = keys[start][end]
+        # Every key of the range starts with ``head``: the group of ``char``
+        # ends before the first key >= head + (char + 1).
+        stop = hi if char == 255 else bisect_left(keys, head + bytes((char + 1,)), start, hi)
+        children.append((start, stop, end + 1))
+        start = stop
+    return end, has_values, children
+
+
+def _write_leaf(key: bytes, depth: int, blocks: dict[bytes, bytes], out: bytearray) -> int:
+    """A node holding one key: the rest of the key, then its values.
+    Returns its offset word."""
+    offset = len(out)
+    if len(key) > depth:
+        out += key[depth:] + b"\0"
+        out += blocks[key]
+        return offset | NODE_PREFIX | NODE_VALUES
+    out += blocks[key]
+    return offset | NODE_VALUES
+
+
+def _write_inner(
+    keys: list[bytes],
+    node: tuple[int, int, int, bool, list[_Range]],
+    words: list[int] | None,
+    blocks: dict[bytes, bytes],
+    out: bytearray,
+) -> tuple[int, int]:
+    """A node given as (lo, depth, prefix end, has values, children):
+    prefix, children table, values. The table holds ``words`` (post-order)
+    or zeros to be filled in later (pre-order). Returns the node's offset
+    word and where its table starts."""
+    lo, depth, end, has_values, children = node
+    offset = len(out)
+    flags = 0
+    table = 0
+    if end > depth:
+        flags |= NODE_PREFIX
+        out += keys[lo][depth:end] + b"\0"
+    if children:
+        flags |= NODE_CHILDS
+        first = keys[children[0][0]][end]
+        last = keys[children[-1][0]][end]
+        slots = [0] * (last - first + 1)
+        if words is not None:
+            for (start, _, _), word in zip(children, words, strict=True):
+                slots[keys[start][end] - first] = word
+        out += bytes((first, last))
+        table = len(out)
+        out += struct.pack(f">{len(slots)}I", *slots)
+    if has_values:
+        flags |= NODE_VALUES
+        out += blocks[keys[lo]]
+    return offset | flags, table
+
+
+def _write_pre_order(keys: list[bytes], blocks: dict[bytes, bytes], out: bytearray) -> int:
+    """Each node, then its children in character order (kmod >= 34).
+
+    A child's offset is only known once it is written: the parent's table
+    is reserved and each slot filled in when its child starts. Returns the
+    root's offset word.
+    """
+    if not keys:
+        return len(out)
+    root_word = 0
+    # (lo, hi, depth, where the parent's table slot for this node is; -1: root)
+    stack: list[tuple[int, int, int, int]] = [(0, len(keys), 0, -1)]
     while stack:
-        node = stack.pop()
-        offsets = []
-        below = len(out) + node.size
-        for child in node.children.values():
-            offsets.append(below | child.flags)
-            below += child.total
-        out += _node_bytes(node, offsets)
-        stack.extend(reversed(node.children.values()))
+        lo, hi, depth, slot = stack.pop()
+        if hi - lo == 1 and depth:  # a leaf, like most nodes
+            _U32.pack_into(out, slot, _write_leaf(keys[lo], depth, blocks, out))
+            continue
+        end, has_values, children = _node_shape(keys, lo, hi, depth)
+        word, table = _write_inner(keys, (lo, depth, end, has_values, children), None, blocks, out)
+        if children:
+            first = keys[children[0][0]][end]
+            for start, stop, below in reversed(children):
+                stack.append((start, stop, below, table + 4 * (keys[start][end] - first)))
+        if slot < 0:
+            root_word = word
+        else:
+            _U32.pack_into(out, slot, word)
+    return root_word
 
 
-def _write_post_order(root: _Node, out: bytearray) -> int:
+def _write_post_order(keys: list[bytes], blocks: dict[bytes, bytes], out: bytearray) -> int:
     """Children in character order, then the node (kmod <= 33).
 
     Returns the root's offset word.
     """
-    offsets: dict[int, int] = {}  # id(node) -> offset word
-    stack: list[tuple[_Node, bool]] = [(root, False)]
-    while stack:
-        node, children_written = stack.pop()
-        if not children_written:
-            stack.append((node, True))
-            stack.extend((child, False) for child in reversed(node.children.values()))
+    if not keys:
+        return len(out)
+    # Each frame: a node (see _write_inner) and its children's offset words
+    # as they are written.
+    stack: list[tuple[tuple[int, int, int, bool, list[_Range]], list[int]]] = []
+    end, has_values, children = _node_shape(keys, 0, len(keys), 0)
+    stack.append(((0, 0, end, has_values, children), []))
+    while True:
+        node, words = stack[-1]
+        children = node[4]
+        if len(words) < len(children):
+            lo, hi, depth = children[len(words)]
+            if hi - lo == 1:
+                words.append(_write_leaf(keys[lo], depth, blocks, out))
+            else:
+                end, has_values, grandchildren = _node_shape(keys, lo, hi, depth)
+                stack.append(((lo, depth, end, has_values, grandchildren), []))
             continue
-        child_offsets = [offsets[id(child)] for child in node.children.values()]
-        offsets[id(node)] = len(out) | node.flags
-        out += _node_bytes(node, child_offsets)
-    return offsets[id(root)]
+        stack.pop()
+        word, _ = _write_inner(keys, node, words, blocks, out)
+        if not stack:
+            return word
+        stack[-1][1].append(word)

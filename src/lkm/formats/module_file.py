@@ -17,6 +17,8 @@ import os
 import struct
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import repeat
+from operator import itemgetter
 
 from lkm.errors import (
     FormatError,
@@ -37,23 +39,24 @@ from lkm.formats.elf import (
     ElfFile,
     SymbolColumns,
 )
-from lkm.formats.signature import ModuleSignature, read_signature
+from lkm.formats.module_names import (
+    MODULE_EXTENSIONS as MODULE_EXTENSIONS,  # re-exported: callers import them from here too
+)
+from lkm.formats.module_names import has_module_extension as has_module_extension
+from lkm.formats.module_names import module_name_from_path as module_name_from_path
 
-MODULE_EXTENSIONS = (".ko", ".ko.gz", ".ko.xz", ".ko.zst")
 # Each __versions entry: a CRC word (4 or 8 bytes) then the name, 64 bytes.
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
+if TYPE_CHECKING:
+    from lkm.formats.signature import ModuleSignature
+
 MODVERSION_SIZE = 64
+_MODVERSION = {
+    (is64, endian): struct.Struct(endian + ("Q56s" if is64 else "I60s"))
+    for is64 in (True, False)
+    for endian in "<>"
+}
 _CRC_PREFIX = "__crc_"
-
-
-def module_name_from_path(path: str) -> str:
-    """Module name of a file: basename up to the first '.', '-' → '_'."""
-    base = os.path.basename(path)
-    return base.split(".", 1)[0].replace("-", "_")
-
-
-def has_module_extension(path: str) -> bool:
-    """True for names ending in a module extension after a non-empty stem."""
-    return any(path.endswith(ext) and len(path) > len(ext) for ext in MODULE_EXTENSIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,8 @@ class ModuleImage:
 
     @cached_property
     def signature(self) -> ModuleSignature | None:
+        from lkm.formats.signature import read_signature  # not for depmod's thousands
+
         return read_signature(self.data)
 
     @cached_property
@@ -143,12 +148,15 @@ class ModuleImage:
         return result
 
     def _modversion_entries(self, offset: int, size: int) -> list[tuple[int, str]]:
-        """(crc, name) of each 64-byte ``__versions`` entry, one unpack for all."""
-        count = size // MODVERSION_SIZE
-        fmt = self.elf.endian + ("Q56s" if self.elf.is64 else "I60s") * count
-        flat = struct.unpack_from(fmt, self.data, offset)
-        names = [raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape") for raw in flat[1::2]]
-        return list(zip(flat[0::2], names, strict=True))
+        """(crc, name) of each 64-byte ``__versions`` entry."""
+        return [(crc, _decode(raw)) for crc, raw in self._raw_modversions(offset, size)]
+
+    def _raw_modversions(self, offset: int, size: int) -> list[tuple[int, bytes]]:
+        """(crc, name bytes) of each ``__versions`` entry, unpacked in C."""
+        layout = _MODVERSION[self.elf.is64, self.elf.endian]
+        entries = list(layout.iter_unpack(self.data[offset : offset + size]))
+        fields = map(bytes.partition, map(itemgetter(1), entries), repeat(b"\0"))
+        return list(zip(map(itemgetter(0), entries), map(itemgetter(0), fields), strict=True))
 
     def exports(self) -> list[Symbol]:
         """Exported symbols with CRCs (see :meth:`export_entries`)."""
@@ -173,7 +181,7 @@ class ModuleImage:
                 result.append(
                     (
                         name[len(_CRC_PREFIX) :],
-                        self._resolve_crc(table.values[row], table.shndxs[row]),
+                        self._resolve_crc(table.value(row), table.shndxs[row]),
                         _bind(table.infos[row] >> 4),
                     )
                 )
@@ -214,43 +222,57 @@ class ModuleImage:
         ]
 
     def needed_entries(self) -> list[tuple[str, int, bool]]:
-        """(name, crc, weak) of the symbols the module imports, with CRCs
-        from ``__versions``.
+        """(name, crc, weak) of the symbols the module imports (see
+        :meth:`needed_columns`)."""
+        names, crcs, weak = self.needed_columns()
+        return list(zip(names, crcs, weak, strict=True))
+
+    def needed_columns(self) -> tuple[list[str], list[int], list[bool]]:
+        """Names, CRCs (from ``__versions``) and weak flags of the symbols
+        the module imports, as three columns.
 
         Undefined ``.symtab`` entries in table order (weak ones marked
         WEAK), then the ``__versions`` entries no symbol referred to
         (``module_layout`` and the like), as kmod lists them.
         """
-        versions: list[tuple[int, str]] = []
+        versions: list[tuple[int, bytes]] = []
         bounds = self.elf.find_section("__versions")
         if bounds is not None and bounds[1] % MODVERSION_SIZE == 0:
-            versions = list(self._modversion_entries(*bounds))
+            versions = self._raw_modversions(*bounds)
         table = self._symbol_columns
         if table is None:
             raise FormatError("no usable .symtab/.strtab")
-        first_crc: dict[str, tuple[int, int]] = {}
+        rows = table.undefined_rows()
+        if self.elf.machine in (EM_SPARC, EM_SPARCV9):
+            rows = [row for row in rows if table.infos[row] & 0xF != STT_REGISTER]
+        raw_names = table.raw_names_of(rows)
+        if raw_names is None:
+            bad = next(row for row in rows if table.names[row] >= table.str_size)
+            raise FormatError(f"symbol {bad + 1} names a string outside .strtab")
+        if b"" in raw_names:  # nameless undefined symbols are not imports
+            kept = [i for i, name in enumerate(raw_names) if name]
+            rows, raw_names = [rows[i] for i in kept], [raw_names[i] for i in kept]
+        # Each name's CRC is its first __versions entry's; entries no
+        # symbol refers to follow, in table order. Names are matched as
+        # bytes and each decoded once (C maps: thousands of modules).
+        first_crc: dict[bytes, tuple[int, int]] = {}
         for position, (crc, version_name) in enumerate(versions):
             first_crc.setdefault(version_name, (position, crc))
-        skip_registers = self.elf.machine in (EM_SPARC, EM_SPARCV9)
-        visited = [False] * len(versions)
-        result: list[tuple[str, int, bool]] = []
-        for row in table.undefined_rows():
-            info = table.infos[row]
-            if skip_registers and info & 0xF == STT_REGISTER:
-                continue
-            name = table.name(row)
-            if name is None:
-                raise FormatError(f"symbol {row + 1} names a string outside .strtab")
-            if not name:
-                continue
-            position, crc = first_crc.get(name, (-1, 0))
-            if position >= 0:
-                visited[position] = True
-            result.append((name, crc, info >> 4 == 2))
+        found = list(map(first_crc.get, raw_names, repeat((-1, 0))))
+        names = list(map(bytes.decode, raw_names, repeat("utf-8"), repeat("surrogateescape")))
+        crcs = list(map(itemgetter(1), found))
+        weak = [table.infos[row] >> 4 == 2 for row in rows]
+        visited = set(map(itemgetter(0), found))
         for position, (crc, version_name) in enumerate(versions):
-            if not visited[position]:
-                result.append((version_name, crc, False))
-        return result
+            if position not in visited:
+                names.append(_decode(version_name))
+                crcs.append(crc)
+                weak.append(False)
+        return names, crcs, weak
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def _bind(elf_bind: int) -> Bind:

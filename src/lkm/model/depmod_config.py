@@ -35,6 +35,8 @@ EXTERNAL = "external"
 
 @dataclass(frozen=True, slots=True)
 class Search:
+    """A ``search`` entry: a subdirectory, or the built-in or external place."""
+
     kind: str  # "path", BUILTIN or EXTERNAL
     path: str = ""
 

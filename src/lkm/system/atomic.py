@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 
-def replace_file(target: str, data: bytes, temporary: str, mode: int = 0o644) -> None:
+def replace_file(target: str, data: bytes | memoryview, temporary: str, mode: int = 0o644) -> None:
     """Write ``data`` to ``temporary`` then rename it to ``target``."""
     fd = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, mode)
     try:

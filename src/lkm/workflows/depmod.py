@@ -19,15 +19,16 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
+from itertools import groupby, repeat
+from operator import itemgetter
 
 from lkm.errors import AliasError, LkmError
 from lkm.formats.kmod_hash import hash_order
 from lkm.formats.kmod_index_writer import IndexBuilder, Layout
-from lkm.model.moddir import normalize_alias
 from lkm.system.atomic import replace_file
-from lkm.system.fork import split_map
 from lkm.workflows.depmod_discover import FoundModule
-from lkm.workflows.depmod_scan import ModuleFacts, ScanFailure
+from lkm.workflows.depmod_facts import ModuleFacts, ScanFailure
 
 Report = Callable[[str, str], None]
 Show = Callable[[str], None]
@@ -87,9 +88,24 @@ class KernelSymbols:
     loaded: bool = False
 
 
+def readable_facts(
+    modules: list[FoundModule], results: Sequence[ModuleFacts | ScanFailure], report: Report
+) -> list[ModuleFacts | None]:
+    """Each module's facts, None for one that could not be read (reported
+    as kmod does, before anything else)."""
+    facts: list[ModuleFacts | None] = []
+    for module, result in zip(modules, results, strict=True):
+        if isinstance(result, ScanFailure):
+            report("ERROR", f"failed to load symbols from {module.path}: {result.message}")
+            facts.append(None)
+        else:
+            facts.append(result)
+    return facts
+
+
 def resolve(
     modules: list[FoundModule],
-    results: Sequence[ModuleFacts | ScanFailure],
+    facts: list[ModuleFacts | None],
     kernel: KernelSymbols,
     report: Report,
     show: Show | None = None,
@@ -100,7 +116,6 @@ def resolve(
 
     Raises DependencyCycle when modules need each other.
     """
-    facts: list[ModuleFacts | None] = []
     symbols: dict[str, tuple[int, int]] = {}
     if kernel.loaded:
         for name, crc in kernel.crcs.items():
@@ -108,17 +123,36 @@ def resolve(
         for name in ("__this_module", "_GLOBAL_OFFSET_TABLE_"):
             symbols[name] = (KERNEL, 0)
         symbols.setdefault("TOC.", (KERNEL, 0))
-    for index, (module, result) in enumerate(zip(modules, results, strict=True)):
-        if isinstance(result, ScanFailure):
-            report("ERROR", f"failed to load symbols from {module.path}: {result.message}")
-            facts.append(None)
-            continue
-        facts.append(result)
-        for name, crc in result.exports:
-            symbols[_strip(name, prefix)] = (index, crc)
-    deps = _dependencies(modules, facts, symbols, kernel, report, show, print_unknown, prefix)
+    for index, module_facts in enumerate(facts):
+        if module_facts is not None:
+            for name, crc in module_facts.exports:
+                symbols[_strip(name, prefix)] = (index, crc)
+    if print_unknown or show is not None or prefix:
+        deps = _dependencies(modules, facts, symbols, kernel, report, show, print_unknown, prefix)
+    else:
+        deps = _quiet_dependencies(facts, symbols)
     sort_index = _topological_order(modules, deps)
     return Resolved(modules, facts, deps, sort_index, symbols)
+
+
+def _quiet_dependencies(
+    facts: list[ModuleFacts | None], symbols: dict[str, tuple[int, int]]
+) -> list[list[int]]:
+    """:func:`_dependencies` when it has nothing to report (no -e, -v or
+    -P): each module's owners looked up and de-duplicated in C, in the
+    order of first need. 200,000 needed symbols in a tree."""
+    owner_of = dict(zip(symbols, map(itemgetter(0), symbols.values()), strict=True))
+    deps: list[list[int]] = []
+    for module_facts in facts:
+        if module_facts is None:
+            deps.append([])
+            continue
+        names: Sequence[str] = module_facts.needed_names
+        if any(map(str.startswith, names, repeat("."))):  # ppc64 descriptors: looked up without it
+            names = [name[1:] if name.startswith(".") else name for name in names]
+        owners = dict.fromkeys(map(owner_of.get, names))
+        deps.append([owner for owner in owners if owner is not None and owner != KERNEL])
+    return deps
 
 
 def _strip(name: str, prefix: str | None) -> str:
@@ -140,7 +174,12 @@ def _dependencies(
         if module_facts is None:
             continue
         mine = deps[index]
-        for name, crc, weak in module_facts.needed:
+        for name, crc, weak in zip(
+            module_facts.needed_names,
+            module_facts.needed_crcs,
+            module_facts.needed_weak,
+            strict=True,
+        ):
             lookup = name[1:] if name.startswith(".") else name
             found = symbols.get(_strip(lookup, prefix))
             if found is None:
@@ -260,19 +299,17 @@ def dep_lines(resolved: Resolved) -> list[str]:
     return lines
 
 
-def _modinfo_values(facts: ModuleFacts | None, key: str) -> list[str]:
-    return facts.values(key) if facts is not None else []
-
-
 _MAJOR_MINOR = re.compile(r"(char|block)-major-\s*\+?(\d+)-\s*\+?(\d+)")
 
 
-def devname_lines(resolved: Resolved, report: Report) -> list[str]:
+def devname_lines(aliases: list[tuple[str, str, int]], report: Report) -> list[str]:
+    """modules.devname's lines from (alias, module name, module index)
+    in module order: a module's devname and its first device number."""
     lines = []
-    for module, facts in zip(resolved.modules, resolved.facts, strict=True):
+    for (_, name), entries in groupby(aliases, key=itemgetter(2, 1)):
         devname: str | None = None
         node: tuple[str, int, int] | None = None
-        for alias in _modinfo_values(facts, "alias"):
+        for alias, _, _ in entries:
             if alias.startswith("devname:"):
                 devname = alias[len("devname:") :]
             else:
@@ -287,11 +324,11 @@ def devname_lines(resolved: Resolved, report: Report) -> list[str]:
         if node is None:
             report(
                 "ERROR",
-                f"Module '{module.name}' has devname ({devname}) but lacks major and minor "
+                f"Module '{name}' has devname ({devname}) but lacks major and minor "
                 "information. Ignoring.",
             )
             continue
-        lines.append(f"{module.name} {devname} {node[0]}{node[1]}:{node[2]}")
+        lines.append(f"{name} {devname} {node[0]}{node[1]}:{node[2]}")
     return lines
 
 
@@ -299,64 +336,282 @@ def devname_lines(resolved: Resolved, report: Report) -> list[str]:
 class Outputs:
     """Rendered files, name → bytes (None: left out, as kmod does)."""
 
-    files: dict[str, bytes | None]
+    files: dict[str, FileData | None]
 
 
-def render(
-    resolved: Resolved,
-    moddir: str,
-    report: Report,
-    layout: Layout = Layout.PRE_ORDER,
-    warn_dups: bool = False,
-    binary: bool = True,
-) -> Outputs:
-    """Every output file's bytes. ``binary=False`` skips the indexes (``-n``)."""
-    modules, facts = resolved.modules, resolved.facts
-    files: dict[str, bytes | None] = {}
-    deps = dep_lines(resolved)
-    files["modules.dep"] = _text(deps)
-    aliases = [
-        (alias, module.name, index)
-        for index, (module, info) in enumerate(zip(modules, facts, strict=True))
-        for alias in _modinfo_values(info, "alias")
-    ]
-    files["modules.alias"] = _text(
-        ["# Aliases extracted from modules themselves."] + [f"alias {a} {m}" for a, m, _ in aliases]
-    )
-    files["modules.softdep"] = _soft_dependencies(resolved, "softdep", "Soft")
-    files["modules.weakdep"] = _soft_dependencies(resolved, "weakdep", "Weak")
-    owned = [name for name, (owner, _) in resolved.symbols.items() if owner != KERNEL]
-    symbol_order = hash_order(owned, SYMBOL_HASH_BUCKETS)
-    files["modules.symbols"] = _text(
-        ["# Aliases for symbols, used by symbol_request()."]
-        + [
-            f"alias symbol:{name} {modules[resolved.symbols[name][0]].name}"
-            for name in symbol_order
+# Output files rendered from the same inputs form a group: a group is
+# rendered, cached and reused as a whole. The order is kmod's: messages
+# are replayed group by group in this order (devname's come last).
+GROUPS: dict[str, tuple[str, ...]] = {
+    "dep": ("modules.dep", "modules.dep.bin"),
+    "alias": ("modules.alias", "modules.alias.bin"),
+    "softdep": ("modules.softdep",),
+    "weakdep": ("modules.weakdep",),
+    "symbols": ("modules.symbols", "modules.symbols.bin"),
+    "builtin": ("modules.builtin.bin",),
+    "builtin.alias": ("modules.builtin.alias.bin",),
+    "devname": ("modules.devname",),
+}
+BUILTIN_INPUTS = {"builtin": "modules.builtin", "builtin.alias": "modules.builtin.modinfo"}
+
+Messages = list[tuple[str, str]]
+# A file's contents: rendered bytes, or a view of the cache's copy (written
+# out as it is, never copied).
+FileData = bytes | memoryview
+# A rendered group: its files and the messages rendering it reported.
+RenderedGroup = tuple[dict[str, FileData | None], Messages]
+# A built-in list read from the module directory: its bytes, or None and
+# why it could not be read.
+BuiltinInput = tuple[bytes | None, str | None]
+
+
+def read_builtin_inputs(moddir: str) -> dict[str, BuiltinInput]:
+    """modules.builtin and modules.builtin.modinfo, read once: the same
+    bytes are rendered and (for the cache) digested."""
+    inputs: dict[str, BuiltinInput] = {}
+    for group, name in BUILTIN_INPUTS.items():
+        try:
+            with open(f"{moddir}/{name}", "rb") as f:
+                inputs[group] = (f.read(), None)
+        except OSError as exc:
+            inputs[group] = (None, f"could not open {name} at {moddir}: {exc.strerror}")
+    return inputs
+
+
+# Groups made from resolved dependencies and symbols; the others need only
+# the modules' facts, so they can be rendered while resolving runs.
+RESOLVED_GROUPS = ("dep", "symbols")
+
+
+class Rendering:
+    """What the output groups are made of, computed once and shared; each
+    group rendered on its own (:meth:`render`), and described by exactly
+    the data its files and messages depend on (:meth:`inputs`), which is
+    what the cache keys a rendered group by.
+
+    ``resolver`` runs (once) when a group of :data:`RESOLVED_GROUPS`
+    first needs it; it may raise :class:`DependencyCycle`.
+    """
+
+    def __init__(
+        self,
+        modules: list[FoundModule],
+        facts: list[ModuleFacts | None],
+        resolver: Callable[[], Resolved],
+        builtins: dict[str, BuiltinInput],
+        layout: Layout = Layout.PRE_ORDER,
+        warn_dups: bool = False,
+        binary: bool = True,
+    ) -> None:
+        self.modules = modules
+        self.facts = facts
+        self.resolver = resolver
+        self.builtins = builtins
+        self.layout = layout
+        self.warn_dups = warn_dups
+        self.binary = binary
+
+    @cached_property
+    def resolved(self) -> Resolved:
+        return self.resolver()
+
+    @cached_property
+    def dep_lines(self) -> list[str]:
+        return dep_lines(self.resolved)
+
+    @cached_property
+    def modinfo_entries(self) -> dict[str, list[tuple[str, str, int]]]:
+        """(value, module name, module index) of every ``alias``,
+        ``softdep`` and ``weakdep`` entry, by key, in module order: one
+        pass over all modules' .modinfo for every group that reads it."""
+        entries: dict[str, list[tuple[str, str, int]]] = {
+            "alias": [],
+            "softdep": [],
+            "weakdep": [],
+        }
+        for index, (module, info) in enumerate(zip(self.modules, self.facts, strict=True)):
+            if info is None:
+                continue
+            for key, value in info.modinfo:
+                wanted = entries.get(key)
+                if wanted is not None:
+                    wanted.append((value, module.name, index))
+        return entries
+
+    @property
+    def aliases(self) -> list[tuple[str, str, int]]:
+        """(alias, module name, module index), in module order."""
+        return self.modinfo_entries["alias"]
+
+    @cached_property
+    def owned_symbols(self) -> list[tuple[str, int]]:
+        """(symbol, owner index) of every symbol a module exports."""
+        return [
+            (name, owner) for name, (owner, _) in self.resolved.symbols.items() if owner != KERNEL
         ]
-    )
-    if binary:
-        _render_binary(
-            resolved, deps, aliases, symbol_order, moddir, report, layout, warn_dups, files
-        )
-    # Last, as kmod writes modules.devname (and reports its problems) last.
-    devnames = devname_lines(resolved, report)
-    files["modules.devname"] = (
-        _text(["# Device nodes to trigger on-demand module loading.", *devnames])
-        if devnames
-        else b""
-    )
+
+    def inputs(self, group: str) -> object:
+        """Everything group ``group``'s files and messages are made from
+        (plain data with a faithful repr)."""
+        modules = self.modules
+        options = (self.layout.value, self.warn_dups, self.binary)
+        if group == "dep":
+            return (options, [m.name for m in modules], self.dep_lines)
+        if group == "alias":
+            return (options, self.aliases)
+        if group in ("softdep", "weakdep"):
+            return [(name, value) for value, name, _ in self.modinfo_entries[group]]
+        if group == "symbols":
+            return (
+                options,
+                [(name, owner, modules[owner].name) for name, owner in self.owned_symbols],
+            )
+        if group in BUILTIN_INPUTS:
+            return (options, self.builtins.get(group))
+        if group == "devname":
+            return self.aliases
+        raise KeyError(group)
+
+    def render(self, group: str) -> RenderedGroup:
+        messages: Messages = []
+        note = _collector(messages)
+        files: dict[str, FileData | None]
+        if group == "dep":
+            files = {"modules.dep": _text(self.dep_lines)}
+            if self.binary:
+                files["modules.dep.bin"] = self._dep_index(note)
+        elif group == "alias":
+            files = {
+                "modules.alias": _text(
+                    ["# Aliases extracted from modules themselves."]
+                    + [f"alias {a} {m}" for a, m, _ in self.aliases]
+                )
+            }
+            if self.binary:
+                files["modules.alias.bin"] = self._alias_index(note)
+        elif group == "softdep":
+            files = {"modules.softdep": _soft_dependencies(self.modinfo_entries, "softdep", "Soft")}
+        elif group == "weakdep":
+            files = {"modules.weakdep": _soft_dependencies(self.modinfo_entries, "weakdep", "Weak")}
+        elif group == "symbols":
+            files = self._symbols(note)
+        elif group in BUILTIN_INPUTS:
+            files = {}
+            if self.binary:
+                build = _builtin_index if group == "builtin" else _builtin_alias_index
+                (name,) = GROUPS[group]
+                files[name] = build(self.builtins[group], note, self.layout)
+        elif group == "devname":
+            devnames = devname_lines(self.aliases, note)
+            files = {
+                "modules.devname": _text(
+                    ["# Device nodes to trigger on-demand module loading.", *devnames]
+                )
+                if devnames
+                else b""
+            }
+        else:
+            raise KeyError(group)
+        return files, messages
+
+    def _dep_index(self, note: Report) -> bytes:
+        index = IndexBuilder()
+        lines = self.dep_lines
+        entries = [
+            (module.name, line, at)
+            for at, (module, line) in enumerate(zip(self.modules, lines, strict=True))
+        ]
+        for _, line in index.extend(entries):
+            if self.warn_dups:
+                note("WARNING", f"duplicate module deps:\n{line}")
+        return index.to_bytes(self.layout)
+
+    def _alias_index(self, note: Report) -> bytes:
+        from lkm.model.moddir import normalize_alias
+
+        index = IndexBuilder()
+        try:
+            entries = [(normalize_alias(a), name, at) for a, name, at in self.aliases]
+        except AliasError:
+            # Rare: warn about each bad alias in turn, among any duplicates.
+            for alias, name, at in self.aliases:
+                try:
+                    key = normalize_alias(alias)
+                except AliasError:
+                    note("WARNING", f"Unmatched bracket in {alias}")
+                    continue
+                if index.insert(key, name, at) and self.warn_dups:
+                    note("WARNING", f"duplicate module alias:\n{key} {name}")
+            return index.to_bytes(self.layout)
+        for key, name in index.extend(entries):
+            if self.warn_dups:
+                note("WARNING", f"duplicate module alias:\n{key} {name}")
+        return index.to_bytes(self.layout)
+
+    def _symbols(self, note: Report) -> dict[str, FileData | None]:
+        modules = self.modules
+        owners = dict(self.owned_symbols)
+        order = hash_order(owners, SYMBOL_HASH_BUCKETS)
+        files: dict[str, FileData | None] = {
+            "modules.symbols": _text(
+                ["# Aliases for symbols, used by symbol_request()."]
+                + [f"alias symbol:{name} {modules[owners[name]].name}" for name in order]
+            )
+        }
+        if self.binary:
+            index = IndexBuilder()
+            entries = [
+                (f"symbol:{name}", modules[owners[name]].name, owners[name]) for name in order
+            ]
+            for key, module in index.extend(entries):
+                if self.warn_dups:
+                    note("WARNING", f"duplicate module syms:\n{key} {module}")
+            files["modules.symbols.bin"] = index.to_bytes(self.layout)
+        return files
+
+
+def render_groups(rendering: Rendering, groups: Sequence[str]) -> dict[str, RenderedGroup]:
+    """The given groups; with the binary indexes, those that need no
+    resolving (the alias index, the largest, among them) on the other
+    core while this one resolves and renders the rest."""
+
+    def build(names: Sequence[str]) -> list[tuple[str, RenderedGroup]]:
+        return [(name, rendering.render(name)) for name in names]
+
+    mine = [name for name in groups if name in RESOLVED_GROUPS]
+    theirs = [name for name in groups if name not in RESOLVED_GROUPS]
+    if not (mine and theirs and rendering.binary):
+        return dict(build(groups))
+    from lkm.system.fork import split_map
+
+    share = len(mine) / (len(mine) + len(theirs))
+    parts = split_map([*mine, *theirs], build, min_items=2, parent_share=share)
+    return {name: group for part in parts for name, group in part}
+
+
+def merge_groups(rendered: dict[str, RenderedGroup], report: Report) -> Outputs:
+    """All groups' files; their messages replayed in kmod's order."""
+    files: dict[str, FileData | None] = {}
+    for group in GROUPS:
+        group_files, messages = rendered[group]
+        for level, text in messages:
+            report(level, text)
+        files.update(group_files)
     return Outputs(files)
 
 
-def _soft_dependencies(resolved: Resolved, key: str, kind: str) -> bytes:
+def render(rendering: Rendering, report: Report, groups: Sequence[str] = tuple(GROUPS)) -> Outputs:
+    """Every output file's bytes; messages reported in kmod's order."""
+    return merge_groups(render_groups(rendering, groups), report)
+
+
+def _soft_dependencies(
+    entries: dict[str, list[tuple[str, str, int]]], key: str, kind: str
+) -> bytes:
     """modules.softdep / modules.weakdep: each module's entries, as given."""
     return _text(
         [f"# {kind} dependencies extracted from modules themselves."]
-        + [
-            f"{key} {module.name} {value}"
-            for module, info in zip(resolved.modules, resolved.facts, strict=True)
-            for value in _modinfo_values(info, key)
-        ]
+        + [f"{key} {name} {value}" for value, name, _ in entries[key]]
     )
 
 
@@ -364,100 +619,18 @@ def _text(lines: list[str]) -> bytes:
     return "".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape")
 
 
-def _render_binary(
-    resolved: Resolved,
-    deps: list[str],
-    aliases: list[tuple[str, str, int]],
-    symbol_order: list[str],
-    moddir: str,
-    report: Report,
-    layout: Layout,
-    warn_dups: bool,
-    files: dict[str, bytes | None],
-) -> None:
-    """The five binary indexes; the largest (aliases) built on the other core.
-
-    Each index's messages are collected and replayed in kmod's file order,
-    so the output on stderr does not depend on which process built what.
-    """
-    modules = resolved.modules
-
-    def dep_bin(note: Report) -> bytes:
-        index = IndexBuilder()
-        for position, (module, line) in enumerate(zip(modules, deps, strict=True)):
-            if index.insert(module.name, line, position) and warn_dups:
-                note("WARNING", f"duplicate module deps:\n{line}")
-        return index.to_bytes(layout)
-
-    def alias_bin(note: Report) -> bytes:
-        index = IndexBuilder()
-        for alias, name, position in aliases:
-            try:
-                key = normalize_alias(alias)
-            except AliasError:
-                note("WARNING", f"Unmatched bracket in {alias}")
-                continue
-            if index.insert(key, name, position) and warn_dups:
-                note("WARNING", f"duplicate module alias:\n{key} {name}")
-        return index.to_bytes(layout)
-
-    def symbols_bin(note: Report) -> bytes:
-        index = IndexBuilder()
-        for name in symbol_order:
-            owner = resolved.symbols[name][0]
-            if index.insert(f"symbol:{name}", modules[owner].name, owner) and warn_dups:
-                note("WARNING", f"duplicate module syms:\nsymbol:{name} {modules[owner].name}")
-        return index.to_bytes(layout)
-
-    builders: dict[str, Callable[[Report], bytes]] = {
-        "modules.dep.bin": dep_bin,
-        "modules.symbols.bin": symbols_bin,
-        "modules.builtin.bin": lambda note: _builtin_index(moddir, note, layout),
-        "modules.builtin.alias.bin": lambda note: _builtin_alias_index(moddir, note, layout),
-        "modules.alias.bin": alias_bin,  # last: the part the worker takes
-    }
-
-    def build(names: Sequence[str]) -> list[tuple[str, bytes, list[tuple[str, str]]]]:
-        built = []
-        for name in names:
-            notes: list[tuple[str, str]] = []
-            data = builders[name](_collector(notes))
-            built.append((name, data, notes))
-        return built
-
-    results = {
-        name: (data, notes)
-        for part in split_map(list(builders), build, min_items=1, parent_share=0.8)
-        for name, data, notes in part
-    }
-    for name in OUTPUT_FILES:
-        if name in results:
-            data, notes = results[name]
-            for level, text in notes:
-                report(level, text)
-            files[name] = data
-
-
-def _collector(notes: list[tuple[str, str]]) -> Report:
+def _collector(notes: Messages) -> Report:
     def note(level: str, text: str) -> None:
         notes.append((level, text))
 
     return note
 
 
-def _read_input(moddir: str, name: str, report: Report) -> bytes | None:
-    try:
-        with open(f"{moddir}/{name}", "rb") as f:
-            return f.read()
-    except OSError as exc:
-        report("WARNING", f"could not open {name} at {moddir}: {exc.strerror}")
-        return None
-
-
-def _builtin_index(moddir: str, report: Report, layout: Layout) -> bytes:
+def _builtin_index(source: BuiltinInput, report: Report, layout: Layout) -> bytes:
     """modules.builtin.bin: every built-in module name (empty file without input)."""
-    raw = _read_input(moddir, "modules.builtin", report)
+    raw, problem = source
     if raw is None:
+        report("WARNING", problem or "modules.builtin is missing")
         return b""
     index = IndexBuilder()
     for line in raw.decode("utf-8", "surrogateescape").splitlines(keepends=True):
@@ -469,11 +642,14 @@ def _builtin_index(moddir: str, report: Report, layout: Layout) -> bytes:
     return index.to_bytes(layout)
 
 
-def _builtin_alias_index(moddir: str, report: Report, layout: Layout) -> bytes:
+def _builtin_alias_index(source: BuiltinInput, report: Report, layout: Layout) -> bytes:
     """modules.builtin.alias.bin from modules.builtin.modinfo's alias entries."""
-    raw = _read_input(moddir, "modules.builtin.modinfo", report)
+    raw, problem = source
     if raw is None:
+        report("WARNING", problem or "modules.builtin.modinfo is missing")
         return b""
+    from lkm.model.moddir import normalize_alias
+
     index = IndexBuilder()
     for item in raw.decode("utf-8", "surrogateescape").split("\0"):
         module, dot, rest = item.partition(".")

@@ -1,38 +1,76 @@
-"""depmod's per-module cache: re-read only the modules that changed.
+"""depmod's cache: re-read only the modules that changed, re-render only
+the outputs whose inputs changed.
 
-Each module's facts are stored with the file's identity: device, inode,
-size, modification and change time (nanoseconds). The change time cannot
-be set from user space, so a rewritten file — even one restored with its
-old mtime — is always read again. A module whose identity differs from
-the stored one is re-read; the rest come from the cache.
+Three files per module directory, under ``$XDG_CACHE_HOME/lkm/depmod``
+(``--cache-dir``), each written through a temporary file and a rename:
 
-The cache lives under ``$XDG_CACHE_HOME/lkm/depmod`` (``--cache-dir``), one
-file per module directory, written through a temporary file and a rename.
-It starts with a header naming the format, lkm's version and the module
-directory, and a SHA-256 of the payload: a foreign, stale or damaged file
-is detected before anything in it is used, and ignored. The payload is
-:mod:`marshal` data (fast to load; only ever loaded after the checksum
-matched what this code wrote).
+- the *index* (:func:`cache_path`): for every module path, the file's
+  identity — device, inode, size, modification and change time
+  (nanoseconds) — and where its facts lie in the store. The change time
+  cannot be set from user space, so a rewritten file, even one restored
+  with its old mtime, is always read again.
+- the *store* (``.facts``): each module's facts, one :mod:`marshal` blob
+  after another, tagged with a random token the index names; the index
+  holds each blob's offset, length and CRC, so one module's facts can be
+  read alone and a damaged or foreign blob is never decoded.
+- the *outputs* (``.out``): a table — the *basis* of the last rendering
+  (store token, module list, built-in lists' identities, options) and, for
+  every group of files (see :data:`lkm.workflows.depmod.GROUPS`), the
+  SHA-256 of exactly the data it was made from, its messages and where its
+  files lie — then the files' contents, written out from the one copy
+  read.
+
+A run stats every module. When every module's facts are the stored ones
+(same identity, or read again and equal) and the basis is unchanged, the
+outputs are the stored ones: nothing is resolved or rendered, and no
+module other than the changed ones is decoded. Otherwise the changed
+modules' facts are merged with the stored ones, dependencies resolved,
+and each group rendered again only when the digest of its inputs differs.
+
+Every file starts with a header naming the format, its kind, lkm's
+version and the module directory, then the payload's length and CRC-32:
+a foreign, stale, truncated or damaged file is detected before anything
+in it is used, and ignored (marshal data is only ever decoded after its
+CRC matched what this code wrote).
 """
 
 from __future__ import annotations
 
-import hashlib
 import marshal
 import os
+import struct
+import zlib
 from collections.abc import Callable, Sequence
+from itertools import chain
+from operator import itemgetter
 
 from lkm import __version__
 from lkm.system.atomic import replace_file
 from lkm.workflows.depmod_discover import FoundModule
-from lkm.workflows.depmod_scan import ModuleFacts, ScanFailure, scan
+from lkm.workflows.depmod_facts import ModuleFacts, ScanFailure
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
+if TYPE_CHECKING:
+    from lkm.workflows.depmod import FileData, Messages, RenderedGroup, Rendering
 
 Report = Callable[[str, str], None]
 MAGIC = b"lkm-depmod-cache\n"
-FORMAT = 1
+FORMAT = 3
+_FRAME = struct.Struct(">QI")  # payload length, CRC-32
+TOKEN_SIZE = 16
 
 Identity = tuple[int, int, int, int, int]
-Entry = tuple[Identity, tuple[object, ...]]
+# Where a module's facts lie in the store: offset, length, CRC-32.
+BlobRef = tuple[int, int, int]
+# Index entry: the identity the facts were read with, then their blob
+# (one flat tuple: quick to check, see _valid_index).
+IndexEntry = tuple[int, int, int, int, int, int, int, int]
+_ENTRY_SIZE = 8
+_BLOB_AT = 5  # entry[:5] is the identity, entry[5:] the blob
+# What the last rendering was made from: store token, (name, path,
+# relpath) of each module in order, built-in lists' identities, options.
+Basis = tuple[bytes, list[tuple[str, str, str | None]], list[Identity | None], tuple[object, ...]]
+Result = ModuleFacts | ScanFailure
 
 
 def default_cache_dir() -> str:
@@ -41,8 +79,15 @@ def default_cache_dir() -> str:
 
 
 def cache_path(cache_dir: str, moddir: str) -> str:
-    digest = hashlib.sha256(os.path.abspath(moddir).encode()).hexdigest()[:24]
-    return os.path.join(cache_dir, f"{digest}.cache")
+    """The index file for ``moddir`` (the store and outputs sit next to it).
+
+    The name only spreads directories over files; the header inside says
+    which directory a file is for. CRC-32 and Adler-32 rather than a
+    cryptographic hash keep hashlib (and OpenSSL) out of a run that
+    changes nothing.
+    """
+    raw = os.path.abspath(moddir).encode("utf-8", "surrogateescape")
+    return os.path.join(cache_dir, f"{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}.cache")
 
 
 def identity(path: str) -> Identity | None:
@@ -53,26 +98,31 @@ def identity(path: str) -> Identity | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _header(moddir: str) -> bytes:
-    return MAGIC + f"{FORMAT} {__version__} {os.path.abspath(moddir)}\n".encode(
+def _header(kind: str, moddir: str) -> bytes:
+    return MAGIC + f"{FORMAT} {kind} {__version__} {os.path.abspath(moddir)}\n".encode(
         "utf-8", "surrogateescape"
     )
 
 
-def _load_payload(path: str, moddir: str) -> object:
-    """What :func:`_save_payload` stored for ``moddir``, or None if anything
-    about the file is wrong (missing, foreign, stale format, damaged)."""
+def _read(path: str) -> bytes | None:
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            return f.read()
     except OSError:
         return None
-    header = _header(moddir)
-    if not data.startswith(header) or len(data) < len(header) + 32:
+
+
+def _load_framed(path: str, kind: str, moddir: str) -> object:
+    """The value :func:`_save_framed` stored, or None when anything about
+    the file is wrong (missing, foreign, stale format, truncated, damaged)."""
+    data = _read(path)
+    header = _header(kind, moddir)
+    start = len(header) + _FRAME.size
+    if data is None or not data.startswith(header) or len(data) < start:
         return None
-    digest = data[len(header) : len(header) + 32]
-    payload = data[len(header) + 32 :]
-    if hashlib.sha256(payload).digest() != digest:
+    length, crc = _FRAME.unpack_from(data, len(header))
+    payload = data[start:]
+    if len(payload) != length or zlib.crc32(payload) != crc:
         return None
     try:
         return marshal.loads(payload)
@@ -80,132 +130,383 @@ def _load_payload(path: str, moddir: str) -> object:
         return None
 
 
-def _save_payload(path: str, moddir: str, value: object) -> None:
+def _save_framed(path: str, kind: str, moddir: str, value: object) -> None:
     payload = marshal.dumps(value)  # type: ignore[arg-type]
-    data = _header(moddir) + hashlib.sha256(payload).digest() + payload
+    _write(path, _header(kind, moddir) + _FRAME.pack(len(payload), zlib.crc32(payload)) + payload)
+
+
+def _write(path: str, data: bytes) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     replace_file(path, data, f"{path}.{os.getpid()}.tmp")
 
 
-def load(path: str, moddir: str) -> dict[str, Entry]:
-    """Entries of a cache file that this lkm wrote for ``moddir``, else {}."""
-    entries = _load_payload(path, moddir)
-    return entries if isinstance(entries, dict) else {}
-
-
-def save(path: str, moddir: str, entries: dict[str, Entry]) -> None:
-    _save_payload(path, moddir, entries)
-
-
-# -- rendered outputs --------------------------------------------------------
-#
-# Rendering the binary indexes is most of an incremental run. When every
-# input of rendering is what it was last time — same modules, same facts,
-# same built-in lists, same options — the files are the ones written last
-# time: keep them (and the messages rendering printed) keyed by a digest
-# of those inputs.
-
-Messages = list[tuple[str, str]]
-
-
-def outputs_key(parts: object) -> bytes:
-    """Digest of everything rendering reads (marshal-able data)."""
-    return hashlib.sha256(marshal.dumps(parts)).digest()  # type: ignore[arg-type]
-
-
-def load_outputs(
-    cache_dir: str | None, moddir: str, key: bytes
-) -> tuple[dict[str, bytes | None], Messages] | None:
-    value = _load_payload(cache_path(cache_dir or default_cache_dir(), moddir) + ".out", moddir)
-    if not isinstance(value, tuple) or len(value) != 3 or value[0] != key:
+def _valid_index(value: object) -> tuple[bytes, dict[str, IndexEntry]] | None:
+    """The index's (store token, entries) after checking every field's
+    shape — a cache is never trusted — with C-level passes over the
+    entries (thousands of them, on every run)."""
+    if not isinstance(value, tuple) or len(value) != 2:
         return None
-    _, files, messages = value
-    if not isinstance(files, dict) or not isinstance(messages, list):
+    token, entries = value
+    if not isinstance(token, bytes) or len(token) != TOKEN_SIZE or not isinstance(entries, dict):
         return None
-    if not all(
-        isinstance(k, str) and (v is None or isinstance(v, bytes)) for k, v in files.items()
+    rows = entries.values()
+    if not (
+        set(map(type, entries)) <= {str}
+        and set(map(type, rows)) <= {tuple}
+        and set(map(len, rows)) <= {_ENTRY_SIZE}
+        and set(map(type, chain.from_iterable(rows))) <= {int}
+        and min(map(itemgetter(_BLOB_AT), rows), default=0) >= 0
+        and min(map(itemgetter(_BLOB_AT + 1), rows), default=0) >= 0
     ):
         return None
-    if not all(
-        isinstance(m, tuple) and len(m) == 2 and all(isinstance(x, str) for x in m)
-        for m in messages
+    return token, entries
+
+
+def _facts_from_blob(blob: bytes) -> ModuleFacts | None:
+    """Decode a stored module's facts, checking every field's type (in C:
+    thousands of modules, hundreds of thousands of values)."""
+    try:
+        value = marshal.loads(blob)
+    except (EOFError, ValueError, TypeError):
+        return None
+    if not (isinstance(value, tuple) and len(value) == 5):
+        return None
+    modinfo, exports, names, crcs, weak = value
+    if not all(isinstance(column, tuple) for column in value):
+        return None
+    pairs = (*modinfo, *exports)
+    if not (
+        set(map(type, pairs)) <= {tuple}
+        and set(map(len, pairs)) <= {2}
+        and set(map(type, chain.from_iterable(modinfo))) <= {str}
+        and set(map(type, map(itemgetter(0), exports))) <= {str}
+        and set(map(type, map(itemgetter(1), exports))) <= {int}
+        and set(map(type, names)) <= {str}
+        and set(map(type, crcs)) <= {int}
+        and set(map(type, weak)) <= {bool}
+        and len(names) == len(crcs) == len(weak)
     ):
         return None
-    return files, messages
+    return ModuleFacts(modinfo, exports, names, crcs, weak)
 
 
-def save_outputs(
-    cache_dir: str | None,
-    moddir: str,
-    key: bytes,
-    files: dict[str, bytes | None],
-    messages: Messages,
-    report: Report,
-) -> None:
-    location = cache_path(cache_dir or default_cache_dir(), moddir) + ".out"
-    try:
-        _save_payload(location, moddir, (key, files, messages))
-    except OSError as exc:
-        report("INFO", f"could not write the lkm cache {location}: {exc.strerror}")
+def _blob(facts: ModuleFacts) -> bytes:
+    return marshal.dumps(facts.fields())  # type: ignore[arg-type]
 
 
-def _facts_from_entry(value: tuple[object, ...]) -> ModuleFacts | None:
-    """Rebuild facts, checking every field's shape: a cache is never trusted."""
-    try:
-        modinfo, exports, needed = value
-        facts = ModuleFacts(
-            tuple((str(k), str(v)) for k, v in modinfo),  # type: ignore[attr-defined]
-            tuple((str(n), int(c)) for n, c in exports),  # type: ignore[attr-defined]
-            tuple((str(n), int(c), bool(w)) for n, c, w in needed),  # type: ignore[attr-defined]
-        )
-    except (TypeError, ValueError):
-        return None
-    return facts
+class FactsStore:
+    """The store file: read whole (``load``) or one blob at a time."""
 
+    def __init__(self, path: str, moddir: str, token: bytes) -> None:
+        self.path = path
+        self.token = token  # empty: no index, so no store to trust
+        self.prefix = _header("facts", moddir) + token
+        self.data: bytes | None = None
 
-def _entry_value(facts: ModuleFacts) -> tuple[object, ...]:
-    return (facts.modinfo, facts.exports, facts.needed)
+    def load(self) -> None:
+        data = _read(self.path)
+        valid = self.token and data is not None and data.startswith(self.prefix)
+        self.data = data if valid and data is not None else b""
 
+    def blob(self, ref: BlobRef) -> bytes | None:
+        """One module's blob, None when it is not there intact."""
+        offset, length, crc = ref
+        start = len(self.prefix) + offset
+        raw: bytes | None
+        if self.data is not None:
+            raw = self.data[start : start + length]
+        else:
+            raw = self._read_range(start, length)
+        if raw is None or len(raw) != length or zlib.crc32(raw) != crc:
+            return None
+        return raw
 
-def scan_with_cache(
-    modules: Sequence[FoundModule],
-    use_cache: bool,
-    cache_dir: str | None,
-    report: Report,
-    moddir: str | None = None,
-) -> list[ModuleFacts | ScanFailure]:
-    """Facts for every module, re-reading only what changed since last time."""
-    paths = [m.path for m in modules]
-    if not use_cache or not modules:
-        return scan(paths)
-    directory = moddir or os.path.dirname(paths[0])
-    location = cache_path(cache_dir or default_cache_dir(), directory)
-    cached = load(location, directory)
-    results: list[ModuleFacts | ScanFailure | None] = []
-    identities: list[Identity | None] = []
-    stale: list[int] = []
-    for index, path in enumerate(paths):
-        ident = identity(path)
-        identities.append(ident)
-        entry = cached.get(path)
-        facts = None
-        if entry is not None and ident is not None and tuple(entry[0]) == ident:
-            facts = _facts_from_entry(entry[1])
-        results.append(facts)
-        if facts is None:
-            stale.append(index)
-    report("DEBUG", f"lkm cache: read {len(stale)} of {len(paths)} modules")
-    if stale:
-        for index, fresh in zip(stale, scan([paths[i] for i in stale]), strict=True):
-            results[index] = fresh
-    final: list[ModuleFacts | ScanFailure] = [r for r in results if r is not None]
-    if stale or len(cached) != len(paths):
-        entries: dict[str, Entry] = {}
-        for path, ident, result in zip(paths, identities, final, strict=True):
-            if ident is not None and isinstance(result, ModuleFacts):
-                entries[path] = (ident, _entry_value(result))
+    def _read_range(self, start: int, length: int) -> bytes | None:
+        if not self.token:
+            return None
         try:
-            save(location, directory, entries)
+            with open(self.path, "rb") as f:
+                if f.read(len(self.prefix)) != self.prefix:
+                    return None
+                f.seek(start)
+                return f.read(length)
+        except OSError:
+            return None
+
+
+class CachedScan:
+    """Every module's facts for one run: stored ones where the file is
+    unchanged, read again where it is not."""
+
+    def __init__(self, cache: DepmodCache, modules: Sequence[FoundModule]) -> None:
+        self.cache = cache
+        self.modules = modules
+        self.identities = [identity(m.path) for m in modules]
+        self.refs: list[BlobRef | None] = []  # the module's stored blob, if still its facts
+        self.fresh: dict[int, Result] = {}
+        stale: list[int] = []
+        for index, (module, ident) in enumerate(zip(modules, self.identities, strict=True)):
+            entry = cache.entries.get(module.path)
+            if entry is not None and ident is not None and entry[:5] == ident:
+                self.refs.append(entry[5:])
+            else:
+                self.refs.append(None)
+                stale.append(index)
+        self.stale_count = len(stale)
+        if stale:
+            results = _read_modules([modules[i].path for i in stale])
+            self.fresh = dict(zip(stale, results, strict=True))
+        self.unchanged = all(self._same_as_stored(index) for index in stale)
+
+    def _same_as_stored(self, index: int) -> bool:
+        """A module read again still has its stored facts (it was only
+        touched): keep pointing at the stored blob."""
+        entry = self.cache.entries.get(self.modules[index].path)
+        fresh = self.fresh[index]
+        if entry is None or not isinstance(fresh, ModuleFacts):
+            return False
+        blob = self.cache.store.blob(entry[5:])
+        if blob is None or _facts_from_blob(blob) != fresh:
+            return False
+        del self.fresh[index]
+        self.refs[index] = entry[5:]
+        return True
+
+    def results(self) -> list[Result]:
+        """Facts (or failures) of every module, in order: decodes the
+        stored ones (a damaged blob means reading that module again)."""
+        if any(ref is not None for ref in self.refs):
+            self.cache.store.load()
+        results: list[Result | None] = []
+        for index, ref in enumerate(self.refs):
+            facts = None
+            if ref is not None:
+                blob = self.cache.store.blob(ref)
+                facts = None if blob is None else _facts_from_blob(blob)
+                if facts is None:
+                    self.refs[index] = None
+            results.append(facts if facts is not None else self.fresh.get(index))
+        missing = [i for i, result in enumerate(results) if result is None]
+        if missing:
+            unusable = f"{len(missing)} stored facts unusable"
+            self.cache.report("DEBUG", f"lkm cache: {unusable}, read again")
+            for index, result in zip(
+                missing, _read_modules([self.modules[i].path for i in missing]), strict=True
+            ):
+                self.fresh[index] = results[index] = result
+            self.stale_count += len(missing)
+        return [r for r in results if r is not None]
+
+
+class DepmodCache:
+    """The cache of one module directory, for one run."""
+
+    def __init__(self, cache_dir: str | None, moddir: str, report: Report) -> None:
+        self.moddir = moddir
+        self.report = report
+        self.index_path = cache_path(cache_dir or default_cache_dir(), moddir)
+        index = _valid_index(_load_framed(self.index_path, "index", moddir))
+        self.token, self.entries = index if index is not None else (b"", {})
+        self.store = FactsStore(f"{self.index_path}.facts", moddir, self.token)
+
+    # -- modules --------------------------------------------------------------
+
+    def scan(self, modules: Sequence[FoundModule]) -> CachedScan:
+        scanned = CachedScan(self, modules)
+        self.report("DEBUG", f"lkm cache: read {scanned.stale_count} of {len(modules)} modules")
+        return scanned
+
+    def save_index(self, scanned: CachedScan) -> None:
+        """Record identities (and a new store when facts changed)."""
+        entries: dict[str, IndexEntry] = {}
+        if scanned.fresh or any(ref is None for ref in scanned.refs):
+            self._save_store(scanned)
+        for module, ident, ref in zip(
+            scanned.modules, scanned.identities, scanned.refs, strict=True
+        ):
+            if ident is not None and ref is not None:
+                entries[module.path] = (*ident, *ref)
+        if entries == self.entries:
+            return
+        self._try(
+            lambda: _save_framed(self.index_path, "index", self.moddir, (self.token, entries))
+        )
+        self.entries = entries
+
+    def _save_store(self, scanned: CachedScan) -> None:
+        """Every readable module's blob (stored ones copied as they are)
+        under a new token; updates ``scanned.refs`` to point into it."""
+        if self.store.data is None:
+            self.store.load()
+        token = os.urandom(TOKEN_SIZE)
+        parts: list[bytes] = []
+        offset = 0
+        for index, ref in enumerate(scanned.refs):
+            blob = self.store.blob(ref) if ref is not None else None
+            if blob is None:
+                fresh = scanned.fresh.get(index)
+                blob = _blob(fresh) if isinstance(fresh, ModuleFacts) else None
+            if blob is None:
+                scanned.refs[index] = None
+                continue
+            scanned.refs[index] = (offset, len(blob), zlib.crc32(blob))
+            parts.append(blob)
+            offset += len(blob)
+        data = _header("facts", self.moddir) + token + b"".join(parts)
+        if self._try(lambda: _write(self.store.path, data)):
+            self.token = token
+            self.store = FactsStore(self.store.path, self.moddir, token)
+            self.store.data = data
+        else:
+            scanned.refs = [None] * len(scanned.refs)
+
+    def _try(self, write: Callable[[], None]) -> bool:
+        try:
+            write()
         except OSError as exc:
-            report("INFO", f"could not write the lkm cache {location}: {exc.strerror}")
-    return final
+            self.report("INFO", f"could not write the lkm cache {self.index_path}: {exc.strerror}")
+            return False
+        return True
+
+    # -- outputs --------------------------------------------------------------
+
+    @property
+    def outputs_path(self) -> str:
+        return f"{self.index_path}.out"
+
+    def _stored_outputs(self) -> tuple[object, dict[str, tuple[bytes, RenderedGroup]]]:
+        """Last run's basis and groups (checked one by one), or (None, {}).
+
+        The files' contents are views of the one copy read from the cache
+        file: several megabytes, written out without another copy.
+        """
+        data = _read(self.outputs_path)
+        header = _header("outputs", self.moddir)
+        start = len(header) + _FRAME.size
+        if data is None or not data.startswith(header) or len(data) < start + _FRAME.size:
+            return None, {}
+        length, crc = _FRAME.unpack_from(data, len(header))
+        payload = memoryview(data)[start:]
+        if len(payload) != length or zlib.crc32(payload) != crc:
+            return None, {}
+        (table_size, _) = _FRAME.unpack_from(payload)
+        try:
+            table = marshal.loads(payload[_FRAME.size : _FRAME.size + table_size])
+        except (EOFError, ValueError, TypeError):
+            return None, {}
+        if not (isinstance(table, tuple) and len(table) == 2 and isinstance(table[1], dict)):
+            return None, {}
+        basis, stored = table
+        contents = payload[_FRAME.size + table_size :]
+        groups = {}
+        for name, item in stored.items():
+            group = _checked_group(item, contents)
+            if isinstance(name, str) and group is not None:
+                groups[name] = group
+        return basis, groups
+
+    def _save_outputs(self, basis: Basis, groups: dict[str, tuple[bytes, RenderedGroup]]) -> None:
+        """A table (basis; per group its digest, where each file's contents
+        lie, its messages) and then the contents, one after another."""
+        table: dict[str, tuple[bytes, list[tuple[str, int, int]], Messages]] = {}
+        contents: list[FileData] = []
+        offset = 0
+        for name, (digest, (files, messages)) in groups.items():
+            places = []
+            for filename, content in files.items():
+                if content is None:
+                    places.append((filename, -1, 0))
+                else:
+                    places.append((filename, offset, len(content)))
+                    contents.append(content)
+                    offset += len(content)
+            table[name] = (digest, places, messages)
+        encoded = marshal.dumps((basis, table))  # type: ignore[arg-type]
+        payload = _FRAME.pack(len(encoded), 0) + encoded + b"".join(contents)
+        framed = _FRAME.pack(len(payload), zlib.crc32(payload))
+        data = _header("outputs", self.moddir) + framed + payload
+        self._try(lambda: _write(self.outputs_path, data))
+
+    def basis(self, modules: Sequence[FoundModule], options: tuple[object, ...]) -> Basis:
+        """What a rendering with this store, these modules, built-in lists
+        and options is made from. Compare only after :meth:`save_index`."""
+        builtins = [identity(f"{self.moddir}/{name}") for name in _builtin_files()]
+        return (self.token, [(m.name, m.path, m.relpath) for m in modules], builtins, options)
+
+    def reuse_outputs(self, basis: Basis) -> dict[str, RenderedGroup] | None:
+        """Last run's groups when they were rendered from exactly ``basis``."""
+        from lkm.workflows.depmod import GROUPS
+
+        stored_basis, groups = self._stored_outputs()
+        if not self.token or stored_basis != basis or set(groups) != set(GROUPS):
+            return None
+        return {name: group for name, (_, group) in groups.items()}
+
+    def render(self, rendering: Rendering, basis: Basis) -> dict[str, RenderedGroup]:
+        """Every group: reused when the digest of its inputs is the stored
+        one, rendered otherwise; all stored with ``basis``."""
+        import hashlib
+
+        from lkm.workflows.depmod import GROUPS, render_groups
+
+        _, stored = self._stored_outputs()
+        digests = {
+            name: hashlib.sha256(
+                repr(rendering.inputs(name)).encode("utf-8", "backslashreplace")
+            ).digest()
+            for name in GROUPS
+        }
+        groups = {
+            name: stored[name][1]
+            for name, digest in digests.items()
+            if name in stored and stored[name][0] == digest
+        }
+        todo = [name for name in GROUPS if name not in groups]
+        self.report("DEBUG", f"lkm cache: render {len(todo)} of {len(GROUPS)} output groups")
+        groups.update(render_groups(rendering, todo))
+        self._save_outputs(basis, {name: (digests[name], groups[name]) for name in GROUPS})
+        return {name: groups[name] for name in GROUPS}
+
+
+def _read_modules(paths: list[str]) -> list[Result]:
+    # Imported here: a run that changes nothing reads one module or none.
+    from lkm.workflows.depmod_scan import scan
+
+    return scan(paths)
+
+
+def _builtin_files() -> tuple[str, ...]:
+    from lkm.workflows.depmod import BUILTIN_INPUTS
+
+    return tuple(BUILTIN_INPUTS.values())
+
+
+def _checked_group(value: object, contents: memoryview) -> tuple[bytes, RenderedGroup] | None:
+    """(digest, (files, messages)) when every part has the right type and
+    every file lies inside ``contents``."""
+    if not (isinstance(value, tuple) and len(value) == 3):
+        return None
+    digest, places, messages = value
+    if not (isinstance(digest, bytes) and isinstance(places, list) and isinstance(messages, list)):
+        return None
+    files: dict[str, FileData | None] = {}
+    for place in places:
+        if not (isinstance(place, tuple) and len(place) == 3):
+            return None
+        filename, offset, length = place
+        if not (isinstance(filename, str) and type(offset) is int and type(length) is int):
+            return None
+        if offset == -1:
+            files[filename] = None
+        elif offset >= 0 and length >= 0 and offset + length <= len(contents):
+            files[filename] = contents[offset : offset + length]
+        else:
+            return None
+    for message in messages:
+        if not (
+            isinstance(message, tuple)
+            and len(message) == 2
+            and all(isinstance(x, str) for x in message)
+        ):
+            return None
+    return digest, (files, messages)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lkm.formats.kmod_hash import hash_order
-from lkm.formats.module_file import MODULE_EXTENSIONS, has_module_extension
+from lkm.formats.module_names import MODULE_EXTENSIONS, has_module_extension
 from lkm.model.depmod_config import BUILTIN, EXTERNAL, DepmodConfig
 
 Report = Callable[[str, str], None]
@@ -26,6 +26,8 @@ MODULE_HASH_BUCKETS = 512
 
 @dataclass(frozen=True, slots=True)
 class FoundModule:
+    """One module file depmod indexes (kmod's struct mod)."""
+
     name: str
     path: str  # full path as depmod prints it in messages
     relpath: str | None  # relative to the module directory; None outside it
@@ -171,14 +173,14 @@ def module_array(found: dict[str, FoundModule], order_text: str | None) -> list[
     modules = [found[name] for name in hash_order(found, MODULE_HASH_BUCKETS)]
     if order_text is None:
         return modules
-    position: dict[str, int] = {}
-    for number, line in enumerate(order_text.split("\n")[:-1]):
-        position.setdefault(line, number)
+    lines = order_text.split("\n")[:-1]
+    # Later lines first, so that a line's first appearance is what stays.
+    position = dict(zip(reversed(lines), range(len(lines) - 1, -1, -1), strict=True))
     unlisted = len(position) + 1
-    return sorted(
-        modules,
-        key=lambda m: position.get(m.order_key, unlisted) if m.order_key is not None else unlisted,
-    )
+    keys = [m.order_key for m in modules]
+    ranks = [unlisted if key is None else position.get(key, unlisted) for key in keys]
+    order = sorted(range(len(modules)), key=ranks.__getitem__)  # stable, as kmod's sort
+    return [modules[i] for i in order]
 
 
 def read_modules_order(moddir: str, report: Report) -> str | None:

@@ -13,21 +13,28 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from lkm.errors import LkmError
-from lkm.formats.kernel_symbols import parse_symvers, parse_system_map
 from lkm.formats.kmod_index_writer import Layout
-from lkm.formats.module_file import has_module_extension
+from lkm.formats.module_names import has_module_extension
 from lkm.model.depmod_config import DepmodConfig, load_config
 from lkm.workflows.depmod import (
     TEXT_FILES,
     DependencyCycle,
     KernelSymbols,
     Outputs,
+    Rendering,
     Resolved,
+    merge_groups,
+    read_builtin_inputs,
+    readable_facts,
     render,
     resolve,
     write_outputs,
 )
 from lkm.workflows.depmod_discover import Discovery, module_array, read_modules_order
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
+if TYPE_CHECKING:
+    from lkm.workflows.depmod_cache import DepmodCache
 
 Report = Callable[[str, str], None]
 
@@ -109,6 +116,8 @@ def _kernel_symbols(settings: DepmodSettings, report: Report) -> KernelSymbols:
             text = f.read()
     except OSError as exc:
         raise DepmodFatal(f"could not load {source}: {exc.strerror}") from None
+    from lkm.formats.kernel_symbols import parse_symvers, parse_system_map
+
     parser = parse_symvers if settings.symvers else parse_system_map
     crcs, messages = parser(text, source, settings.prefix)
     for level, message in messages:
@@ -143,52 +152,25 @@ def _discover(settings: DepmodSettings, report: Report) -> Discovery:
     return discovery
 
 
-def _builtin_inputs(moddir: str) -> list[bytes | None]:
-    inputs: list[bytes | None] = []
-    for name in ("modules.builtin", "modules.builtin.modinfo"):
-        try:
-            with open(f"{moddir}/{name}", "rb") as f:
-                inputs.append(f.read())
-        except OSError:
-            inputs.append(None)
-    return inputs
+def _options(settings: DepmodSettings) -> tuple[object, ...]:
+    """The options that change rendered outputs (for the cache's basis)."""
+    return (settings.layout.value, settings.warn_dups, settings.prefix)
 
 
-def _render_or_reuse(
-    settings: DepmodSettings, resolved: Resolved, moddir: str, report: Report
-) -> Outputs:
-    """Render, or take last run's files when every input is the same."""
-    binary = not settings.dry_run
-    if not settings.use_cache or not binary:
-        return render(resolved, moddir, report, settings.layout, settings.warn_dups, binary)
-    from lkm.workflows.depmod_cache import load_outputs, outputs_key, save_outputs
+def _needs_resolving(settings: DepmodSettings) -> bool:
+    """Whether resolving must run even when no module changed: for its
+    messages (-e, -v) or to print the files (-n)."""
+    return settings.dry_run or settings.print_unknown or settings.verbose > 0
 
-    key = outputs_key(
-        (
-            settings.layout.value,
-            settings.warn_dups,
-            settings.prefix,
-            moddir,
-            [(m.name, m.path, m.relpath) for m in resolved.modules],
-            [None if f is None else (f.modinfo, f.exports, f.needed) for f in resolved.facts],
-            _builtin_inputs(moddir),
-        )
-    )
-    cached = load_outputs(settings.cache_dir, moddir, key)
-    if cached is not None:
-        files, replayed = cached
-        for level, text in replayed:
-            report(level, text)
-        return Outputs(files)
-    captured: list[tuple[str, str]] = []
 
-    def capture(level: str, text: str) -> None:
-        captured.append((level, text))
-        report(level, text)
-
-    outputs = render(resolved, moddir, capture, settings.layout, settings.warn_dups, binary)
-    save_outputs(settings.cache_dir, moddir, key, outputs.files, captured, report)
-    return outputs
+def _write(outputs: Outputs, settings: DepmodSettings) -> int:
+    try:
+        write_outputs(outputs, settings.output_dir)
+    except OSError as exc:
+        raise DepmodFatal(
+            f"could not write the indexes in {settings.output_dir}: {exc.strerror or exc}"
+        ) from None
+    return 0
 
 
 def run_depmod(
@@ -208,32 +190,56 @@ def run_depmod(
     kernel = _kernel_symbols(settings, report)
     discovery = _discover(settings, report)
     modules = module_array(discovery.found, read_modules_order(moddir, report))
-    from lkm.workflows.depmod_cache import scan_with_cache
+    cache: DepmodCache | None = None
+    if settings.use_cache:
+        from lkm.workflows.depmod_cache import DepmodCache
 
-    results = scan_with_cache(modules, settings.use_cache, settings.cache_dir, report, moddir)
-    try:
-        resolved = resolve(
+        cache = DepmodCache(settings.cache_dir, moddir, report)
+        scanned = cache.scan(modules)
+        if scanned.unchanged and not _needs_resolving(settings):
+            # No module's facts changed: last run's outputs still hold
+            # if nothing else they depend on did.
+            cache.save_index(scanned)
+            reused = cache.reuse_outputs(cache.basis(modules, _options(settings)))
+            if reused is not None:
+                return _write(merge_groups(reused, report), settings)
+        results = scanned.results()
+        cache.save_index(scanned)
+    else:
+        from lkm.workflows.depmod_scan import scan
+
+        results = scan([m.path for m in modules])
+    facts = readable_facts(modules, results, report)
+
+    def resolver() -> Resolved:
+        return resolve(
             modules,
-            results,
+            facts,
             kernel,
             report,
             show if settings.verbose else None,
             settings.print_unknown,
             settings.prefix,
         )
+
+    binary = not settings.dry_run
+    basis = cache.basis(modules, _options(settings)) if cache and binary else None
+    # The built-in lists are read after the basis took their identities.
+    builtins = read_builtin_inputs(moddir) if binary else {}
+    rendering = Rendering(
+        modules, facts, resolver, builtins, settings.layout, settings.warn_dups, binary
+    )
+    try:
+        if cache is not None and basis is not None:
+            outputs = merge_groups(cache.render(rendering, basis), report)
+        else:
+            outputs = render(rendering, report)
     except DependencyCycle as cycle:
         for line in cycle.lines:
             report("ERROR", line)
         return 1
-    outputs = _render_or_reuse(settings, resolved, moddir, report)
     if settings.dry_run:
         if stdout is not None:
             stdout(b"".join(outputs.files[name] or b"" for name in TEXT_FILES))
         return 0
-    try:
-        write_outputs(outputs, settings.output_dir)
-    except OSError as exc:
-        raise DepmodFatal(
-            f"could not write the indexes in {settings.output_dir}: {exc.strerror or exc}"
-        ) from None
-    return 0
+    return _write(outputs, settings)

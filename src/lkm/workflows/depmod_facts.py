@@ -1,0 +1,43 @@
+"""What depmod reads from each module file, as plain data.
+
+Kept apart from :mod:`lkm.workflows.depmod_scan` (which reads the files)
+so that a run answered from the cache does not import the module readers.
+Plain tuples: results cross a process boundary and are cached between runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleFacts:
+    """What depmod reads from one module file."""
+
+    modinfo: tuple[tuple[str, str], ...]
+    exports: tuple[tuple[str, int], ...]  # (symbol, crc)
+    # Needed symbols as three columns, in kmod's order: names, CRCs, weak
+    # or not. Columns, not a tuple per symbol: a tree needs 200,000
+    # symbols, which cross a pipe, go into the cache and get looked up.
+    needed_names: tuple[str, ...]
+    needed_crcs: tuple[int, ...]
+    needed_weak: tuple[bool, ...]
+
+    @property
+    def needed(self) -> tuple[tuple[str, int, bool], ...]:
+        """(symbol, crc, weak) of each needed symbol."""
+        return tuple(zip(self.needed_names, self.needed_crcs, self.needed_weak, strict=True))
+
+    def values(self, key: str) -> list[str]:
+        return [v for k, v in self.modinfo if k == key]
+
+    def fields(self) -> tuple[object, ...]:
+        """Plain data (for marshal): ``ModuleFacts(*facts.fields())`` is ``facts``."""
+        return (self.modinfo, self.exports, self.needed_names, self.needed_crcs, self.needed_weak)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanFailure:
+    """A module that could not be read: the one-line message."""
+
+    message: str
