@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from lkm.cli.options import UsageError, parse, version_text
+from lkm.cli.options import UsageError, error_line, parse, version_text
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ Options:
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int:
     def error(message: str) -> int:
-        err.write(f"{PROG}: ERROR: {message}\n".encode("utf-8", "surrogateescape"))
+        err.write(error_line(PROG, message))
         return 1
 
     try:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
 
-from lkm.cli.options import UsageError, parse, version_text
+from lkm.cli.options import UsageError, error_line, parse, version_text
 from lkm.cli.workers import run_split
 from lkm.errors import AliasError, LkmError
 from lkm.formats.module_file import (
@@ -239,7 +239,7 @@ class Modinfo:
     def error(self, message: str) -> None:
         # Keep stdout and stderr in order for a reader of both.
         self.out.flush()
-        self.err.write(_encode(f"{PROG}: ERROR: {message}\n"))
+        self.err.write(error_line(PROG, message))
 
     def run(self) -> int:
         status = 0

@@ -106,3 +106,11 @@ def version_text() -> str:
     from lkm import __version__
 
     return f"lkm version {__version__}\n+ZSTD +XZ +ZLIB +LIBCRYPTO -EXPERIMENTAL\n"
+
+
+def error_line(prog: str, message: str) -> bytes:
+    """kmod's ``PROG: ERROR: message`` line, always one line: a line break
+    inside the message (a file name read from a damaged index, say) is
+    shown as ``\\n``."""
+    text = message.replace("\n", "\\n")
+    return f"{prog}: ERROR: {text}\n".encode("utf-8", "surrogateescape")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from lkm.cli.options import UsageError, parse, version_text
+from lkm.cli.options import UsageError, error_line, parse, version_text
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def _error_writer(err: BinaryIO, use_syslog: bool) -> Callable[[str], None]:
         return lambda message: syslog.syslog(syslog.LOG_ERR, f"ERROR: {message}")
 
     def write(message: str) -> None:
-        err.write(f"{PROG}: ERROR: {message}\n".encode("utf-8", "surrogateescape"))
+        err.write(error_line(PROG, message))
 
     return write
 
