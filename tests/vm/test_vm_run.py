@@ -107,3 +107,17 @@ def test_default_kernel_is_the_hosts_when_installed(
     host = choose_kernel(None, root=str(tmp_path))
     assert host.image == f"{tmp_path}/boot/vmlinuz-{release}" and host.version == release
     assert choose_kernel("6.1").version == next(k for k in kernels if k.label == "6.1").version
+
+
+def test_virtiofs_share(kernel_61: KernelFixture) -> None:
+    """--share virtiofs: the host's root through virtiofsd (qemu-system-x86
+    brings one), the command and its output as with 9p."""
+    proc = subprocess.run(
+        [LKM, "vm", "run", "--kernel", "6.1", "--share", "virtiofs", "--", "sh", "-c",
+         "grep -o '^lkmhost [^ ]* virtiofs ro' /proc/mounts; test -r /etc/os-release"],
+        capture_output=True,
+        timeout=300,
+    )  # fmt: skip
+    # The chroot sees the share where the module tree is bind-mounted.
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"lkmhost /usr/lib/modules/{kernel_61.version} virtiofs ro\n".encode()

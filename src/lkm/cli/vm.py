@@ -23,8 +23,11 @@ if TYPE_CHECKING:
 
 USAGE = (
     "usage: lkm vm run [--kernel IMAGE|VERSION] [--memory SIZE] [--timeout SECONDS]"
-    " [--console LOGFILE] [--dry-run] -- CMD...\n"
+    " [--console LOGFILE] [--share 9p|virtiofs] [--dry-run] -- CMD...\n"
 )
+
+
+LONGOPTS = ("kernel=", "memory=", "timeout=", "console=", "share=", "dry-run", "help")
 
 
 @dataclass(frozen=True)
@@ -68,9 +71,7 @@ def choose_kernel(spec: str | None, root: str = "") -> KernelChoice:
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "vm") -> int:
     try:
-        opts, rest = parse(
-            "lkm vm", args, "", ["kernel=", "memory=", "timeout=", "console=", "dry-run", "help"]
-        )
+        opts, rest = parse("lkm vm", args, "", LONGOPTS)
     except UsageError as exc:
         err.write(f"{exc}\n{USAGE}".encode())
         return 2
@@ -88,9 +89,9 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "vm") -> int
         if "--dry-run" in options:
             image = bootable_image(kernel.image)
             accel = "kvm" if kvm_usable(image) else "tcg"
-            cmd = qemu_command(
-                image, "INITRD", "SCRATCH", "CONSOLE", options.get("--memory", "1G"), accel
-            )
+            socket = "VIRTIOFS-SOCKET" if options.get("--share") == "virtiofs" else None
+            memory = options.get("--memory", "1G")
+            cmd = qemu_command(image, "INITRD", "SCRATCH", "CONSOLE", memory, accel, socket)
             import shlex
 
             out.write((shlex.join(cmd) + "\n").encode())
@@ -103,6 +104,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "vm") -> int
             timeout=float(options.get("--timeout", "120")),
             memory=options.get("--memory", "1G"),
             console=os.path.abspath(options["--console"]) if "--console" in options else None,
+            share=options.get("--share", "9p"),
         )
     except (VmError, LkmError, ValueError) as exc:
         err.write(f"lkm vm: {exc}\n".encode())

@@ -22,6 +22,11 @@ HOST_TAG = "lkmhost"
 SCRATCH_TAG = "lkmscratch"
 BUSYBOX_PATHS = ("/bin/busybox", "/usr/bin/busybox")
 NINEP = "trans=virtio,version=9p2000.L"
+# How the guest mounts the host's root, by share type (9p or virtiofs).
+HOST_MOUNTS = {
+    "9p": f"mount -t 9p -o {NINEP},ro {HOST_TAG} /host",
+    "virtiofs": f"mount -t virtiofs -o ro {HOST_TAG} /host",
+}
 
 
 class InitramfsError(LkmError):
@@ -35,10 +40,11 @@ def find_busybox() -> str:
     raise InitramfsError("busybox not found: install the Debian package busybox-static")
 
 
-def boot_module_files(moddir: str) -> list[str]:
+def boot_module_files(moddir: str, share: str = "9p") -> list[str]:
     """Module files the guest must load, dependencies first."""
+    wanted = BOOT_MODULES + (("virtiofs",) if share == "virtiofs" else ())
     with ModuleDatabase(moddir) as db:
-        closure = db.closure(BOOT_MODULES, firmware=False, softdeps=False)
+        closure = db.closure(wanted, firmware=False, softdeps=False)
     if closure.missing:
         raise InitramfsError(
             f"{moddir} has no module for {', '.join(closure.missing)} (is it indexed?)"
@@ -46,7 +52,7 @@ def boot_module_files(moddir: str) -> list[str]:
     return list(closure.modules)
 
 
-def init_script(module_names: list[str], kernel: str, moddir: str) -> str:
+def init_script(module_names: list[str], kernel: str, moddir: str, share: str = "9p") -> str:
     """The guest's /init: set up the host view, then run steps until told to stop.
 
     Each step runs chrooted in an overlay of the host root (writable,
@@ -66,7 +72,7 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 {loads}mkdir -p /host /scratch /rw /root
-mount -t 9p -o {NINEP},ro {HOST_TAG} /host || echo LKM-VM: cannot mount the host root
+{HOST_MOUNTS[share]} || echo LKM-VM: cannot mount the host root
 mount -t 9p -o {NINEP} {SCRATCH_TAG} /scratch || echo LKM-VM: cannot mount scratch
 mount -t tmpfs tmpfs /rw
 mkdir -p /rw/upper /rw/work
@@ -94,18 +100,18 @@ poweroff -f
 """
 
 
-def build_initramfs(moddir: str, kernel: str) -> bytes:
+def build_initramfs(moddir: str, kernel: str, share: str = "9p") -> bytes:
     """The cpio archive the VM boots with."""
     members = [Member.directory(d) for d in ("bin", "dev", "proc", "sys", "modules")]
     with open(find_busybox(), "rb") as f:
         members.append(Member.file("bin/busybox", f.read(), 0o755))
     names = []
-    for path in boot_module_files(moddir):
+    for path in boot_module_files(moddir, share):
         with open_module(path) as module:
             raw = bytes(module.data[: len(module.data)])
         name = module_name_from_path(path)
         names.append(name)
         members.append(Member.file(f"modules/{name}.ko", raw))
-    script = init_script(names, kernel, moddir)
+    script = init_script(names, kernel, moddir, share)
     members.append(Member.file("init", script.encode(), 0o755))
     return write(members)

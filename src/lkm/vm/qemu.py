@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 
 from lkm.errors import LkmError
+from lkm.vm import virtiofs
 from lkm.vm.initramfs import HOST_TAG, SCRATCH_TAG, build_initramfs
 from lkm.vm.kernel_image import bootable_image
 
@@ -77,9 +78,15 @@ def qemu_command(
     console: str,
     memory: str = "1G",
     accel: str = "tcg",
+    virtiofs_socket: str | None = None,
 ) -> list[str]:
-    """The QEMU command line (what ``--dry-run`` prints)."""
+    """The QEMU command line (what ``--dry-run`` prints); the host's root
+    over 9p, or over virtiofs through ``virtiofs_socket``."""
     cpu = ["-cpu", "host"] if accel == "kvm" else ["-cpu", "max"]
+    if virtiofs_socket is None:
+        host = ["-virtfs", f"local,path=/,mount_tag={HOST_TAG},{_SHARE},readonly=on"]
+    else:
+        host = virtiofs.qemu_args(virtiofs_socket, memory)
     return [
         "qemu-system-x86_64",
         "-accel", accel, *cpu,
@@ -89,7 +96,7 @@ def qemu_command(
         "-kernel", kernel_image,
         "-initrd", initrd,
         "-append", KERNEL_CMDLINE,
-        "-virtfs", f"local,path=/,mount_tag={HOST_TAG},{_SHARE},readonly=on",
+        *host,
         "-virtfs", f"local,path={scratch},mount_tag={SCRATCH_TAG},{_SHARE}",
     ]  # fmt: skip
 
@@ -109,9 +116,11 @@ class VmSession:
         memory: str = "1G",
         accel: str | None = None,
         console: str | None = None,
+        share: str = "9p",
     ) -> None:
         """``console``: where the kernel console log goes (kept after the
-        run); by default a file removed with the session."""
+        run); by default a file removed with the session. ``share``: how
+        the guest sees the host's root, ``9p`` or ``virtiofs``."""
         if shutil.which("qemu-system-x86_64") is None:
             raise VmError(
                 "qemu-system-x86_64 not found: install the Debian package qemu-system-x86"
@@ -122,14 +131,23 @@ class VmSession:
         self.console_path = console or os.path.join(self._work, "console.log")
         self._steps = 0
         self._proc: subprocess.Popen[bytes] | None = None
+        self._virtiofsd: subprocess.Popen[bytes] | None = None
+        if share not in ("9p", "virtiofs"):
+            raise VmError(f"unknown share '{share}': 9p or virtiofs")
         try:
             os.mkdir(self.scratch)
             initrd = os.path.join(self._work, "initrd.cpio")
             with open(initrd, "wb") as f:
-                f.write(build_initramfs(moddir, kernel))
+                f.write(build_initramfs(moddir, kernel, share))
             image = bootable_image(kernel_image)
             self.accel = accel or ("kvm" if kvm_usable(image) else "tcg")
-            cmd = qemu_command(image, initrd, self.scratch, self.console_path, memory, self.accel)
+            socket = None
+            if share == "virtiofs":
+                socket = os.path.join(self._work, "virtiofs.sock")
+                self._virtiofsd = virtiofs.start(socket)
+            cmd = qemu_command(
+                image, initrd, self.scratch, self.console_path, memory, self.accel, socket
+            )
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
             )
@@ -214,6 +232,9 @@ class VmSession:
                 self._kill()
         if self._proc is not None and self._proc.stderr is not None:
             self._proc.stderr.close()
+        if self._virtiofsd is not None:
+            self._virtiofsd.kill()
+            self._virtiofsd.communicate()
         shutil.rmtree(self._work, ignore_errors=True)
 
 
@@ -226,9 +247,10 @@ def run(
     memory: str = "1G",
     accel: str | None = None,
     console: str | None = None,
+    share: str = "9p",
 ) -> VmResult:
     """Boot ``kernel_image`` (modules in ``moddir``), run ``command``, power off."""
-    with VmSession(kernel_image, moddir, kernel, memory, accel, console) as vm:
+    with VmSession(kernel_image, moddir, kernel, memory, accel, console, share) as vm:
         step = vm.run(command, timeout)
         console = vm.console
     return VmResult(step.status, step.stdout, step.stderr, console)
