@@ -245,3 +245,24 @@ def _kernel_heads() -> tuple[bytes, bytes]:
 
 
 KERNEL_HEADS = _kernel_heads()
+
+
+CONFIG_WORDS = ["alias", "options", "install", "remove", "softdep", "weakdep", "blacklist",
+                "pre:", "post:", "[", "]", "-", "\\", "\\\n", "\n", " ", "\t", "#", "x-y",
+                '"', ".", "=", "modprobe.blacklist=", "include"]  # fmt: skip
+
+
+@FUZZ
+@given(parts=st.lists(st.sampled_from(CONFIG_WORDS) | st.text(max_size=6), max_size=40))
+def test_modprobe_config_and_cmdline(parts: list[str]) -> None:
+    """Any modprobe.d text or kernel command line parses: bad lines become
+    one-line warnings, never exceptions."""
+    from lkm.model.modprobe_config import ModprobeConfig, parse_cmdline, parse_config
+
+    text = "".join(parts)
+    config = ModprobeConfig()
+    warnings: list[str] = []
+    parse_config(text, "fuzz.conf", config, warnings.append)
+    parse_cmdline(text, config, warnings.append)
+    assert all("\n" not in w for w in warnings)
+    config.show()

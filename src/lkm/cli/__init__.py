@@ -26,13 +26,14 @@ TOOLS: dict[str, str] = {
     "lsmod": "lkm.cli.lsmod",
     "dmesg": "lkm.cli.dmesg",
     "ksyms": "lkm.cli.ksyms",
+    "modprobe": "lkm.cli.modprobe",
     "vm": "lkm.cli.vm",
 }
 # kmod's tools that lkm will provide; until then they say so plainly.
-PLANNED = ("modprobe",)
+PLANNED: tuple[str, ...] = ()
 # Names lkm answers to when invoked through a link: kmod's tools only (a
 # link named dmesg would shadow util-linux's).
-MULTICALL = frozenset(("modinfo", "depmod", "insmod", "rmmod", "lsmod", *PLANNED))
+MULTICALL = frozenset(("modinfo", "depmod", "insmod", "rmmod", "lsmod", "modprobe", *PLANNED))
 
 
 if TYPE_CHECKING:
