@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from lkm.cli.options import UsageError, error_line, parse, version_text
+from lkm.cli.options import UsageError, error_line, help_or_version, parse
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
@@ -38,15 +38,13 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
     except UsageError as exc:
         err.write(f"{exc}\n".encode())
         return 1
+    shown = help_or_version(opts, HELP.format(prog=PROG))
+    if shown is not None:
+        out.write(shown.encode())
+        return 0
     force = False
     decompress = "auto"
     for opt, value in opts:
-        if opt in ("-h", "--help"):
-            out.write(HELP.format(prog=PROG).encode())
-            return 0
-        if opt in ("-V", "--version"):
-            out.write(version_text().encode())
-            return 0
         if opt == "-f":
             force = True
         elif opt == "--decompress":

@@ -114,3 +114,14 @@ def error_line(prog: str, message: str) -> bytes:
     shown as ``\\n``."""
     text = message.replace("\n", "\\n")
     return f"{prog}: ERROR: {text}\n".encode("utf-8", "surrogateescape")
+
+
+def help_or_version(opts: list[tuple[str, str]], help_text: str) -> str | None:
+    """What ``-h/--help`` or ``-V/--version`` print, whichever comes first
+    (kmod's tools act on it and exit 0); None when neither is given."""
+    for opt, _ in opts:
+        if opt in ("-h", "--help"):
+            return help_text
+        if opt in ("-V", "--version"):
+            return version_text()
+    return None

@@ -17,11 +17,13 @@ import errno
 import os
 from collections.abc import Iterator
 
-from lkm.errors import LkmError
+from lkm.errors import FormatError, LkmError, ModuleFormatError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
     import ctypes
+
+    from lkm.formats.compression import Compression
 
 # finit_module flags (include/uapi/linux/module.h).
 MODULE_INIT_IGNORE_MODVERSIONS = 1
@@ -274,11 +276,9 @@ def _read_text(path: str) -> str | None:
         return None
 
 
-def _decompressed(fd: int, kind: object, path: str) -> bytes:
-    from lkm.errors import FormatError, ModuleFormatError
-    from lkm.formats.compression import Compression, decompress
+def _decompressed(fd: int, kind: Compression, path: str) -> bytes:
+    from lkm.formats.compression import decompress
 
-    assert isinstance(kind, Compression)
     size = os.fstat(fd).st_size
     data = os.pread(fd, size, 0)
     try:
