@@ -1,55 +1,322 @@
-"""``modprobe``: so far only ``-c/--showconfig`` (issue 5 is in progress).
+"""``modprobe``: load or unload modules by name or alias, with dependencies.
 
-``modprobe -c [-C CONFIG] [-d BASEDIR] [-S VERSION]`` prints the parsed
-configuration the way kmod 34 does (weakdep included; a softdep keeps the
-space kmod loses between its pre and post lists), then dumps the alias
-and symbol indexes of the module directory.
+kmod's options, messages and exit codes (tools/modprobe.c, kmod 34 where
+it differs from Debian's kmod 30: ``modprobe ./x.ko`` loads a file, ``-c``
+shows ``weakdep``). The work is :mod:`lkm.workflows.modprobe`; this module
+parses the command line and prints the way kmod prints:
+
+* ``FATAL`` messages end the run at once with status 1 (``-a`` turns the
+  lookup and removal messages into non-fatal ``WARNING``\\ s, ``-q``
+  silences them);
+* lines of ``-v``/``-n``/``--show-depends`` go to stdout, buffered like
+  kmod's ``printf`` (the ``rmmod``/``remove`` lines are flushed, as kmod's
+  ``SHOW`` does);
+* ``MODPROBE_OPTIONS`` is read before the command line and extended with
+  ``-C``, ``-q``, ``-v``, ``-s`` for the install commands that call
+  modprobe again.
+
+Deliberate differences, each for a reason: ``-c`` keeps the space kmod
+loses between a softdep's pre and post lists; configuration warnings say
+``modprobe: ERROR: …`` (kmod prints libkmod's source file and line, which
+a Python tool does not have); ``-vv`` does not print libkmod's pointer
+addresses ("ctx 0x… created").
 """
 
 from __future__ import annotations
 
-from lkm.cli.options import UsageError, error_line, parse, version_text
+import errno
+import os
+
+from lkm.cli.options import UsageError, parse, version_text
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
     from typing import BinaryIO
 
+    from lkm.workflows.modprobe import Engine, Module, Step
+
 PROG = "modprobe"
-SHORTOPTS = "cC:d:S:Vh"
-LONGOPTS = ("showconfig", "config=", "dirname=", "set-version=", "version", "help")
+SHORTOPTS = "arw:RibfDcnC:d:S:sqvVh"
+LONGOPTS = (
+    "all", "remove", "remove-dependencies", "remove-holders", "wait=", "resolve-alias",
+    "first-time", "ignore-install", "ignore-remove", "use-blacklist", "force",
+    "force-modversion", "force-vermagic", "show-depends", "showconfig", "show-config",
+    "show-modversions", "dump-modversions", "show-exports", "dry-run", "show", "config=",
+    "dirname=", "set-version=", "syslog", "quiet", "verbose", "version", "help",
+)  # fmt: skip
+
+# One name per option, as kmod's getopt table maps them.
+_CANONICAL = {
+    "--all": "-a", "--remove": "-r", "--remove-dependencies": "--remove-holders",
+    "--wait": "-w", "--resolve-alias": "-R", "--ignore-install": "-i",
+    "--ignore-remove": "-i", "--use-blacklist": "-b", "--force": "-f",
+    "--show-depends": "-D", "--showconfig": "-c", "--show-config": "-c",
+    "--show-modversions": "--dump-modversions", "--dry-run": "-n", "--show": "-n",
+    "--config": "-C", "--dirname": "-d", "--set-version": "-S", "--syslog": "-s",
+    "--quiet": "-q", "--verbose": "-v", "--version": "-V", "--help": "-h",
+}  # fmt: skip
+
+HELP = """\
+Usage:
+\t{p} [options] [-i] [-b] modulename
+\t{p} [options] -a [-i] [-b] modulename [modulename...]
+\t{p} [options] -r [-i] modulename
+\t{p} [options] -r -a [-i] modulename [modulename...]
+\t{p} [options] -c
+\t{p} [options] --dump-modversions filename
+Management Options:
+\t-a, --all                   Consider every non-argument to
+\t                            be a module name to be inserted
+\t                            or removed (-r)
+\t-r, --remove                Remove modules instead of inserting
+\t    --remove-dependencies   Deprecated: use --remove-holders
+\t    --remove-holders        Also remove module holders (use together with -r)
+\t-w, --wait=<MSEC>           When removing a module, wait up to MSEC for
+\t                            module's refcount to become 0 so it can be
+\t                            removed (use together with -r)
+\t    --first-time            Fail if module already inserted or removed
+\t-i, --ignore-install        Ignore install commands
+\t-i, --ignore-remove         Ignore remove commands
+\t-b, --use-blacklist         Apply blacklist to resolved alias.
+\t-f, --force                 Force module insertion or removal.
+\t                            implies --force-modversions and
+\t                            --force-vermagic
+\t    --force-modversion      Ignore module's version
+\t    --force-vermagic        Ignore module's version magic
+
+Query Options:
+\t-R, --resolve-alias         Only lookup and print alias and exit
+\t-D, --show-depends          Only print module dependencies and exit
+\t-c, --showconfig            Print out known configuration and exit
+\t-c, --show-config           Same as --showconfig
+\t    --show-modversions      Dump module symbol version and exit
+\t    --dump-modversions      Same as --show-modversions
+\t    --show-exports          Only print module exported symbol versions and exit
+
+General Options:
+\t-n, --dry-run               Do not execute operations, just print out
+\t-n, --show                  Same as --dry-run
+\t-C, --config=FILE           Use FILE instead of default search paths
+\t-d, --dirname=DIR           Use DIR as filesystem root for /lib/modules
+\t-S, --set-version=VERSION   Use VERSION instead of `uname -r`
+\t-s, --syslog                print to syslog, not stderr
+\t-q, --quiet                 disable messages
+\t-v, --verbose               enables more messages
+\t-V, --version               show version
+\t-h, --help                  show this help
+"""
+
+LOG_CRIT, LOG_ERR, LOG_WARNING = 2, 3, 4
+_PRIORITY_NAMES = {2: "FATAL", 3: "ERROR", 4: "WARNING", 5: "NOTICE", 6: "INFO", 7: "DEBUG"}
+
+
+class _Fatal(Exception):
+    """A FATAL message was printed: kmod exits with status 1 right there."""
+
+
+class Settings:
+    """Everything the command line says, as kmod's globals."""
+
+    def __init__(self) -> None:
+        self.verbose = LOG_WARNING
+        self.tool_priority = LOG_CRIT
+        self.use_all = self.remove = self.remove_holders = self.first_time = False
+        self.ignore_commands = self.use_blacklist = self.force = False
+        self.force_modversion = self.force_vermagic = False
+        self.show_depends = self.lookup_only = self.show_config = self.dry_run = False
+        self.dump_modversions = self.show_exports = self.syslog = False
+        self.wait_msec = 0
+        self.configs: list[str] = []
+        # kmod appends -C/-q/-v/-s to MODPROBE_OPTIONS for the modprobe an
+        # install command may run; lkm passes it to those commands only,
+        # so an in-process caller's environment stays as it was.
+        self.env_options = os.environ.get("MODPROBE_OPTIONS")
+        self.root: str | None = None
+        self.version: str | None = None
+
+    def pass_on(self, option: str) -> None:
+        """Pass an option on to modprobe run again by an install command."""
+        old = self.env_options
+        self.env_options = option if old is None else f"{old} {option}"
+
+    @property
+    def showing(self) -> bool:
+        return self.show_depends or self.verbose > LOG_WARNING
+
+
+class Log:
+    """kmod's log_printf: ``modprobe: PRIORITY: text`` on stderr (or syslog),
+    filtered by the verbosity; a FATAL one ends the run."""
+
+    def __init__(self, err: BinaryIO, settings: Settings) -> None:
+        self.err = err
+        self.settings = settings
+
+    def __call__(self, priority: int, text: str) -> None:
+        if priority < 0:  # LOG_TOOL: modprobe's own level
+            priority = self.settings.tool_priority
+        if priority > self.settings.verbose:
+            return
+        name = _PRIORITY_NAMES.get(priority, f"LOG-{priority:03d}")
+        if self.settings.syslog:
+            import syslog
+
+            syslog.openlog(PROG, syslog.LOG_CONS, syslog.LOG_DAEMON)
+            syslog.syslog(priority, f"{name}: {text}")
+        else:
+            self.err.write(f"{PROG}: {name}: {text}".encode("utf-8", "surrogateescape"))
+            self.err.flush()
+        if priority <= LOG_CRIT:
+            raise _Fatal
 
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int:
+    settings = Settings()
+    log = Log(err, settings)
     try:
-        opts, operands = parse(argv0, args, SHORTOPTS, LONGOPTS)
+        argv = [*_split_env_options(os.environ.get("MODPROBE_OPTIONS")), *args]
+        opts, operands = parse(argv0, argv, SHORTOPTS, LONGOPTS)
     except UsageError as exc:
         err.write(f"{exc}\n".encode())
         return 1
-    options = dict(opts)
-    if "-V" in options or "--version" in options:
-        out.write(version_text().encode())
-        return 0
-    if not ("-c" in options or "--showconfig" in options) or operands:
-        err.write(b"lkm: modprobe: only -c/--showconfig is implemented so far\n")
-        return 1
-    from lkm.model.moddir import module_dir_path
-    from lkm.model.modprobe_config import DEFAULT_PATHS, read_config
-
-    basedir = options.get("-d", options.get("--dirname"))
-    version = options.get("-S", options.get("--set-version"))
-    moddir = module_dir_path(basedir, version)
-    paths = [v for k, v in opts if k in ("-C", "--config")] or list(DEFAULT_PATHS)
-    cmdline = _read_cmdline()
-
-    def warn(message: str) -> None:
-        err.write(error_line(PROG, message))
-
-    config = read_config(moddir, paths, cmdline, warn)
-    out.write(config.show().encode("utf-8", "surrogateescape"))
-    out.write(b"\n# End of configuration files. Dumping indexes now:\n\n")
+    try:
+        early = _apply_options(opts, settings, out)
+        if early is not None:
+            return early
+        if not settings.show_config and not operands:
+            log(LOG_ERR, "missing parameters. See -h.\n")
+            return 1
+        status = _run(settings, operands, out, log)
+    except _Fatal:
+        status = -1
     out.flush()
-    out.write(_index_dump(moddir).encode("utf-8", "surrogateescape"))
-    return 0
+    return 0 if status >= 0 else 1
+
+
+def _apply_options(opts: list[tuple[str, str]], s: Settings, out: BinaryIO) -> int | None:
+    """Set ``s`` from the options in order; an exit status for -V/-h/bad -w."""
+    for raw, value in opts:
+        opt = _CANONICAL.get(raw, raw)
+        if opt == "-a":
+            s.tool_priority = LOG_WARNING
+            s.use_all = True
+        elif opt == "-r":
+            s.remove = True
+        elif opt == "--remove-holders":
+            s.remove_holders = True
+        elif opt == "-w":
+            msec = _strtoul(value)
+            if msec is None:
+                Log(_stderr(), s)(LOG_ERR, f"unexpected wait value '{value}'.\n")
+                return 1
+            s.wait_msec = msec
+        elif opt == "--first-time":
+            s.first_time = True
+        elif opt == "-i":
+            s.ignore_commands = True
+        elif opt == "-b":
+            s.use_blacklist = True
+        elif opt == "-f":
+            s.force = True
+        elif opt == "--force-modversion":
+            s.force_modversion = True
+        elif opt == "--force-vermagic":
+            s.force_vermagic = True
+        elif opt == "-D":
+            s.show_depends = s.dry_run = True
+        elif opt == "-R":
+            s.lookup_only = True
+        elif opt == "-c":
+            s.show_config = True
+        elif opt == "--dump-modversions":
+            s.dump_modversions = True
+        elif opt == "--show-exports":
+            s.show_exports = True
+        elif opt == "-n":
+            s.dry_run = True
+        elif opt == "-C":
+            s.configs.append(value)
+            s.pass_on("-C")
+            s.pass_on(value)
+        elif opt == "-d":
+            s.root = value
+        elif opt == "-S":
+            s.version = value
+        elif opt == "-s":
+            s.pass_on("-s")
+            s.syslog = True
+        elif opt == "-q":
+            s.pass_on("-q")
+            s.verbose = 0  # LOG_EMERG
+        elif opt == "-v":
+            s.pass_on("-v")
+            s.verbose += 1
+        elif opt == "-V":
+            out.write(version_text().encode())
+            return 0
+        elif opt == "-h":
+            out.write(HELP.format(p=PROG).encode())
+            return 0
+    return None
+
+
+def _stderr() -> BinaryIO:
+    import sys
+
+    return sys.stderr.buffer
+
+
+def _strtoul(text: str) -> int | None:
+    """strtoul(text, &end, 0) with the whole text used: decimal, 0x hex, 0 octal."""
+    body = text.strip().lstrip("+")
+    try:
+        if body.lower().startswith("0x"):
+            return int(body[2:], 16)
+        if body.startswith("0") and len(body) > 1:
+            return int(body[1:], 8)
+        return int(body, 10)
+    except ValueError:
+        return None
+
+
+def _split_env_options(env: str | None) -> list[str]:
+    """MODPROBE_OPTIONS into words exactly as kmod splits it: at each space
+    (two spaces make an empty word), a word that starts with a quote ends
+    at the closing one, quotes inside a word are dropped."""
+    if env is None:
+        return []
+    chars = list(env)
+    words: list[str] = []
+    start = 0
+    quote: int | None = None
+    i = 0
+    while i < len(chars):
+        char = chars[i]
+        if quote is None:
+            if char == " ":
+                words.append("".join(chars[start:i]))
+                start = i + 1
+            elif char in "\"'":
+                quote = i
+        elif char == chars[quote]:
+            if quote == start:
+                words.append("".join(chars[start + 1 : i]))
+                start = i + 1
+            else:
+                del chars[i]
+                del chars[quote]
+                i -= 2
+            quote = None
+        i += 1
+    if start < i:
+        words.append("".join(chars[start:i]))
+    return words
+
+
+def _module_dir(settings: Settings) -> str:
+    from lkm.model.moddir import module_dir_path
+
+    return module_dir_path(settings.root, settings.version)
 
 
 def _read_cmdline() -> str | None:
@@ -58,6 +325,158 @@ def _read_cmdline() -> str | None:
             return f.read()
     except OSError:
         return None
+
+
+def _run(settings: Settings, operands: list[str], out: BinaryIO, log: Log) -> int:
+    from lkm.model.modprobe_config import DEFAULT_PATHS, read_config
+
+    moddir = _module_dir(settings)
+    config = read_config(
+        moddir, settings.configs or list(DEFAULT_PATHS), _read_cmdline(),
+        lambda message: log(LOG_ERR, f"{message}\n"),
+    )  # fmt: skip
+    if settings.show_config:
+        return _show_config(config, moddir, out)
+    if settings.dump_modversions or settings.show_exports:
+        return _show_symbols(settings, operands[0], out, log)
+
+    from lkm.model.moddir import ModuleDirectory
+
+    with ModuleDirectory(moddir) as directory:
+        engine = _engine(settings, directory, config, out, log)
+        if settings.remove:
+            return _remove_all(settings, engine, operands)
+        if settings.use_all:
+            status = 0
+            for name in operands:
+                result = _insert(settings, engine, name, None, out, log)
+                if result < 0:
+                    status = result
+            return status
+        extra = _options_from_array(operands[1:])
+        return _insert(settings, engine, operands[0], extra, out, log)
+
+
+def _engine(
+    settings: Settings, directory: object, config: object, out: BinaryIO, log: Log
+) -> Engine:
+    from lkm.system.kernel import KernelModules
+    from lkm.workflows.modprobe import Engine, KernelActions, Resolver
+
+    resolver = Resolver(directory, config, log)  # type: ignore[arg-type]
+    kernel = KernelModules()
+
+    def show(step: Step) -> None:
+        out.write(step.show().encode("utf-8", "surrogateescape"))
+        # kmod flushes its own SHOW lines (rmmod, remove); libkmod's
+        # print_action lines stay in stdio's buffer.
+        if step.action in ("rmmod", "remove"):
+            out.flush()
+
+    env = {} if settings.env_options is None else {"MODPROBE_OPTIONS": settings.env_options}
+    actions = KernelActions(kernel, env)
+    return Engine(resolver, kernel, actions, log, show if settings.showing else None)
+
+
+def _options_from_array(words: list[str]) -> str | None:
+    """Command-line parameters joined as kmod does: a value holding a space
+    is quoted unless it already starts with a quote."""
+    if not words:
+        return None
+    parts = []
+    for word in words:
+        key, eq, value = word.partition("=")
+        if eq and value[:1] not in ('"', "'") and " " in value:
+            word = f'{key}="{value}"'
+        parts.append(word)
+    return " ".join(parts)
+
+
+def _insert(
+    settings: Settings, engine: Engine, alias: str, extra: str | None, out: BinaryIO, log: Log
+) -> int:
+    from lkm.errors import AliasError
+    from lkm.system.kernel import insert_error_text
+    from lkm.workflows.modprobe import LoadFlags
+
+    resolver = engine.resolver
+    modules: list[Module]
+    if alias.startswith("/") or alias.startswith("./"):
+        try:
+            os.stat(alias)
+        except OSError as exc:
+            log(-1, f"Failed to get module from path {alias}: {os.strerror(exc.errno or 0)}\n")
+            return -errno.ENOENT
+        modules = [resolver.from_path(alias)]
+    else:
+        try:
+            modules = resolver.lookup(alias)
+        except AliasError:
+            modules = []
+        if not modules:
+            log(-1, f"Module {alias} not found in directory {resolver.moddir.path}\n")
+            return -errno.ENOENT
+    flags = LoadFlags(
+        ignore_loaded=settings.show_depends,
+        ignore_commands=settings.ignore_commands,
+        use_blacklist=settings.use_blacklist,
+        first_time=settings.first_time,
+        dry_run=settings.dry_run,
+        force_modversion=settings.force_modversion or settings.force,
+        force_vermagic=settings.force_vermagic or settings.force,
+    )
+    status = 0
+    for module in modules:
+        if settings.lookup_only:
+            out.write(f"{module.name}\n".encode("utf-8", "surrogateescape"))
+            status = 0
+            continue
+        status = engine.probe(module, flags, extra)
+        if status >= 0:
+            status = 0  # a blacklisted module is not an error
+        else:
+            reason = insert_error_text(-status, "modprobe")
+            log(LOG_ERR, f"could not insert '{module.name}': {reason}\n")
+    return status
+
+
+def _remove_all(settings: Settings, engine: Engine, names: list[str]) -> int:
+    from lkm.errors import AliasError
+    from lkm.workflows.modprobe import RemoveFlags
+
+    flags = RemoveFlags(
+        ignore_commands=settings.ignore_commands,
+        ignore_loaded=settings.show_depends,
+        first_time=settings.first_time,
+        dry_run=settings.dry_run,
+        force=settings.force,
+        wait_msec=settings.wait_msec,
+    )
+    status = 0
+    for name in names:
+        try:
+            modules = engine.resolver.lookup(name)
+        except AliasError:
+            status = -errno.EINVAL
+            continue
+        if not modules:
+            engine.report(-1, f"Module {name} not found.\n")
+            status = -errno.ENOENT
+            continue
+        for module in modules:
+            result = engine.remove(module, flags, settings.remove_holders)
+            if result < 0:
+                status = result
+                break
+    return status
+
+
+def _show_config(config: object, moddir: str, out: BinaryIO) -> int:
+    out.write(config.show().encode("utf-8", "surrogateescape"))  # type: ignore[attr-defined]
+    out.write(b"\n# End of configuration files. Dumping indexes now:\n\n")
+    out.flush()
+    out.write(_index_dump(moddir).encode("utf-8", "surrogateescape"))
+    return 0
 
 
 def _index_dump(moddir: str) -> str:
@@ -73,3 +492,29 @@ def _index_dump(moddir: str) -> str:
             for key, values in index.items():
                 lines.extend(f"alias {key} {v.value}\n" for v in values)
     return "".join(lines)
+
+
+def _show_symbols(settings: Settings, filename: str, out: BinaryIO, log: Log) -> int:
+    """--dump-modversions (symbol versions a module needs) or --show-exports
+    (what it exports): ``0x%08x\\tSYMBOL`` lines."""
+    from lkm.errors import LkmError
+    from lkm.formats.module_file import open_module
+
+    try:
+        os.stat(filename)
+    except OSError:
+        log(-1, f"Module {filename} not found.\n")
+        return -errno.ENOENT
+    what = "modversions" if settings.dump_modversions else "symbols"
+    try:
+        with open_module(filename) as module:
+            if settings.dump_modversions:
+                pairs = [(v.crc, v.name) for v in module.versions()]
+            else:
+                pairs = [(s.crc or 0, s.name) for s in module.exports()]
+    except (LkmError, OSError) as exc:
+        reason = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else str(exc)
+        log(-1, f"could not get {what} of {filename}: {reason}\n")
+        return -errno.EINVAL
+    out.write("".join(f"0x{crc:08x}\t{name}\n" for crc, name in pairs).encode())
+    return 0

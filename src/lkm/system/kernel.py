@@ -120,11 +120,19 @@ class KernelModules:
     # -- loading and unloading -------------------------------------------
 
     def insert(
-        self, path: str, params: str = "", force: bool = False, decompress: str = "auto"
+        self,
+        path: str,
+        params: str = "",
+        force: bool = False,
+        decompress: str = "auto",
+        *,
+        force_modversion: bool = False,
+        force_vermagic: bool = False,
     ) -> None:
         """Load the module file at ``path`` with the parameter string ``params``.
 
-        ``force`` asks the kernel to ignore symbol versions and vermagic.
+        ``force`` asks the kernel to ignore symbol versions and vermagic
+        (``force_modversion`` and ``force_vermagic`` ask for one each).
         A compressed file goes to the kernel as it is when the kernel
         decompresses that format itself; otherwise lkm decompresses it.
         """
@@ -132,7 +140,9 @@ class KernelModules:
 
         if decompress not in DECOMPRESS_MODES:
             raise ValueError(f"decompress must be one of {DECOMPRESS_MODES}")
-        flags = MODULE_INIT_IGNORE_MODVERSIONS | MODULE_INIT_IGNORE_VERMAGIC if force else 0
+        flags = (MODULE_INIT_IGNORE_MODVERSIONS if force or force_modversion else 0) | (
+            MODULE_INIT_IGNORE_VERMAGIC if force or force_vermagic else 0
+        )
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             kind = detect(os.pread(fd, MAGIC_PROBE_SIZE, 0))
