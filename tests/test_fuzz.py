@@ -266,3 +266,39 @@ def test_modprobe_config_and_cmdline(parts: list[str]) -> None:
     parse_cmdline(text, config, warnings.append)
     assert all("\n" not in w for w in warnings)
     config.show()
+
+
+PLAN_WORDS = ["9p", "loop", "dummy", "pci:v*", "[", "]", "*", "?", "symbol:", "fs-", "-", "_",
+              "crc32c", "ext4", ":"]  # fmt: skip
+
+
+@FUZZ
+@given(
+    config_parts=st.lists(
+        st.sampled_from(CONFIG_WORDS + PLAN_WORDS) | st.text(max_size=6), max_size=30
+    ),
+    request=st.lists(st.sampled_from(PLAN_WORDS) | st.text(max_size=4), min_size=1, max_size=4),
+)
+def test_modprobe_plans_any_configuration_and_name(
+    config_parts: list[str], request: list[str]
+) -> None:
+    """Whatever the configuration and the name, a plan comes back: a status
+    and one-line messages, never an exception or a hang (softdep cycles
+    included)."""
+    from lkm.cli.modprobe import _split_env_options
+    from lkm.model.modprobe_config import ModprobeConfig, parse_config
+    from lkm.system.kernel import KernelModules
+    from lkm.workflows.modprobe import LoadFlags, Modprobe, RemoveFlags
+
+    kernel = next(k for k in load_manifest() if k.label == "6.1")
+    config = ModprobeConfig()
+    parse_config("".join(config_parts), "fuzz.conf", config, lambda _message: None)
+    name = "".join(request)
+    with Modprobe(str(kernel.indexed_moddir), config, KernelModules("/nonexistent")) as modprobe:
+        for plan in (
+            modprobe.plan_load(name, flags=LoadFlags(ignore_loaded=True)),
+            modprobe.plan_remove(name, RemoveFlags(ignore_loaded=True)),
+        ):
+            assert isinstance(plan.status, int)
+            assert all(text.count("\n") == 1 and text.endswith("\n") for _, text in plan.messages)
+    _split_env_options("".join(config_parts))

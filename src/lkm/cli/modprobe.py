@@ -157,6 +157,9 @@ class Log:
             priority = self.settings.tool_priority
         if priority > self.settings.verbose:
             return
+        from lkm.workflows.modprobe import one_line
+
+        text = one_line(text)  # kmod would print a line break in a name as it is
         name = _PRIORITY_NAMES.get(priority, f"LOG-{priority:03d}")
         if self.settings.syslog:
             import syslog

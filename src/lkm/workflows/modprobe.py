@@ -65,6 +65,13 @@ def _no_report(_priority: int, _text: str) -> None:
     pass
 
 
+def one_line(text: str) -> str:
+    """A message as one line: a line break inside (a name given with one)
+    is shown as ``\\n``; the final one stays."""
+    body = text[:-1] if text.endswith("\n") else text
+    return body.replace("\n", "\\n") + "\n"
+
+
 # -- modules and their lookup ---------------------------------------------------
 
 
@@ -403,6 +410,7 @@ class Engine:
         self.actions = actions
         self.report = report
         self.show = show
+        self._removing: set[str] = set()
 
     # -- loading --------------------------------------------------------------
 
@@ -528,7 +536,22 @@ class Engine:
     def remove(
         self, module: Module, flags: RemoveFlags, holders: bool, ignore_builtin: bool = False
     ) -> int:
-        """tools/modprobe.c's rmmod_do_module."""
+        """tools/modprobe.c's rmmod_do_module.
+
+        A softdep cycle (a post: b, b post: a) would recurse for ever in
+        kmod; here a module already being removed further up is skipped.
+        """
+        if module.key in self._removing:
+            return 0
+        self._removing.add(module.key)
+        try:
+            return self._remove(module, flags, holders, ignore_builtin)
+        finally:
+            self._removing.discard(module.key)
+
+    def _remove(
+        self, module: Module, flags: RemoveFlags, holders: bool, ignore_builtin: bool
+    ) -> int:
         pre: list[Module] = []
         post: list[Module] = []
         command = None
@@ -837,7 +860,7 @@ class Modprobe:
         messages: list[tuple[int, str]] = []
 
         def report(priority: int, text: str) -> None:
-            messages.append((priority, text))
+            messages.append((priority, one_line(text)))
 
         resolver = Resolver(self.directory, self.config, report)
         kernel: KernelView
