@@ -18,8 +18,10 @@ parses the command line and prints the way kmod prints:
 Deliberate differences, each for a reason: ``-c`` keeps the space kmod
 loses between a softdep's pre and post lists; configuration warnings say
 ``modprobe: ERROR: …`` (kmod prints libkmod's source file and line, which
-a Python tool does not have); ``-vv`` does not print libkmod's pointer
-addresses ("ctx 0x… created").
+a Python tool does not have), and so do libkmod's messages (Debian's kmod
+30 adds ``../libkmod/FILE.c:LINE function()`` to them); ``-vv`` does not
+print libkmod's pointer addresses ("ctx 0x… created"); a softdep cycle
+ends instead of overflowing the stack.
 """
 
 from __future__ import annotations
@@ -183,7 +185,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
         err.write(f"{exc}\n".encode())
         return 1
     try:
-        early = _apply_options(opts, settings, out)
+        early = _apply_options(opts, settings, out, err)
         if early is not None:
             return early
         if not settings.show_config and not operands:
@@ -196,7 +198,9 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
     return 0 if status >= 0 else 1
 
 
-def _apply_options(opts: list[tuple[str, str]], s: Settings, out: BinaryIO) -> int | None:
+def _apply_options(
+    opts: list[tuple[str, str]], s: Settings, out: BinaryIO, err: BinaryIO
+) -> int | None:
     """Set ``s`` from the options in order; an exit status for -V/-h/bad -w."""
     for raw, value in opts:
         opt = _CANONICAL.get(raw, raw)
@@ -210,7 +214,7 @@ def _apply_options(opts: list[tuple[str, str]], s: Settings, out: BinaryIO) -> i
         elif opt == "-w":
             msec = _strtoul(value)
             if msec is None:
-                Log(_stderr(), s)(LOG_ERR, f"unexpected wait value '{value}'.\n")
+                Log(err, s)(LOG_ERR, f"unexpected wait value '{value}'.\n")
                 return 1
             s.wait_msec = msec
         elif opt == "--first-time":
@@ -261,12 +265,6 @@ def _apply_options(opts: list[tuple[str, str]], s: Settings, out: BinaryIO) -> i
             out.write(HELP.format(p=PROG).encode())
             return 0
     return None
-
-
-def _stderr() -> BinaryIO:
-    import sys
-
-    return sys.stderr.buffer
 
 
 def _strtoul(text: str) -> int | None:
@@ -515,9 +513,16 @@ def _show_symbols(settings: Settings, filename: str, out: BinaryIO, log: Log) ->
                 pairs = [(v.crc, v.name) for v in module.versions()]
             else:
                 pairs = [(s.crc or 0, s.name) for s in module.exports()]
-    except (LkmError, OSError) as exc:
-        reason = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else str(exc)
-        log(-1, f"could not get {what} of {filename}: {reason}\n")
-        return -errno.EINVAL
+                if not pairs:  # kmod finds no symbol table to read
+                    raise FileNotFoundError(errno.ENOENT, filename)
+    except OSError as exc:
+        log(-1, f"could not get {what} of {filename}: {os.strerror(exc.errno or errno.EIO)}\n")
+        return -errno.ENOENT
+    except LkmError as exc:
+        # kmod's words: ENOEXEC for a file that is not ELF at all, EINVAL
+        # for a damaged one (lkm's own reason is what ``lkm modinfo`` prints)
+        code = errno.ENOEXEC if "bad magic" in str(exc) else errno.EINVAL
+        log(-1, f"could not get {what} of {filename}: {os.strerror(code)}\n")
+        return -code
     out.write("".join(f"0x{crc:08x}\t{name}\n" for crc, name in pairs).encode())
     return 0
