@@ -115,3 +115,59 @@ def test_host_command_line_options_shown(tmp_path: Path) -> None:
     kmod_options = [line for line in kmod.stdout.splitlines() if line.startswith(b"options ")]
     mine_options = [line for line in mine.stdout.splitlines() if line.startswith(b"options ")]
     assert mine_options == kmod_options
+
+
+# Kernel command lines in the spirit of kmod's testsuite
+# (module-param-kcmdline*, blacklist): each is bind-mounted over
+# /proc/cmdline in a private mount namespace, where kmod's modprobe and
+# lkm's both read it.
+KERNEL_COMMAND_LINES = [
+    "BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro quiet\n",
+    "psmouse.foo=1 psmouse.bar psmouse.baz=\n",
+    'loop.max_loop=4 "dummy.x=a b" dummy.y="c d" dummy.z=e"f g"\n',
+    "modprobe.blacklist=floppy,pcspkr modprobe.blacklist=snd-pcsp\n",
+    "modprobe.blacklist= modprobe.other=1\n",
+    "snd-hda-intel.model=auto snd_hda_intel.probe_mask=1\n",
+    "a.b.c=1 .x=1 x.=1 =y.z a=b.c mod.p=v=w\n",
+    "tab\tsep.a=1\t\tother.b=2  \n",
+    'unterminated."quote=1 next.p=2\n',
+    'parport.dyndbg="file drivers/parport/ieee1284_ops.c +mpf" bad]x.p=1\n',
+    "loop.max_loop=8",  # no final newline
+]
+
+
+@pytest.mark.parametrize("cmdline", KERNEL_COMMAND_LINES)
+def test_kernel_command_line_through_proc(kernel_61, cmdline: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """-c and a plan (-D) with the kernel command line, kmod against lkm.
+    Options merge as configuration, then command line, then arguments."""
+    import sys
+
+    (tmp_path / "cmdline").write_text(cmdline)
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "a.conf").write_text("options loop max_part=3\nblacklist nbd\n")
+    lkm_script = str(Path(sys.executable).with_name("lkm"))
+    tree = ["-C", str(conf), "-d", str(kernel_61.indexed_root), "-S", kernel_61.version]
+    results = []
+    for tool in (["modprobe"], [lkm_script, "modprobe"]):
+        commands = [
+            [*tool, "-c", *tree],
+            [*tool, *tree, "-D", "loop", "max_loop=1"],
+            [*tool, *tree, "-D", "dummy"],
+        ]
+        script = f"mount --bind {tmp_path / 'cmdline'} /proc/cmdline || exit 99\n" + "".join(
+            " ".join(_quote(word) for word in command) + " 2>&1; echo status=$?\n"
+            for command in commands
+        )
+        proc = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True)
+        assert proc.returncode == 0, proc.stderr
+        results.append(re.sub(rb"libkmod: ERROR \S+ \S+: ", b"modprobe: ERROR: ", proc.stdout))
+    kmod_out, mine = results
+    assert b"status=" in kmod_out
+    assert mine == kmod_out
+
+
+def _quote(word: str) -> str:
+    import shlex
+
+    return shlex.quote(word)

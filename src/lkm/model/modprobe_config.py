@@ -250,7 +250,7 @@ def _cmdline_options(cmdline: str) -> list[tuple[str, str, str | None]]:
     found: list[tuple[str, str, str | None]] = []
     for word, quoted_start in _cmdline_words(cmdline):
         modname, dot, param = word.partition(".")
-        if not dot or not modname or "=" in modname or '"' in modname:
+        if not dot or "=" in modname or '"' in modname:
             continue
         name, eq, value = param.partition("=")
         if "." in name or '"' in name:
