@@ -223,7 +223,8 @@ def test_dump_modversions_and_show_exports(kernels, label: str, tmp_path: Path, 
     assert _differences(results)[:5] == []
     listed = sum(1 for _, k, _ in results if k.status == 0)
     report(
-        f"modprobe --dump-modversions/--show-exports on {label}: {len(cases)} cases, {listed} listed"
+        f"modprobe --dump-modversions/--show-exports on {label}: "
+        f"{len(cases)} cases, {listed} listed"
     )
 
 

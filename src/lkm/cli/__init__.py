@@ -28,6 +28,8 @@ TOOLS: dict[str, str] = {
     "ksyms": "lkm.cli.ksyms",
     "modprobe": "lkm.cli.modprobe",
     "vm": "lkm.cli.vm",
+    "new": "lkm.cli.new",
+    "build": "lkm.cli.build",
 }
 # kmod's tools that lkm will provide; until then they say so plainly.
 PLANNED: tuple[str, ...] = ()
@@ -57,6 +59,8 @@ Commands:
   dmesg       the kernel log, like util-linux dmesg; --module NAME
   ksyms       kernel symbols from /proc/kallsyms, by module or pattern
   vm run      boot a real kernel under QEMU and run a command in it
+  new         write a module source tree (templates: hello chardev params pair)
+  build       build an out-of-tree module with kbuild against any kernel's headers
 
 Invoked through a link named modinfo (or any kmod tool name), lkm behaves
 as that tool. Run 'lkm COMMAND --help' for a command's options.

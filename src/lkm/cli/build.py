@@ -1,0 +1,40 @@
+"""``lkm build [DIR] [--kernel VERSION|HEADERS_DIR] [--jobs N]``: kbuild
+for an out-of-tree module (``make -C KDIR M=DIR modules``), output as it
+comes, and one line saying what went wrong and how to fix it when it does."""
+
+from __future__ import annotations
+
+import argparse
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
+
+def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "build") -> int:
+    from lkm.workflows.build import BuildError, build
+
+    parser = argparse.ArgumentParser(prog="lkm build", description=__doc__)
+    parser.add_argument("directory", nargs="?", default=".")
+    parser.add_argument(
+        "--kernel", "-k", help="kernel release or headers directory (default: the running kernel)"
+    )
+    parser.add_argument("--jobs", "-j", type=int, help="parallel make jobs")
+    try:
+        options = parser.parse_args(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+    def line(text: str) -> None:
+        out.write(f"{text}\n".encode("utf-8", "replace"))
+        out.flush()
+
+    try:
+        result = build(options.directory, options.kernel, options.jobs, line)
+    except BuildError as exc:
+        out.flush()
+        err.write(f"lkm build: {exc}\n".encode())
+        return 1
+    for module in result.modules:
+        line(f"built {module} for {result.headers.version}")
+    return 0
