@@ -33,15 +33,18 @@ import fnmatch
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
 
 from lkm.errors import AliasError
 from lkm.model.moddir import ModuleDirectory, normalize_alias, normalize_modname
 from lkm.model.modprobe_config import ModprobeConfig
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from lkm.system.kernel import KernelModules
+else:
+    Protocol = object  # the protocols below are for type checkers only
 
 # syslog priorities, as kmod's log uses them.
 LOG_CRIT = 2
@@ -329,41 +332,131 @@ class Actions(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class LoadFlags:
+class _Record:
+    """Keyword-built, compared by value, printed by field: what a frozen
+    dataclass gives, without importing dataclasses (≈25 ms of every
+    ``lkm modprobe`` start)."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def __init__(self, **values: object) -> None:
+        for name in self.__slots__:
+            object.__setattr__(self, name, values.pop(name))
+        if values:
+            raise TypeError(f"unknown fields {sorted(values)} for {type(self).__name__}")
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and all(
+            getattr(self, n) == getattr(other, n) for n in self.__slots__
+        )
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, n) for n in self.__slots__))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+
+class LoadFlags(_Record):
     """kmod's KMOD_PROBE_* flags, as modprobe's options set them."""
 
-    ignore_loaded: bool = False  # -D: plan as if nothing were loaded
-    ignore_commands: bool = False  # -i
-    use_blacklist: bool = False  # -b: a blacklisted module is not loaded at all
-    first_time: bool = False  # --first-time
-    dry_run: bool = False  # -n
-    force_modversion: bool = False
-    force_vermagic: bool = False
+    __slots__ = (
+        "dry_run",
+        "first_time",
+        "force_modversion",
+        "force_vermagic",
+        "ignore_commands",
+        "ignore_loaded",
+        "use_blacklist",
+    )  # fmt: skip
+    ignore_loaded: bool  # -D: plan as if nothing were loaded
+    ignore_commands: bool  # -i
+    use_blacklist: bool  # -b: a blacklisted module is not loaded at all
+    first_time: bool  # --first-time
+    dry_run: bool  # -n
+    force_modversion: bool
+    force_vermagic: bool
+
+    def __init__(
+        self,
+        *,
+        ignore_loaded: bool = False,
+        ignore_commands: bool = False,
+        use_blacklist: bool = False,
+        first_time: bool = False,
+        dry_run: bool = False,
+        force_modversion: bool = False,
+        force_vermagic: bool = False,
+    ) -> None:
+        super().__init__(
+            ignore_loaded=ignore_loaded, ignore_commands=ignore_commands,
+            use_blacklist=use_blacklist, first_time=first_time, dry_run=dry_run,
+            force_modversion=force_modversion, force_vermagic=force_vermagic,
+        )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class RemoveFlags:
-    ignore_commands: bool = False  # -i
-    ignore_loaded: bool = False  # never set by modprobe itself (kmod's -D has no -r effect)
-    first_time: bool = False
-    dry_run: bool = False
-    force: bool = False
-    remove_holders: bool = False
-    wait_msec: int = 0
-    quiet_inuse: bool = False
+class RemoveFlags(_Record):
+    """What modprobe -r's options say."""
+
+    __slots__ = (
+        "dry_run",
+        "first_time",
+        "force",
+        "ignore_commands",
+        "ignore_loaded",
+        "quiet_inuse",
+        "remove_holders",
+        "wait_msec",
+    )  # fmt: skip
+    ignore_commands: bool  # -i
+    ignore_loaded: bool  # -D
+    first_time: bool
+    dry_run: bool
+    force: bool
+    remove_holders: bool
+    wait_msec: int
+    quiet_inuse: bool
+
+    def __init__(
+        self,
+        *,
+        ignore_commands: bool = False,
+        ignore_loaded: bool = False,
+        first_time: bool = False,
+        dry_run: bool = False,
+        force: bool = False,
+        remove_holders: bool = False,
+        wait_msec: int = 0,
+        quiet_inuse: bool = False,
+    ) -> None:
+        super().__init__(
+            ignore_commands=ignore_commands, ignore_loaded=ignore_loaded, first_time=first_time,
+            dry_run=dry_run, force=force, remove_holders=remove_holders, wait_msec=wait_msec,
+            quiet_inuse=quiet_inuse,
+        )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(_Record):
     """One thing modprobe does: ``insmod`` a file, run an ``install`` or
     ``remove`` command, note a ``builtin`` module, or ``rmmod`` a module."""
 
+    __slots__ = ("action", "command", "module", "options", "path")
     action: str
     module: str
-    path: str | None = None
-    options: str = ""
-    command: str | None = None
+    path: str | None
+    options: str
+    command: str | None
+
+    def __init__(
+        self,
+        action: str,
+        module: str,
+        path: str | None = None,
+        options: str = "",
+        command: str | None = None,
+    ) -> None:
+        super().__init__(action=action, module=module, path=path, options=options, command=command)
 
     def show(self) -> str:
         """The line kmod's ``--show-depends`` / ``-v`` prints for it."""
@@ -381,7 +474,6 @@ class Step:
 ShowStep = Callable[[Step], None]
 
 
-@dataclass(frozen=True)
 class ProbeList:
     """The modules one load walks through, in order; ``required`` holds the
     keys of the module and its hard dependencies (a failure of any other
@@ -389,9 +481,12 @@ class ProbeList:
     their install command (kmod: those with softdeps, and the requested
     module under -i)."""
 
-    order: list[Module]
-    required: set[str]
-    ignorecmd: dict[str, bool]
+    __slots__ = ("ignorecmd", "order", "required")
+
+    def __init__(self, order: list[Module], required: set[str], ignorecmd: dict[str, bool]) -> None:
+        self.order = order
+        self.required = required
+        self.ignorecmd = ignorecmd
 
 
 class Engine:
@@ -674,12 +769,12 @@ def _concat_options(configured: str | None, extra: str | None) -> str:
 # -- planning: the same walk against a simulated kernel -------------------------
 
 
-@dataclass
 class SimulatedKernel:
     """A snapshot of the loaded modules that plans mutate instead of the kernel."""
 
-    live: dict[str, int] = field(default_factory=dict)  # name -> refcnt
-    holders_of: dict[str, list[str]] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self.live: dict[str, int] = {}  # name -> refcnt
+        self.holders_of: dict[str, list[str]] = {}
 
     @classmethod
     def snapshot(cls, kernel: KernelModules) -> SimulatedKernel:
@@ -703,12 +798,12 @@ class SimulatedKernel:
         return list(self.holders_of.get(name, [])) if name in self.live else None
 
 
-@dataclass
 class RecordingActions:
     """Actions that only change the simulated kernel."""
 
-    kernel: SimulatedKernel
-    resolver: Resolver
+    def __init__(self, kernel: SimulatedKernel, resolver: Resolver) -> None:
+        self.kernel = kernel
+        self.resolver = resolver
 
     def insert(self, module: Module, path: str, options: str, flags: LoadFlags) -> int:
         if module.name in self.kernel.live:
@@ -785,18 +880,32 @@ class KernelActions:
         return status if status >= 0 else 128 - status
 
 
+DEFAULT_LOAD = LoadFlags()
+DEFAULT_REMOVE = RemoveFlags()
+
+
 # -- the library's front door ---------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(_Record):
     """What a modprobe run would do: its steps, and how it would end
-    (0, a negative errno, or BLACKLISTED/BLACKLISTED_ALIAS)."""
+    (0, a negative errno, or BLACKLISTED/BLACKLISTED_ALIAS); ``messages``
+    are (syslog priority, text) pairs."""
 
+    __slots__ = ("messages", "request", "status", "steps")
     request: str
     steps: tuple[Step, ...]
     status: int
-    messages: tuple[tuple[int, str], ...] = ()
+    messages: tuple[tuple[int, str], ...]
+
+    def __init__(
+        self,
+        request: str,
+        steps: tuple[Step, ...],
+        status: int,
+        messages: tuple[tuple[int, str], ...] = (),
+    ) -> None:
+        super().__init__(request=request, steps=steps, status=status, messages=messages)
 
 
 class Modprobe:
@@ -832,22 +941,22 @@ class Modprobe:
         return [m.name for m in Resolver(self.directory, self.config).lookup(name)]
 
     def plan_load(
-        self, name: str, options: str | None = None, flags: LoadFlags = LoadFlags()
+        self, name: str, options: str | None = None, flags: LoadFlags = DEFAULT_LOAD
     ) -> Plan:
         """What ``modprobe NAME OPTIONS`` would do now (nothing is loaded)."""
         return self._execute(name, False, True, lambda e, m: e.probe(m, flags, options))
 
-    def plan_remove(self, name: str, flags: RemoveFlags = RemoveFlags()) -> Plan:
+    def plan_remove(self, name: str, flags: RemoveFlags = DEFAULT_REMOVE) -> Plan:
         """What ``modprobe -r NAME`` would do now (nothing is unloaded)."""
         return self._execute(
             name, True, True, lambda e, m: e.remove(m, flags, flags.remove_holders)
         )
 
-    def load(self, name: str, options: str | None = None, flags: LoadFlags = LoadFlags()) -> Plan:
+    def load(self, name: str, options: str | None = None, flags: LoadFlags = DEFAULT_LOAD) -> Plan:
         """Load ``name`` as ``modprobe`` does; the steps taken and the status."""
         return self._execute(name, False, False, lambda e, m: e.probe(m, flags, options))
 
-    def remove(self, name: str, flags: RemoveFlags = RemoveFlags()) -> Plan:
+    def remove(self, name: str, flags: RemoveFlags = DEFAULT_REMOVE) -> Plan:
         """Unload ``name`` as ``modprobe -r`` does."""
         return self._execute(
             name, True, False, lambda e, m: e.remove(m, flags, flags.remove_holders)
