@@ -21,7 +21,11 @@ loses between a softdep's pre and post lists; configuration warnings say
 a Python tool does not have), and so do libkmod's messages (Debian's kmod
 30 adds ``../libkmod/FILE.c:LINE function()`` to them); ``-vv`` does not
 print libkmod's pointer addresses ("ctx 0x… created"); a softdep cycle
-ends instead of overflowing the stack.
+ends instead of overflowing the stack; ``-w`` running out of time fails
+with "Resource temporarily unavailable" as upstream kmod does since it was
+fixed after kmod 34 (kmod 30 spins or exits 0); ``-f`` of a ``.ko.xz`` the
+kernel decompresses goes to the kernel with the force flags, as kmod 34
+(kmod 30 edits the decompressed image and breaks its signature).
 """
 
 from __future__ import annotations
