@@ -39,6 +39,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
     from typing import BinaryIO
 
+    from lkm.model.moddir import ModuleDirectory
+    from lkm.model.modprobe_config import ModprobeConfig
     from lkm.workflows.modprobe import Engine, Module, Step
 
 PROG = "modprobe"
@@ -363,12 +365,16 @@ def _run(settings: Settings, operands: list[str], out: BinaryIO, log: Log) -> in
 
 
 def _engine(
-    settings: Settings, directory: object, config: object, out: BinaryIO, log: Log
+    settings: Settings,
+    directory: ModuleDirectory,
+    config: ModprobeConfig,
+    out: BinaryIO,
+    log: Log,
 ) -> Engine:
     from lkm.system.kernel import KernelModules
     from lkm.workflows.modprobe import Engine, KernelActions, Resolver
 
-    resolver = Resolver(directory, config, log)  # type: ignore[arg-type]
+    resolver = Resolver(directory, config, log)
     kernel = KernelModules()
 
     def show(step: Step) -> None:
@@ -476,8 +482,8 @@ def _remove_all(settings: Settings, engine: Engine, names: list[str]) -> int:
     return status
 
 
-def _show_config(config: object, moddir: str, out: BinaryIO) -> int:
-    out.write(config.show().encode("utf-8", "surrogateescape"))  # type: ignore[attr-defined]
+def _show_config(config: ModprobeConfig, moddir: str, out: BinaryIO) -> int:
+    out.write(config.show().encode("utf-8", "surrogateescape"))
     out.write(b"\n# End of configuration files. Dumping indexes now:\n\n")
     out.flush()
     out.write(_index_dump(moddir).encode("utf-8", "surrogateescape"))

@@ -512,9 +512,6 @@ class Engine:
     def is_in_kernel(self, module: Module) -> bool:
         return self.resolver.is_builtin(module) or self.kernel.initstate(module.name) == "live"
 
-    def _initstate_builtin(self, module: Module) -> bool:
-        return self.resolver.is_builtin(module)
-
     def probe_list(self, module: Module, ignore_commands: bool) -> ProbeList:
         """kmod's probe list: every module to load, in order, with which of
         them are required (the module and its hard dependencies: a failure
@@ -595,7 +592,7 @@ class Engine:
         if self.show is not None:
             if path is not None:
                 self.show(Step("insmod", module.name, path=path, options=options))
-            elif self._initstate_builtin(module):
+            elif self.resolver.is_builtin(module):
                 self.show(Step("builtin", module.name))
         if flags.dry_run:
             return 0
