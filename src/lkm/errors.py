@@ -8,6 +8,19 @@ CLI decides how to print them and with which exit status.
 
 from __future__ import annotations
 
+# What str.splitlines (and many terminals and log readers) take as a line
+# break; a message shows each as an escape so it stays one line.
+_LINE_BREAKS = {
+    ord(c): f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+    for c in "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+} | {ord("\n"): "\\n"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with every line break inside shown as an escape (``\\n``,
+    ``\\x0c``…), so a name read from a damaged file cannot split a message."""
+    return text.translate(_LINE_BREAKS)
+
 
 class LkmError(Exception):
     """Root of every error lkm raises on purpose."""

@@ -112,8 +112,9 @@ def error_line(prog: str, message: str) -> bytes:
     """kmod's ``PROG: ERROR: message`` line, always one line: a line break
     inside the message (a file name read from a damaged index, say) is
     shown as ``\\n``."""
-    text = message.replace("\n", "\\n")
-    return f"{prog}: ERROR: {text}\n".encode("utf-8", "surrogateescape")
+    from lkm.errors import one_line
+
+    return f"{prog}: ERROR: {one_line(message)}\n".encode("utf-8", "surrogateescape")
 
 
 def help_or_version(opts: list[tuple[str, str]], help_text: str) -> str | None:

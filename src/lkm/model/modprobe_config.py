@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from lkm.errors import AliasError
+from lkm.errors import AliasError, one_line
 from lkm.model.moddir import normalize_alias
 
 # kmod's defaults, in precedence order (kmod 34; Debian's kmod 30 has the same).
@@ -240,9 +240,8 @@ def parse_cmdline(cmdline: str, config: ModprobeConfig, warn: Warn) -> None:
             continue
         name = _normalized(modname)
         if name is None:
-            warn(
-                f"Ignoring bad option on kernel command line while parsing module name: '{modname}'"
-            )
+            shown = one_line(modname)  # a warning stays one line
+            warn(f"Ignoring bad option on kernel command line while parsing module name: '{shown}'")
             continue
         config.options.append((name, param))
 

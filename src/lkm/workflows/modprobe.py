@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 
 from lkm.errors import AliasError
+from lkm.errors import one_line as escape_line_breaks
 from lkm.model.moddir import ModuleDirectory, normalize_alias, normalize_modname
 from lkm.model.modprobe_config import ModprobeConfig
 
@@ -69,10 +70,9 @@ def _no_report(_priority: int, _text: str) -> None:
 
 
 def one_line(text: str) -> str:
-    """A message as one line: a line break inside (a name given with one)
-    is shown as ``\\n``; the final one stays."""
+    """A message as one line (line breaks inside escaped); the final one stays."""
     body = text[:-1] if text.endswith("\n") else text
-    return body.replace("\n", "\\n") + "\n"
+    return escape_line_breaks(body) + "\n"
 
 
 # -- modules and their lookup ---------------------------------------------------
