@@ -248,3 +248,24 @@ CLI_CASES = [
 def test_command_line_behaviour(kernel_61: KernelFixture, args: list[str]) -> None:
     full = [*_tree_args(kernel_61), *args]
     assert _differences(_both([full])) == []
+
+
+def test_tree_indexed_without_modules_builtin(kernel_61: KernelFixture, tmp_path: Path) -> None:
+    """kmod's depmod writes an empty modules.builtin.bin when the tree has no
+    modules.builtin (a directory of out-of-tree modules); kmod reads that as
+    no index, and so must lkm. A broken non-empty index is one error line."""
+    version = kernel_61.version
+    extra = tmp_path / "lib" / "modules" / version / "extra"
+    extra.mkdir(parents=True)
+    for name in ("llc", "stp"):
+        source = next(p for p in kernel_61.modules() if p.name == f"{name}.ko")
+        (extra / source.name).write_bytes(source.read_bytes())
+    assert kmod("depmod", ["-b", str(tmp_path), version]).status == 0
+    assert (extra.parent / "modules.builtin.bin").stat().st_size == 0
+    args = ["-n", "-v", "-d", str(tmp_path), "-S", version, "stp"]
+    expected, mine = kmod("modprobe", args), lkm("modprobe", args)
+    assert mine == expected and b"extra/llc.ko" in mine.stdout
+    (extra.parent / "modules.builtin.bin").write_bytes(b"\xb0\x07\xf4\x57\x00\x02\x00\x01\x00\x00")
+    broken = lkm("modprobe", args)
+    assert broken.status == 1 and broken.stderr.count(b"\n") == 1
+    assert broken.stderr.startswith(b"modprobe: ERROR: ") and b"modules.builtin.bin: " in broken.stderr

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from lkm.cli.lsmod import table
 from lkm.system.kernel import KernelModules, insert_error_text
 from lkm.workflows.live import RemovalRefused, check_removable, loaded_modules, tree_lines
+from lkm.workflows.live import lsmod_table as table
 
 PROC_MODULES = """\
 8021q 45056 0 - Live 0xffffffffc0500000

@@ -95,7 +95,7 @@ def test_kvm_probe_is_quick_and_remembered(kernel_612: KernelFixture, tmp_path: 
 def test_default_kernel_is_the_hosts_when_installed(
     tmp_path: Path, kernels: list[KernelFixture]
 ) -> None:
-    from lkm.cli.vm import choose_kernel
+    from lkm.vm.boot_kernel import choose_kernel
 
     release = os.uname().release
     fallback = choose_kernel(None, root=str(tmp_path))

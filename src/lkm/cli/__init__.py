@@ -30,6 +30,7 @@ TOOLS: dict[str, str] = {
     "vm": "lkm.cli.vm",
     "new": "lkm.cli.new",
     "build": "lkm.cli.build",
+    "try": "lkm.cli.try_module",
 }
 # kmod's tools that lkm will provide; until then they say so plainly.
 PLANNED: tuple[str, ...] = ()
@@ -61,6 +62,7 @@ Commands:
   vm run      boot a real kernel under QEMU and run a command in it
   new         write a module source tree (templates: hello chardev params pair)
   build       build an out-of-tree module with kbuild against any kernel's headers
+  try         build, load and unload a module in a disposable VM of a real kernel
 
 Invoked through a link named modinfo (or any kmod tool name), lkm behaves
 as that tool. Run 'lkm COMMAND --help' for a command's options.

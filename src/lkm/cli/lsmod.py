@@ -13,18 +13,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
     from typing import BinaryIO
 
-    from lkm.workflows.live import LoadedModule
 
 PROG = "lsmod"
-HEADER = "Module                  Size  Used by\n"
-
-
-def table(modules: list[LoadedModule]) -> str:
-    rows = [HEADER]
-    for m in modules:
-        holders = f" {','.join(m.holders)}" if m.holders else ""
-        rows.append(f"{m.name:<19} {m.size:>8}  {m.refcnt}{holders}\n")
-    return "".join(rows)
 
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int:
@@ -32,7 +22,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
         err.write(f"Usage: {argv0}\n".encode())
         return 1
     from lkm.system.kernel import KernelModules
-    from lkm.workflows.live import loaded_modules, tree_lines
+    from lkm.workflows.live import loaded_modules, lsmod_table, tree_lines
 
     try:
         modules = loaded_modules(KernelModules())
@@ -46,6 +36,6 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
     elif args == ["--tree"]:
         text = "".join(f"{line}\n" for line in tree_lines(modules))
     else:
-        text = table(modules)
+        text = lsmod_table(modules)
     out.write(text.encode())
     return 0

@@ -34,6 +34,7 @@ import errno
 import os
 
 from lkm.cli.options import UsageError, parse, version_text
+from lkm.errors import LkmError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
@@ -199,6 +200,9 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
             return 1
         status = _run(settings, operands, out, log)
     except _Fatal:
+        status = -1
+    except LkmError as exc:  # a broken index or module file: one line, as for any error
+        log(LOG_ERR, f"{exc}\n")
         status = -1
     out.flush()
     return 0 if status >= 0 else 1
@@ -508,7 +512,6 @@ def _index_dump(moddir: str) -> str:
 def _show_symbols(settings: Settings, filename: str, out: BinaryIO, log: Log) -> int:
     """--dump-modversions (symbol versions a module needs) or --show-exports
     (what it exports): ``0x%08x\\tSYMBOL`` lines."""
-    from lkm.errors import LkmError
     from lkm.formats.module_file import open_module
 
     try:

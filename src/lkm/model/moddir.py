@@ -52,6 +52,10 @@ class ModuleRef(namedtuple("ModuleRef", ("name", "path", "builtin"))):
     builtin: bool
 
 
+def _empty(path: str) -> bool:
+    return os.stat(path).st_size == 0
+
+
 class ModuleDirectory:
     """Lookups in one module directory."""
 
@@ -75,11 +79,16 @@ class ModuleDirectory:
     # -- raw indexes ----------------------------------------------------------
 
     def index(self, basename: str) -> KmodIndex | None:
-        """``BASENAME.bin`` of this directory, or None when it does not exist."""
+        """``BASENAME.bin`` of this directory, or None when it does not exist.
+
+        An empty file counts as absent: kmod's depmod writes one when the
+        index has no source (no ``modules.builtin`` in the tree), and kmod
+        reads it as no index.
+        """
         if basename not in self._indexes:
             path = f"{self.path}/{basename}.bin"
             try:
-                self._indexes[basename] = IndexFile(path)
+                self._indexes[basename] = None if _empty(path) else IndexFile(path)
             except FileNotFoundError:
                 self._indexes[basename] = None
             except OSError as exc:

@@ -33,8 +33,10 @@ from lkm.vm.kernel_image import bootable_image
 CONSOLE_TAIL = 40
 # multidevs=remap: files from different host filesystems keep distinct inodes.
 _SHARE = "security_model=none,multidevs=remap"
-# An oops ends the run like a panic; the guest must not reboot into a loop.
+# An oops ends the run like a panic (unless the caller wants to watch the
+# kernel survive it); the guest must not reboot into a loop.
 KERNEL_CMDLINE = "console=ttyS0 panic=-1 oops=panic quiet"
+KERNEL_CMDLINE_SURVIVE_OOPS = "console=ttyS0 panic=-1 quiet"
 KVM_PROBE_SECONDS = 3.0
 _POLL = 0.01
 
@@ -79,6 +81,7 @@ def qemu_command(
     memory: str = "1G",
     accel: str = "tcg",
     virtiofs_socket: str | None = None,
+    panic_on_oops: bool = True,
 ) -> list[str]:
     """The QEMU command line (what ``--dry-run`` prints); the host's root
     over 9p, or over virtiofs through ``virtiofs_socket``."""
@@ -95,7 +98,7 @@ def qemu_command(
         "-serial", f"file:{console}",
         "-kernel", kernel_image,
         "-initrd", initrd,
-        "-append", KERNEL_CMDLINE,
+        "-append", KERNEL_CMDLINE if panic_on_oops else KERNEL_CMDLINE_SURVIVE_OOPS,
         *host,
         "-virtfs", f"local,path={scratch},mount_tag={SCRATCH_TAG},{_SHARE}",
     ]  # fmt: skip
@@ -117,10 +120,14 @@ class VmSession:
         accel: str | None = None,
         console: str | None = None,
         share: str = "9p",
+        panic_on_oops: bool = True,
     ) -> None:
         """``console``: where the kernel console log goes (kept after the
         run); by default a file removed with the session. ``share``: how
-        the guest sees the host's root, ``9p`` or ``virtiofs``."""
+        the guest sees the host's root, ``9p`` or ``virtiofs``.
+        ``panic_on_oops``: an oops stops the guest (tests want that); off,
+        the kernel kills the task that oopsed and goes on, so its log and
+        taint can still be read (``lkm try`` reports them)."""
         if shutil.which("qemu-system-x86_64") is None:
             raise VmError(
                 "qemu-system-x86_64 not found: install the Debian package qemu-system-x86"
@@ -146,7 +153,14 @@ class VmSession:
                 socket = os.path.join(self._work, "virtiofs.sock")
                 self._virtiofsd = virtiofs.start(socket)
             cmd = qemu_command(
-                image, initrd, self.scratch, self.console_path, memory, self.accel, socket
+                image,
+                initrd,
+                self.scratch,
+                self.console_path,
+                memory,
+                self.accel,
+                socket,
+                panic_on_oops,
             )
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE

@@ -69,6 +69,18 @@ def loaded_modules(kernel: KernelModules) -> list[LoadedModule]:
     return rows
 
 
+LSMOD_HEADER = "Module                  Size  Used by\n"
+
+
+def lsmod_table(modules: list[LoadedModule]) -> str:
+    """kmod's lsmod output for ``modules``: ``"%-19s %8ld  %d"`` and the holders."""
+    rows = [LSMOD_HEADER]
+    for m in modules:
+        holders = f" {','.join(m.holders)}" if m.holders else ""
+        rows.append(f"{m.name:<19} {m.size:>8}  {m.refcnt}{holders}\n")
+    return "".join(rows)
+
+
 def holder_forest(modules: list[LoadedModule]) -> list[tuple[str, list[str]]]:
     """Who holds whom, for ``lsmod --tree``: (module, modules it uses) pairs.
 

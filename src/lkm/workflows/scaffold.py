@@ -251,7 +251,10 @@ int @NAME@_add(int a, int b);
 
 static int __init @NAME@_user_init(void)
 {
-	pr_info("2 + 3 = %d (calls: %d)\\n", @NAME@_add(2, 3), @NAME@_calls);
+	/* Call first: the order C evaluates arguments in is unspecified. */
+	int sum = @NAME@_add(2, 3);
+
+	pr_info("2 + 3 = %d (calls: %d)\\n", sum, @NAME@_calls);
 	return 0;
 }
 

@@ -1,0 +1,62 @@
+"""``lkm try [DIR] [--kernel IMAGE|VERSION|HEADERS_DIR] [-j N] [-- TEST-CMD…]``:
+build the module in DIR, boot the kernel it is for in a disposable VM, load
+the module (several in dependency order), run TEST-CMD inside, unload, and
+report the kernel's log lines, the taint the module caused and any oops or
+warning. Exit status 0 when all of it worked."""
+
+from __future__ import annotations
+
+import argparse
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
+
+def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> int:
+    from lkm.errors import LkmError
+    from lkm.workflows.try_module import GUEST_TIMEOUT, try_module
+
+    test: list[str] | None = None
+    if "--" in args:
+        split = args.index("--")
+        args, test = args[:split], args[split + 1 :] or None
+    parser = argparse.ArgumentParser(prog="lkm try", description=__doc__)
+    parser.add_argument("directory", nargs="?", default=".")
+    parser.add_argument(
+        "--kernel",
+        "-k",
+        help="vmlinuz path, Debian fixture version or label, or headers directory"
+        " (default: the running kernel, else the newest fixture)",
+    )
+    parser.add_argument("--jobs", "-j", type=int, help="parallel make jobs")
+    parser.add_argument("--console", help="keep the VM's console log in this file")
+    parser.add_argument(
+        "--timeout", type=float, default=GUEST_TIMEOUT, help="seconds the guest may take"
+    )
+    try:
+        options = parser.parse_args(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+    def line(text: str) -> None:
+        out.write(f"{text}\n".encode("utf-8", "replace"))
+        out.flush()
+
+    try:
+        report = try_module(
+            options.directory,
+            options.kernel,
+            test,
+            options.jobs,
+            line,
+            options.console,
+            options.timeout,
+        )
+    except LkmError as exc:
+        out.flush()
+        err.write(f"lkm try: {exc}\n".encode())
+        return 1
+    for text in report.lines():
+        line(text)
+    return 0 if report.ok else 1

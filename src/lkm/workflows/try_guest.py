@@ -1,0 +1,219 @@
+"""The guest half of ``lkm try``: load, test, unload, and watch the kernel.
+
+Runs inside the VM as ``python -m lkm.workflows.try_guest PLAN_JSON`` (one
+Python start for the whole try: under TCG each start costs a second or
+more). It loads the modules in the order given, runs the test command,
+unloads them newest first, and prints one JSON report on stdout: what each
+system call returned, ``/proc/modules`` lines, the kernel log records of
+each phase (read from ``/dev/kmsg``, so nothing else on the console mixes
+in) and the kernel's taint before and after.
+
+Each system call runs in a forked child: when a module's init or exit
+function oopses, the kernel kills the calling task, and that must not be
+the process that writes the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+
+from lkm.errors import LkmError
+from lkm.formats.kmsg import parse_record
+from lkm.system.kernel import KernelCallError, KernelModules
+
+TEST_TIMEOUT = 600.0
+_CHILD_FAILED = 255  # the child could not make the call; its pipe says why
+
+
+def failed(result: dict[str, object]) -> bool:
+    """Whether a call's result (see :func:`_in_child`) is a failure."""
+    return any(key in result for key in ("errno", "signal", "error"))
+
+
+def _in_child(call: str, target: str, work: Callable[[], None]) -> dict[str, object]:
+    """Run ``work()`` in a forked child; the errno, signal or error it ended with."""
+    read_end, write_end = os.pipe()
+    started = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # the child: make the call, report through the exit status
+        os.close(read_end)
+        code = 0
+        try:
+            work()
+        except KernelCallError as exc:
+            code = exc.code
+        except (LkmError, OSError) as exc:
+            os.write(write_end, str(exc).encode(errors="replace"))
+            code = _CHILD_FAILED
+        os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        problem = pipe.read().decode(errors="replace")
+    _, wait_status = os.waitpid(pid, 0)
+    result: dict[str, object] = {
+        "call": call,
+        "module": target,
+        "seconds": time.monotonic() - started,
+    }
+    if os.WIFSIGNALED(wait_status):
+        result["signal"] = os.WTERMSIG(wait_status)
+    elif (code := os.WEXITSTATUS(wait_status)) == _CHILD_FAILED:
+        result["error"] = problem
+    elif code:
+        result["errno"] = code
+    return result
+
+
+class KernelLog:
+    """``/dev/kmsg`` from now on, drained phase by phase."""
+
+    def __init__(self) -> None:
+        self._fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        os.lseek(self._fd, 0, os.SEEK_END)
+
+    def drain(self, phase: str) -> list[dict[str, object]]:
+        records: list[dict[str, object]] = []
+        while True:
+            try:
+                raw = os.read(self._fd, 8192)
+            except BlockingIOError:
+                return records
+            except BrokenPipeError:
+                continue  # overwritten while we read: go on with the next one
+            if not raw:
+                return records
+            record = parse_record(raw)
+            records.append(
+                {
+                    "phase": phase,
+                    "level": record.level,
+                    "usec": record.microseconds,
+                    "text": record.message.decode("utf-8", "replace"),
+                }
+            )
+
+
+def _tainted() -> int:
+    with open("/proc/sys/kernel/tainted") as f:
+        return int(f.read().strip() or "0")
+
+
+def _lsmod_lines(kernel: KernelModules, names: set[str]) -> list[str]:
+    """What lsmod prints for ``names``, its header first."""
+    from lkm.workflows.live import loaded_modules, lsmod_table
+
+    modules = [m for m in loaded_modules(kernel) if m.name in names]
+    return lsmod_table(modules).splitlines()
+
+
+def _run_test(argv: list[str], cwd: str) -> dict[str, object]:
+    # The tools next to this interpreter (lkm itself) come first on PATH.
+    bindir = os.path.dirname(sys.executable)
+    env = dict(os.environ, PATH=f"{bindir}:{os.environ.get('PATH', '/usr/sbin:/usr/bin')}")
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=TEST_TIMEOUT,
+            check=False,
+        )
+    except FileNotFoundError:
+        return _test_result(127, f"{argv[0]}: command not found\n", started)
+    except subprocess.TimeoutExpired:
+        return _test_result(124, f"timed out after {TEST_TIMEOUT:.0f} s\n", started)
+    return {
+        "status": proc.returncode,
+        "stdout": proc.stdout.decode("utf-8", "replace"),
+        "stderr": proc.stderr.decode("utf-8", "replace"),
+        "seconds": time.monotonic() - started,
+    }
+
+
+def _test_result(status: int, stderr: str, started: float) -> dict[str, object]:
+    return {
+        "status": status,
+        "stdout": "",
+        "stderr": stderr,
+        "seconds": time.monotonic() - started,
+    }
+
+
+def _load_kernel_dependencies(names: list[str]) -> list[dict[str, object]]:
+    """Modules of the booted kernel the built ones need, loaded as modprobe would."""
+    from lkm.workflows.modprobe import Modprobe
+
+    results: list[dict[str, object]] = []
+    with Modprobe(f"/lib/modules/{os.uname().release}") as modprobe:
+        for name in names:
+            plan = modprobe.load(name)
+            result: dict[str, object] = {"call": "modprobe", "module": name, "seconds": 0.0}
+            if plan.status:
+                result["errno"] = -plan.status
+                result["error"] = "; ".join(text for _, text in plan.messages)
+            results.append(result)
+    return results
+
+
+def run(
+    modules: list[tuple[str, str]],
+    kernel_dependencies: list[str],
+    test: list[str] | None,
+    cwd: str,
+) -> dict[str, object]:
+    """Load ``modules`` ((name, path), in order), run ``test`` in ``cwd``,
+    unload; the report (see the module's docstring)."""
+    kernel = KernelModules()
+    log = KernelLog()
+    report: dict[str, object] = {"taint_before": _tainted()}
+    loads = _load_kernel_dependencies(kernel_dependencies)
+    loaded: list[str] = []
+    for name, path in modules:
+        result = _in_child("insmod", name, partial(kernel.insert, path))
+        loads.append(result)
+        if failed(result):
+            break
+        loaded.append(name)
+    report["load"] = loads
+    report["log_load"] = log.drain("load")
+    report["lsmod"] = _lsmod_lines(kernel, set(loaded))
+    report["module_taint"] = {name: kernel.taint(name) for name in loaded}
+    report["parameters"] = {name: kernel.parameters(name) for name in loaded}
+    if test and len(loaded) == len(modules):
+        report["test"] = _run_test(test, cwd)
+        report["log_test"] = log.drain("test")
+    unloads: list[dict[str, object]] = []
+    for name in reversed(loaded):
+        if kernel.initstate(name) is None:  # the test command unloaded it
+            unloads.append({"call": "rmmod", "module": name, "seconds": 0.0, "gone": True})
+            continue
+        unloads.append(_in_child("rmmod", name, partial(kernel.remove, name)))
+    report["unload"] = unloads
+    report["log_unload"] = log.drain("unload")
+    report["taint_after"] = _tainted()
+    return report
+
+
+def main(argv: list[str]) -> int:
+    plan = json.loads(argv[0])
+    report = run(
+        [(name, path) for name, path in plan["modules"]],
+        plan["kernel_dependencies"],
+        plan["test"],
+        plan["cwd"],
+    )
+    sys.stdout.write(json.dumps(report) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

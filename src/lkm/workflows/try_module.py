@@ -1,0 +1,437 @@
+"""``lkm try``: build a module, load it into a disposable real kernel, test it,
+unload it, and say what the kernel made of it.
+
+The phases: kbuild against the headers of the kernel to boot
+(:mod:`lkm.workflows.build`); boot that kernel under QEMU with the host's
+root visible (:class:`lkm.vm.qemu.VmSession`, set so that an oops does not
+stop the guest); then one step in the guest (:mod:`lkm.workflows.try_guest`)
+loads the modules in dependency order, runs the test command, unloads them
+and reports the kernel log, ``/proc/modules`` lines and taint. This side
+turns that into a :class:`TryReport`: what failed and why in plain words,
+the taint flags the modules caused, and each oops or warning with its call
+trace.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from lkm.errors import LkmError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
+if TYPE_CHECKING:
+    from typing import Any
+
+# The kernel's taint bits (Documentation/admin-guide/tainted-kernels.rst):
+# bit -> (letter, what it means).
+TAINT_FLAGS = {
+    0: ("P", "proprietary module was loaded"),
+    1: ("F", "module was force loaded"),
+    2: ("S", "kernel running on an out of specification system"),
+    3: ("R", "module was force unloaded"),
+    4: ("M", "processor reported a Machine Check Exception"),
+    5: ("B", "bad page referenced or some unexpected page flags"),
+    6: ("U", "taint requested by userspace application"),
+    7: ("D", "kernel died recently, i.e. there was an OOPS or BUG"),
+    8: ("A", "an ACPI table was overridden by user"),
+    9: ("W", "kernel issued warning"),
+    10: ("C", "staging driver was loaded"),
+    11: ("I", "workaround for bug in platform firmware applied"),
+    12: ("O", "externally-built (out-of-tree) module was loaded"),
+    13: ("E", "unsigned module was loaded"),
+    14: ("L", "soft lockup occurred"),
+    15: ("K", "kernel has been live patched"),
+    16: ("X", "auxiliary taint, defined for and used by distros"),
+    17: ("T", "kernel was built with the struct randomization plugin"),
+    18: ("N", "an in-kernel test has been run"),
+}
+
+# Errors the module loader itself returns, before the module's init runs
+# (kernel/module/main.c), worded for someone who just wrote the module.
+_LOADER_ERRORS = {
+    errno.ENOEXEC: "the kernel rejected the file: built for another kernel, or corrupt",
+    errno.ENOENT: "the module uses a symbol this kernel does not have (see the kernel log)",
+    errno.EEXIST: "a module of that name is already loaded",
+    errno.EINVAL: "invalid module parameters, or a module the kernel cannot take (see the log)",
+    errno.ESRCH: "a symbol version does not match this kernel's",
+    errno.EKEYREJECTED: "the module's signature was rejected",
+    errno.ENOKEY: "the module is not signed with a key this kernel trusts",
+    errno.EPERM: "loading modules is not permitted (module signature enforcement or lockdown)",
+}
+
+# Where an oops, BUG or WARNING starts in the kernel log, and where it ends.
+_INCIDENT_START = re.compile(
+    r"^(BUG: |Oops|general protection fault|kernel BUG at |WARNING: |"
+    r"Unable to handle kernel|UBSAN: |divide error|invalid opcode)"
+)
+_INCIDENT_END = re.compile(r"^---\[ end trace ")
+# After an oops's end marker x86 prints the registers once more.
+_REGISTERS_AGAIN = re.compile(r"^(RIP|Code|RSP|RAX|RDX|RBP|R10|R13|FS|CS|CR2|PKRU): ")
+
+GUEST_TIMEOUT = 900.0
+
+
+class TryError(LkmError):
+    """``lkm try`` could not start; the message says why."""
+
+
+def taint_letters(mask: int) -> list[tuple[str, str]]:
+    """The (letter, meaning) of each taint bit set in ``mask``."""
+    return [flag for bit, flag in sorted(TAINT_FLAGS.items()) if mask & (1 << bit)]
+
+
+def load_order(paths: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
+    """The built modules as (name, path), each after the built modules it
+    depends on; and the modules they depend on that were not built (the
+    booted kernel's own, loaded first as modprobe would)."""
+    from lkm.formats.module_file import module_name_from_path, open_module
+
+    depends: dict[str, list[str]] = {}
+    path_of: dict[str, str] = {}
+    for path in paths:
+        name = module_name_from_path(path)
+        path_of[name] = path
+        with open_module(path) as module:
+            fields = dict(module.modinfo() or [])
+        depends[name] = [d for d in fields.get("depends", "").split(",") if d]
+    ordered: list[tuple[str, str]] = []
+    external: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in visiting or any(done == name for done, _ in ordered):
+            return  # a cycle cannot be loaded anyway; the kernel will say so
+        visiting.add(name)
+        for dependency in depends[name]:
+            if dependency in depends:
+                visit(dependency)
+            elif dependency not in external:
+                external.append(dependency)
+        ordered.append((name, path_of[name]))
+
+    for name in sorted(depends):
+        visit(name)
+    return ordered, external
+
+
+@dataclass(frozen=True)
+class Call:
+    """One system call (or modprobe) the guest made for a module."""
+
+    call: str  # insmod, rmmod or modprobe
+    module: str
+    seconds: float
+    errno: int | None = None
+    signal: int | None = None  # the calling task was killed (an oops)
+    error: str | None = None  # lkm could not make the call
+    gone: bool = False  # rmmod found the module already unloaded
+
+    @property
+    def failed(self) -> bool:
+        return self.errno is not None or self.signal is not None or self.error is not None
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    phase: str  # load, test or unload
+    level: int
+    usec: int
+    text: str
+
+    def show(self) -> str:
+        """As dmesg shows it."""
+        return f"[{self.usec // 1_000_000:5d}.{self.usec % 1_000_000:06d}] {self.text}"
+
+
+@dataclass(frozen=True)
+class TestRun:
+    status: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class GuestReport:
+    """What :mod:`lkm.workflows.try_guest` saw, parsed from its JSON."""
+
+    taint_before: int
+    taint_after: int
+    load: tuple[Call, ...]
+    unload: tuple[Call, ...]
+    lsmod: tuple[str, ...]
+    module_taint: dict[str, str]
+    parameters: dict[str, dict[str, str]]
+    test: TestRun | None
+    log: tuple[LogRecord, ...]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GuestReport:
+        test = data.get("test")
+        log = [
+            LogRecord(**record)
+            for phase in ("load", "test", "unload")
+            for record in data.get(f"log_{phase}", [])
+        ]
+        return cls(
+            data["taint_before"],
+            data["taint_after"],
+            tuple(Call(**call) for call in data["load"]),
+            tuple(Call(**call) for call in data["unload"]),
+            tuple(data["lsmod"]),
+            data["module_taint"],
+            data["parameters"],
+            TestRun(**test) if test is not None else None,
+            tuple(log),
+        )
+
+
+class Incident:
+    """An oops, BUG or warning in the kernel log, with its call trace."""
+
+    __slots__ = ("lines", "phase", "positions")
+
+    def __init__(self, phase: str) -> None:
+        self.phase = phase
+        self.lines: list[str] = []
+        self.positions: list[int] = []  # where its lines are in the log
+
+    @property
+    def title(self) -> str:
+        return self.lines[0]
+
+    def summary(self) -> list[str]:
+        """The title, where it happened (the first RIP) and the reliable
+        frames of the first call trace (``?`` frames are guesses)."""
+        out = [self.title]
+        out += [line for line in self.lines if line.startswith("RIP: ")][:1]
+        if "Call Trace:" in self.lines:
+            out.append("Call Trace:")
+            for line in self.lines[self.lines.index("Call Trace:") + 1 :]:
+                frame = line.strip()
+                if frame in ("<TASK>", "<IRQ>", "</IRQ>"):
+                    continue
+                if frame == "</TASK>" or not line.startswith(" "):
+                    break
+                if not frame.startswith("? "):
+                    out.append(f"  {frame}")
+        return out
+
+
+def find_incidents(records: Iterable[tuple[str, str]]) -> list[Incident]:
+    """Oopses and warnings among (phase, kernel log line), each up to its end marker."""
+    incidents: list[Incident] = []
+    current: Incident | None = None
+    for position, (phase, text) in enumerate(records):
+        ended = incidents[-1] if incidents and current is None else None
+        follows = ended is not None and ended.positions[-1] == position - 1
+        if ended is not None and follows and _REGISTERS_AGAIN.match(text):
+            ended.lines.append(text)
+            ended.positions.append(position)
+            continue
+        if current is None and _INCIDENT_START.match(text):
+            current = Incident(phase)
+            incidents.append(current)
+        if current is not None:
+            current.lines.append(text)
+            current.positions.append(position)
+            if _INCIDENT_END.match(text):
+                current = None
+    return incidents
+
+
+def explain_load_failure(call: Call) -> str:
+    """Why loading a module failed, in one line."""
+    if call.signal is not None:
+        return f"{call.module}: the task loading it was killed (signal {call.signal}): see the oops"
+    if call.error is not None or call.errno is None:
+        return f"{call.module}: {call.error}"
+    symbol = errno.errorcode.get(call.errno, str(call.errno))
+    what = f"{os.strerror(call.errno)} (-{symbol})"
+    if call.errno in _LOADER_ERRORS:
+        return f"{call.module}: {what}: {_LOADER_ERRORS[call.errno]}"
+    return f"{call.module}: {what}: its init function returned -{symbol}, so it was not loaded"
+
+
+class TryReport:
+    """Everything one ``lkm try`` found out; :meth:`lines` renders it."""
+
+    def __init__(self, directory: str, kernel: str, headers: str) -> None:
+        self.directory = directory
+        self.kernel = kernel
+        self.headers = headers
+        self.modules: list[tuple[str, str]] = []
+        self.seconds: dict[str, float] = {}  # phase -> wall time
+        self.problems: list[str] = []  # each a line saying what went wrong
+        self.guest: GuestReport | None = None
+        self.incidents: list[Incident] = []
+        self.console_tail = ""  # when the VM itself failed
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def taint_caused(self) -> int:
+        if self.guest is None:
+            return 0
+        return self.guest.taint_after & ~self.guest.taint_before
+
+    def lines(self) -> list[str]:
+        """The report after the build output, as ``lkm try`` prints it."""
+        out: list[str] = []
+        if self.guest is not None:
+            out += _guest_lines(self.guest, self.incidents)
+            caused = taint_letters(self.taint_caused)
+            flags = ", ".join(f"{letter} ({why})" for letter, why in caused)
+            out.append(f"taint: {flags or 'none'}")
+        for incident in self.incidents:
+            title, *rest = incident.summary()
+            out.append(f"{incident.phase}: {title}")
+            out += [f"  {line}" for line in rest]
+        if self.console_tail:
+            out.append("console (last lines):")
+            out += [f"  {line}" for line in self.console_tail.splitlines()]
+        out += [f"problem: {problem}" for problem in self.problems]
+        timing = ", ".join(f"{phase} {secs:.1f} s" for phase, secs in self.seconds.items())
+        out.append(f"{'ok' if self.ok else 'FAILED'} ({timing})")
+        return out
+
+
+def _guest_lines(guest: GuestReport, incidents: list[Incident]) -> list[str]:
+    out = [f"{call.call} {call.module}: {'FAILED' if call.failed else 'ok'}" for call in guest.load]
+    if len(guest.lsmod) > 1:  # more than lsmod's header
+        out += [f"  {line}" for line in guest.lsmod]
+    for name, values in guest.parameters.items():
+        out += [f"  /sys/module/{name}/parameters/{k} = {v}" for k, v in values.items()]
+    if guest.test is not None:
+        out.append(f"test: exit status {guest.test.status}")
+        out += [f"  | {line}" for line in guest.test.stdout.splitlines()]
+        out += [f"  ! {line}" for line in guest.test.stderr.splitlines()]
+    for call in guest.unload:
+        state = "already unloaded by the test" if call.gone else "FAILED" if call.failed else "ok"
+        out.append(f"rmmod {call.module}: {state}")
+    # An incident's lines after its title are summarised below the log.
+    hidden = {position for incident in incidents for position in incident.positions[1:]}
+    out.append(f"kernel log ({len(guest.log)} lines):")
+    for position, record in enumerate(guest.log):
+        if position not in hidden:
+            shown = f"  {record.phase:<6} {record.show()}"
+            indent = " " * (shown.index("] ") + 2)  # continuation lines, as dmesg does
+            out.append(shown.replace("\n", "\n" + indent))
+        elif position - 1 not in hidden:
+            out.append("         [...] (the trace is summarised below; --console keeps it whole)")
+    return out
+
+
+def _review(report: TryReport, guest: GuestReport) -> None:
+    """Turn the guest's report into problems and incidents."""
+    report.guest = guest
+    report.problems += [f"load failed: {explain_load_failure(c)}" for c in guest.load if c.failed]
+    if guest.test is not None and guest.test.status != 0:
+        report.problems.append(f"the test command exited with status {guest.test.status}")
+    for call in guest.unload:
+        if call.failed:
+            why = os.strerror(call.errno) if call.errno else f"killed (signal {call.signal})"
+            report.problems.append(f"unload failed: {call.module}: {why}")
+    report.incidents = find_incidents((record.phase, record.text) for record in guest.log)
+    for incident in report.incidents:
+        report.problems.append(f"the kernel logged '{incident.title}' during {incident.phase}")
+
+
+def _time_guest_phases(report: TryReport, total: float) -> None:
+    """Split the guest step's wall time into its phases; what is left is the
+    guest's Python start-up and the step's hand-over."""
+    guest = report.guest
+    assert guest is not None
+    report.seconds["load"] = sum(call.seconds for call in guest.load)
+    if guest.test is not None:
+        report.seconds["test"] = guest.test.seconds
+    report.seconds["unload"] = sum(call.seconds for call in guest.unload)
+    report.seconds["guest start-up"] = total - sum(
+        report.seconds.get(phase, 0.0) for phase in ("load", "unload", "test")
+    )
+
+
+def guest_command(
+    modules: list[tuple[str, str]], kernel_dependencies: list[str], test: list[str] | None, cwd: str
+) -> list[str]:
+    """The guest step: this interpreter running :mod:`lkm.workflows.try_guest`."""
+    plan = {
+        "modules": modules,
+        "kernel_dependencies": kernel_dependencies,
+        "test": test,
+        "cwd": cwd,
+    }
+    return [sys.executable, "-m", "lkm.workflows.try_guest", json.dumps(plan)]
+
+
+def try_module(
+    directory: str = ".",
+    kernel: str | None = None,
+    test: list[str] | None = None,
+    jobs: int | None = None,
+    output: Callable[[str], None] = print,
+    console: str | None = None,
+    timeout: float = GUEST_TIMEOUT,
+) -> TryReport:
+    """Build the module in ``directory`` for ``kernel`` (as ``lkm vm`` names
+    kernels, or a headers tree), and try it in that kernel."""
+    from lkm.vm.boot_kernel import choose_kernel
+    from lkm.vm.qemu import VmError, VmSession
+    from lkm.workflows.build import build, find_headers
+
+    directory = os.path.abspath(directory)
+    if kernel is not None and os.path.isdir(kernel):
+        headers = find_headers(kernel)
+        boot = choose_kernel(headers.version)
+    else:
+        boot = choose_kernel(kernel)
+        headers = find_headers(boot.version)
+    report = TryReport(directory, boot.version, headers.path)
+    output(f"== build {directory} against {headers.path}")
+    started = time.monotonic()
+    built = build(directory, headers.path, jobs, output)
+    report.seconds["build"] = time.monotonic() - started
+    if not built.modules:
+        raise TryError(f"{directory}: the build made no .ko file")
+    report.modules, kernel_dependencies = load_order(list(built.modules))
+    names = " ".join(name for name, _ in report.modules)
+    output(f"== boot {boot.version} and try {names}")
+    started = time.monotonic()
+    try:
+        with VmSession(
+            boot.image, boot.moddir, boot.version, console=console, panic_on_oops=False
+        ) as vm:
+            vm.run("true", timeout)
+            report.seconds["boot"] = time.monotonic() - started
+            started = time.monotonic()
+            command = guest_command(report.modules, kernel_dependencies, test, directory)
+            step = vm.run(command, timeout)
+            if step.status != 0:
+                report.console_tail = step.kmsg
+                stderr = step.stderr.decode(errors="replace")
+                raise VmError(f"the guest helper failed:\n{stderr}")
+            _review(report, GuestReport.from_json(json.loads(step.stdout)))
+            _time_guest_phases(report, time.monotonic() - started)
+    except VmError as exc:
+        head, _, tail = str(exc).partition("\n")
+        report.problems.append(head)
+        report.console_tail = report.console_tail or tail
+        report.incidents = find_incidents(("the VM", line) for line in _strip_times(tail))
+        return report
+    return report
+
+
+_TIMESTAMP = re.compile(r"^\[\s*\d+\.\d+\] ")
+
+
+def _strip_times(console: str) -> list[str]:
+    return [_TIMESTAMP.sub("", line) for line in console.splitlines()]

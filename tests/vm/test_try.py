@@ -1,0 +1,221 @@
+"""``lkm try`` in the real Debian kernels: every template on 6.1 and 6.12,
+and modules that fail the ways modules fail (init returns -ENODEV, a
+non-GPL license, a warning, an oops, a panic).
+
+Each test runs the real command: kbuild against the fixture's headers, a
+QEMU boot of the matching kernel, the module loaded, tested and unloaded
+there, and the report printed on stdout.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lkm.testing.debian_kernels import KernelFixture
+from lkm.workflows.scaffold import create
+
+LKM = str(Path(sys.executable).with_name("lkm"))
+
+
+def lkm_try(
+    directory: Path, kernel: KernelFixture, test: list[str] | None = None
+) -> tuple[int, str]:
+    command = [LKM, "try", str(directory), "--kernel", kernel.version, "-j2"]
+    if test:
+        command += ["--", *test]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def report_of(output: str) -> str:
+    """The report after the build output (starts at the boot line)."""
+    return output[output.index("== boot ") :]
+
+
+def log_lines(output: str, phase: str) -> list[str]:
+    """The kernel log lines the report attributes to ``phase``, without time stamps."""
+    pattern = re.compile(rf"^  {phase} +\[ *\d+\.\d+\] (.*)$", re.M)
+    return pattern.findall(output)
+
+
+def shell(script: str) -> list[str]:
+    return ["sh", "-c", script]
+
+
+@pytest.fixture(params=["6.1", "6.12"])
+def kernel(request: pytest.FixtureRequest, kernels: list[KernelFixture]) -> KernelFixture:
+    return next(k for k in kernels if k.label == request.param)
+
+
+def test_hello_logs_on_load_and_unload(kernel: KernelFixture, tmp_path: Path) -> None:
+    create(str(tmp_path / "hello"))
+    status, output = lkm_try(tmp_path / "hello", kernel)
+    assert status == 0, output
+    report = report_of(output)
+    assert "hello: Hello, world" in log_lines(report, "load")
+    assert "hello: Goodbye, world" in log_lines(report, "unload")
+    assert re.search(r"^  hello +\d+  0$", report, re.M), report  # the lsmod line
+    assert "insmod hello: ok\n" in report and "rmmod hello: ok\n" in report
+    # Debian's kernels sign their modules; one built here is neither in-tree nor signed.
+    assert (
+        "taint: O (externally-built (out-of-tree) module was loaded), E (unsigned module" in report
+    )
+    assert re.search(r"^ok \(build [\d.]+ s, boot [\d.]+ s, load ", report, re.M)
+
+
+def test_chardev_gives_back_what_was_written(kernel: KernelFixture, tmp_path: Path) -> None:
+    create(str(tmp_path / "echodev"), "chardev")
+    payload = "lkm wrote these 32 bytes to it!"
+    script = 'printf %s "$1" > /dev/echodev && cat /dev/echodev && echo && ls -l /dev/echodev'
+    status, output = lkm_try(tmp_path / "echodev", kernel, [*shell(script), "sh", payload])
+    assert status == 0, output
+    report = report_of(output)
+    stdout = [line[4:] for line in report.splitlines() if line.startswith("  | ")]
+    assert stdout[0] == payload, report
+    assert stdout[1].startswith("crw-rw-rw- ") and stdout[1].endswith(" /dev/echodev")
+    assert "echodev: registered /dev/echodev" in " ".join(log_lines(report, "load"))
+
+
+def test_params_are_read_and_changed_through_sysfs(kernel: KernelFixture, tmp_path: Path) -> None:
+    create(str(tmp_path / "knobs"), "params")
+    script = (
+        "cd /sys/module/knobs/parameters && cat count greeting loud"
+        " && echo 3 > count && printf hey > greeting && echo Y > loud"
+        " && cat count greeting loud"
+    )
+    status, output = lkm_try(tmp_path / "knobs", kernel, shell(script))
+    assert status == 0, output
+    report = report_of(output)
+    stdout = [line[4:] for line in report.splitlines() if line.startswith("  | ")]
+    assert stdout == ["1", "hello", "N", "3", "hey", "Y"], report
+    assert "  /sys/module/knobs/parameters/count = 1" in report
+    assert "knobs: hello" in log_lines(report, "load")
+    assert "knobs: count=3 greeting=hey loud=1 at unload" in log_lines(report, "unload")
+
+
+PAIR_SCRIPT = """
+set -u
+# The exporter cannot go while the importer uses it: lkm says what kmod says.
+lkm_says=$(lkm rmmod duo_core 2>&1; echo "status $?")
+kmod_says=$(rmmod duo_core 2>&1; echo "status $?")
+[ "$lkm_says" = "$kmod_says" ] && echo "same: $kmod_says"
+# A module directory holding both, indexed by lkm depmod: modprobe of the
+# importer loads the exporter first.
+lkm rmmod duo_user duo_core
+tree=$(mktemp -d)
+extra=$tree/lib/modules/$(uname -r)/extra
+mkdir -p "$extra" && cp duo_core.ko duo_user.ko "$extra"
+lkm depmod -b "$tree"
+lkm modprobe -v -d "$tree" duo_user | sed "s|$tree|TREE|"
+lsmod | grep duo_
+"""
+
+
+def test_pair_loads_in_dependency_order(kernel: KernelFixture, tmp_path: Path) -> None:
+    create(str(tmp_path / "duo"), "pair")
+    status, output = lkm_try(tmp_path / "duo", kernel, shell(PAIR_SCRIPT))
+    assert status == 0, output
+    report = report_of(output)
+    assert "== boot " in report and " try duo_core duo_user\n" in report
+    assert report.index("insmod duo_core: ok") < report.index("insmod duo_user: ok")
+    assert re.search(r"^  duo_core +\d+  1 duo_user$", report, re.M), report
+    stdout = [line[4:] for line in report.splitlines() if line.startswith("  | ")]
+    assert stdout[:2] == ["same: rmmod: ERROR: Module duo_core is in use by: duo_user", "status 1"]
+    version = kernel.version
+    assert stdout[2:4] == [
+        f"insmod TREE/lib/modules/{version}/extra/duo_core.ko ",
+        f"insmod TREE/lib/modules/{version}/extra/duo_user.ko ",
+    ], report
+    assert re.match(r"duo_core +\d+ +1 duo_user$", stdout[5]), report
+    assert "duo_user: 2 + 3 = 5 (calls: 1)" in log_lines(report, "load")
+
+
+def _module(directory: Path, name: str, body: str, license: str = "GPL") -> Path:
+    directory.mkdir()
+    (directory / "Kbuild").write_text(f"obj-m += {name}.o\n")
+    (directory / f"{name}.c").write_text(
+        "#include <linux/module.h>\n#include <linux/init.h>\n"
+        f"{body}\n"
+        f'MODULE_LICENSE("{license}");\nMODULE_DESCRIPTION("lkm try test");\n'
+    )
+    return directory
+
+
+EXIT_ONLY = "static void __exit m_exit(void) {}\nmodule_exit(m_exit);\n"
+
+
+def test_init_returning_enodev_is_reported_plainly(
+    kernel_61: KernelFixture, tmp_path: Path
+) -> None:
+    body = "static int __init m_init(void) { return -ENODEV; }\nmodule_init(m_init);\n" + EXIT_ONLY
+    status, output = lkm_try(_module(tmp_path / "nodev", "nodev", body), kernel_61)
+    assert status == 1, output
+    report = report_of(output)
+    assert "insmod nodev: FAILED\n" in report
+    assert (
+        "problem: load failed: nodev: No such device (-ENODEV): its init function"
+        " returned -ENODEV, so it was not loaded\n"
+    ) in report
+    assert "rmmod" not in report
+
+
+def test_proprietary_license_shows_the_taint(kernel_61: KernelFixture, tmp_path: Path) -> None:
+    body = (
+        'static int __init m_init(void) { pr_info("closed\\n"); return 0; }\n'
+        "module_init(m_init);\n" + EXIT_ONLY
+    )
+    directory = _module(tmp_path / "closed", "closed", body, license="Proprietary")
+    status, output = lkm_try(directory, kernel_61)
+    assert status == 0, output
+    report = report_of(output)
+    assert "taint: P (proprietary module was loaded), O (" in report
+    assert "closed: module license 'Proprietary' taints kernel." in log_lines(report, "load")
+
+
+def test_warning_is_reported_with_its_call_trace(kernel_61: KernelFixture, tmp_path: Path) -> None:
+    body = (
+        'static int __init m_init(void) { WARN(1, "lkm try saw this"); return 0; }\n'
+        "module_init(m_init);\n" + EXIT_ONLY
+    )
+    status, output = lkm_try(_module(tmp_path / "warns", "warns", body), kernel_61)
+    assert status == 1, output
+    report = report_of(output)
+    assert "insmod warns: ok" in report and "rmmod warns: ok" in report
+    assert re.search(r"^load: WARNING: CPU: \d+ PID: \d+ at .*warns\.c", report, re.M), report
+    assert "  Call Trace:" in report and "m_init" in report
+    assert "W (kernel issued warning)" in report
+    assert "problem: the kernel logged 'WARNING: CPU:" in report
+
+
+def test_oops_in_init_is_reported_and_the_try_fails(
+    kernel_61: KernelFixture, tmp_path: Path
+) -> None:
+    body = (
+        "static int __init m_init(void) { *(volatile int *)0 = 1; return 0; }\n"
+        "module_init(m_init);\n" + EXIT_ONLY
+    )
+    status, output = lkm_try(_module(tmp_path / "oopses", "oopses", body), kernel_61)
+    assert status == 1, output
+    report = report_of(output)
+    assert "insmod oopses: FAILED" in report
+    assert "problem: load failed: oopses: the task loading it was killed" in report
+    assert "load: BUG: kernel NULL pointer dereference, address: 0000000000000000" in report
+    assert "  Call Trace:" in report
+    assert "D (kernel died recently, i.e. there was an OOPS or BUG)" in report
+
+
+def test_panic_ends_the_try_with_the_console(kernel_61: KernelFixture, tmp_path: Path) -> None:
+    body = (
+        'static int __init m_init(void) { panic("lkm try panics here"); return 0; }\n'
+        "module_init(m_init);\n" + EXIT_ONLY
+    )
+    status, output = lkm_try(_module(tmp_path / "panics", "panics", body), kernel_61)
+    assert status == 1, output
+    report = report_of(output)
+    assert "problem: the kernel panicked" in report
+    assert "Kernel panic - not syncing: lkm try panics here" in report
