@@ -268,4 +268,5 @@ def test_tree_indexed_without_modules_builtin(kernel_61: KernelFixture, tmp_path
     (extra.parent / "modules.builtin.bin").write_bytes(b"\xb0\x07\xf4\x57\x00\x02\x00\x01\x00\x00")
     broken = lkm("modprobe", args)
     assert broken.status == 1 and broken.stderr.count(b"\n") == 1
-    assert broken.stderr.startswith(b"modprobe: ERROR: ") and b"modules.builtin.bin: " in broken.stderr
+    assert broken.stderr.startswith(b"modprobe: ERROR: ")
+    assert b"modules.builtin.bin: " in broken.stderr

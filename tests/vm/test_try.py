@@ -219,3 +219,17 @@ def test_panic_ends_the_try_with_the_console(kernel_61: KernelFixture, tmp_path:
     report = report_of(output)
     assert "problem: the kernel panicked" in report
     assert "Kernel panic - not syncing: lkm try panics here" in report
+
+
+def test_bad_starts_are_one_line(kernel_61: KernelFixture, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    create(str(tmp_path / "hello"))
+    cases = [
+        ([str(tmp_path / "empty"), "--kernel", kernel_61.version], "no Kbuild or Makefile"),
+        ([str(tmp_path / "hello"), "--kernel", "9.9.9-nothing"], "no kernel 9.9.9-nothing"),
+    ]
+    for args, words in cases:
+        proc = subprocess.run([LKM, "try", *args], capture_output=True, text=True)
+        assert proc.returncode == 1
+        assert proc.stderr.startswith("lkm try: ") and proc.stderr.count("\n") == 1, proc.stderr
+        assert words in proc.stderr
