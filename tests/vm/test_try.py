@@ -135,27 +135,29 @@ def test_pair_loads_in_dependency_order(kernel: KernelFixture, tmp_path: Path) -
     assert "duo_user: 2 + 3 = 5 (calls: 1)" in log_lines(report, "load")
 
 
-def _module(directory: Path, name: str, body: str, license: str = "GPL") -> Path:
+def try_init(
+    tmp_path: Path, kernel: KernelFixture, name: str, init: str, license: str = "GPL"
+) -> tuple[int, str]:
+    """``lkm try`` of a one-file module whose init function's body is ``init``;
+    the status and the report after the build output."""
+    directory = tmp_path / name
     directory.mkdir()
     (directory / "Kbuild").write_text(f"obj-m += {name}.o\n")
     (directory / f"{name}.c").write_text(
         "#include <linux/module.h>\n#include <linux/init.h>\n"
-        f"{body}\n"
+        f"static int __init m_init(void) {{ {init} }}\nmodule_init(m_init);\n"
+        "static void __exit m_exit(void) {}\nmodule_exit(m_exit);\n"
         f'MODULE_LICENSE("{license}");\nMODULE_DESCRIPTION("lkm try test");\n'
     )
-    return directory
-
-
-EXIT_ONLY = "static void __exit m_exit(void) {}\nmodule_exit(m_exit);\n"
+    status, output = lkm_try(directory, kernel)
+    return status, report_of(output) if "== boot " in output else output
 
 
 def test_init_returning_enodev_is_reported_plainly(
     kernel_61: KernelFixture, tmp_path: Path
 ) -> None:
-    body = "static int __init m_init(void) { return -ENODEV; }\nmodule_init(m_init);\n" + EXIT_ONLY
-    status, output = lkm_try(_module(tmp_path / "nodev", "nodev", body), kernel_61)
-    assert status == 1, output
-    report = report_of(output)
+    status, report = try_init(tmp_path, kernel_61, "nodev", "return -ENODEV;")
+    assert status == 1, report
     assert "insmod nodev: FAILED\n" in report
     assert (
         "problem: load failed: nodev: No such device (-ENODEV): its init function"
@@ -165,26 +167,17 @@ def test_init_returning_enodev_is_reported_plainly(
 
 
 def test_proprietary_license_shows_the_taint(kernel_61: KernelFixture, tmp_path: Path) -> None:
-    body = (
-        'static int __init m_init(void) { pr_info("closed\\n"); return 0; }\n'
-        "module_init(m_init);\n" + EXIT_ONLY
-    )
-    directory = _module(tmp_path / "closed", "closed", body, license="Proprietary")
-    status, output = lkm_try(directory, kernel_61)
-    assert status == 0, output
-    report = report_of(output)
+    init = 'pr_info("closed\\n"); return 0;'
+    status, report = try_init(tmp_path, kernel_61, "closed", init, license="Proprietary")
+    assert status == 0, report
     assert "taint: P (proprietary module was loaded), O (" in report
     assert "closed: module license 'Proprietary' taints kernel." in log_lines(report, "load")
 
 
 def test_warning_is_reported_with_its_call_trace(kernel_61: KernelFixture, tmp_path: Path) -> None:
-    body = (
-        'static int __init m_init(void) { WARN(1, "lkm try saw this"); return 0; }\n'
-        "module_init(m_init);\n" + EXIT_ONLY
-    )
-    status, output = lkm_try(_module(tmp_path / "warns", "warns", body), kernel_61)
-    assert status == 1, output
-    report = report_of(output)
+    init = 'WARN(1, "lkm try saw this"); return 0;'
+    status, report = try_init(tmp_path, kernel_61, "warns", init)
+    assert status == 1, report
     assert "insmod warns: ok" in report and "rmmod warns: ok" in report
     assert re.search(r"^load: WARNING: CPU: \d+ PID: \d+ at .*warns\.c", report, re.M), report
     assert "  Call Trace:" in report and "m_init" in report
@@ -195,13 +188,8 @@ def test_warning_is_reported_with_its_call_trace(kernel_61: KernelFixture, tmp_p
 def test_oops_in_init_is_reported_and_the_try_fails(
     kernel_61: KernelFixture, tmp_path: Path
 ) -> None:
-    body = (
-        "static int __init m_init(void) { *(volatile int *)0 = 1; return 0; }\n"
-        "module_init(m_init);\n" + EXIT_ONLY
-    )
-    status, output = lkm_try(_module(tmp_path / "oopses", "oopses", body), kernel_61)
-    assert status == 1, output
-    report = report_of(output)
+    status, report = try_init(tmp_path, kernel_61, "oopses", "*(volatile int *)0 = 1; return 0;")
+    assert status == 1, report
     assert "insmod oopses: FAILED" in report
     assert "problem: load failed: oopses: the task loading it was killed" in report
     assert "load: BUG: kernel NULL pointer dereference, address: 0000000000000000" in report
@@ -210,13 +198,9 @@ def test_oops_in_init_is_reported_and_the_try_fails(
 
 
 def test_panic_ends_the_try_with_the_console(kernel_61: KernelFixture, tmp_path: Path) -> None:
-    body = (
-        'static int __init m_init(void) { panic("lkm try panics here"); return 0; }\n'
-        "module_init(m_init);\n" + EXIT_ONLY
-    )
-    status, output = lkm_try(_module(tmp_path / "panics", "panics", body), kernel_61)
-    assert status == 1, output
-    report = report_of(output)
+    init = 'panic("lkm try panics here"); return 0;'
+    status, report = try_init(tmp_path, kernel_61, "panics", init)
+    assert status == 1, report
     assert "problem: the kernel panicked" in report
     assert "Kernel panic - not syncing: lkm try panics here" in report
 

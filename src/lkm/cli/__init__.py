@@ -30,6 +30,8 @@ TOOLS: dict[str, str] = {
     "vm": "lkm.cli.vm",
     "new": "lkm.cli.new",
     "build": "lkm.cli.build",
+    "sign": "lkm.cli.sign",
+    "keygen": "lkm.cli.keygen",
     "try": "lkm.cli.try_module",
 }
 # kmod's tools that lkm will provide; until then they say so plainly.
@@ -62,6 +64,8 @@ Commands:
   vm run      boot a real kernel under QEMU and run a command in it
   new         write a module source tree (templates: hello chardev params pair)
   build       build an out-of-tree module with kbuild against any kernel's headers
+  sign        append a module signature, as the kernel's scripts/sign-file does
+  keygen      make a key and certificate for signing modules
   try         build, load and unload a module in a disposable VM of a real kernel
 
 Invoked through a link named modinfo (or any kmod tool name), lkm behaves

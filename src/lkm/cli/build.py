@@ -12,22 +12,16 @@ if TYPE_CHECKING:
 
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "build") -> int:
+    from lkm.cli.options import kbuild_arguments, line_writer
     from lkm.workflows.build import BuildError, build
 
     parser = argparse.ArgumentParser(prog="lkm build", description=__doc__)
-    parser.add_argument("directory", nargs="?", default=".")
-    parser.add_argument(
-        "--kernel", "-k", help="kernel release or headers directory (default: the running kernel)"
-    )
-    parser.add_argument("--jobs", "-j", type=int, help="parallel make jobs")
+    kbuild_arguments(parser, "kernel release or headers directory (default: the running kernel)")
     try:
         options = parser.parse_args(args)
     except SystemExit as exc:
         return int(exc.code or 0)
-
-    def line(text: str) -> None:
-        out.write(f"{text}\n".encode("utf-8", "replace"))
-        out.flush()
+    line = line_writer(out)
 
     try:
         result = build(options.directory, options.kernel, options.jobs, line)

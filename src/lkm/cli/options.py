@@ -10,7 +10,12 @@ and pulls in gettext and re: every lkm start pays for its imports.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
+if TYPE_CHECKING:
+    import argparse
+    from typing import BinaryIO
 
 
 class UsageError(Exception):
@@ -126,3 +131,20 @@ def help_or_version(opts: list[tuple[str, str]], help_text: str) -> str | None:
         if opt in ("-V", "--version"):
             return version_text()
     return None
+
+
+def kbuild_arguments(parser: argparse.ArgumentParser, kernel_help: str) -> None:
+    """The arguments ``lkm build`` and ``lkm try`` share: DIR, --kernel, --jobs."""
+    parser.add_argument("directory", nargs="?", default=".")
+    parser.add_argument("--kernel", "-k", help=kernel_help)
+    parser.add_argument("--jobs", "-j", type=int, help="parallel make jobs")
+
+
+def line_writer(out: BinaryIO) -> Callable[[str], None]:
+    """Write each line as it comes (make's output streams through it)."""
+
+    def line(text: str) -> None:
+        out.write(f"{text}\n".encode("utf-8", "replace"))
+        out.flush()
+
+    return line

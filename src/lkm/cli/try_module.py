@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> int:
+    from lkm.cli.options import kbuild_arguments, line_writer
     from lkm.errors import LkmError
     from lkm.workflows.try_module import GUEST_TIMEOUT, try_module
 
@@ -22,14 +23,11 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> in
         split = args.index("--")
         args, test = args[:split], args[split + 1 :] or None
     parser = argparse.ArgumentParser(prog="lkm try", description=__doc__)
-    parser.add_argument("directory", nargs="?", default=".")
-    parser.add_argument(
-        "--kernel",
-        "-k",
-        help="vmlinuz path, Debian fixture version or label, or headers directory"
+    kbuild_arguments(
+        parser,
+        "vmlinuz path, Debian fixture version or label, or headers directory"
         " (default: the running kernel, else the newest fixture)",
     )
-    parser.add_argument("--jobs", "-j", type=int, help="parallel make jobs")
     parser.add_argument("--console", help="keep the VM's console log in this file")
     parser.add_argument(
         "--timeout", type=float, default=GUEST_TIMEOUT, help="seconds the guest may take"
@@ -38,10 +36,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> in
         options = parser.parse_args(args)
     except SystemExit as exc:
         return int(exc.code or 0)
-
-    def line(text: str) -> None:
-        out.write(f"{text}\n".encode("utf-8", "replace"))
-        out.flush()
+    line = line_writer(out)
 
     try:
         report = try_module(

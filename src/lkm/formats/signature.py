@@ -43,7 +43,11 @@ PKEY_HASH_ALGOS = (
 PKEY_ID_TYPES = ("PGP", "X509", "PKCS#7")
 PKEY_ID_PKCS7 = 2
 
-_DIGEST_OIDS = {
+# Digest OID -> the name kmod shows. kmod 30 knows the first nine and shows
+# no signature at all for another digest; kmod >= 32 prints OpenSSL's name
+# for any digest (OBJ_obj2txt), which lkm follows for SHA-3 (kernels >= 6.7
+# sign with it) and, for digests it does not know, with the dotted OID.
+DIGEST_OIDS = {
     "1.2.840.113549.2.4": "md4",
     "1.2.840.113549.2.5": "md5",
     "1.3.14.3.2.26": "sha1",
@@ -53,6 +57,10 @@ _DIGEST_OIDS = {
     "2.16.840.1.101.3.4.2.3": "sha512",
     "2.16.840.1.101.3.4.2.4": "sha224",
     "1.2.156.10197.1.401": "sm3",
+    "2.16.840.1.101.3.4.2.7": "sha3-224",
+    "2.16.840.1.101.3.4.2.8": "sha3-256",
+    "2.16.840.1.101.3.4.2.9": "sha3-384",
+    "2.16.840.1.101.3.4.2.10": "sha3-512",
 }
 _OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
 _OID_COMMON_NAME = "2.5.4.3"
@@ -250,4 +258,4 @@ def _issuer_common_name(blob: bytes, start: int, stop: int) -> bytes | None:
 
 _DER_SIGNED_DATA = der.encode_oid(_OID_SIGNED_DATA)
 _DER_COMMON_NAME = der.encode_oid(_OID_COMMON_NAME)
-_DER_DIGESTS = {der.encode_oid(oid): name for oid, name in _DIGEST_OIDS.items()}
+_DER_DIGESTS = {der.encode_oid(oid): name for oid, name in DIGEST_OIDS.items()}

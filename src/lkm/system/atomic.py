@@ -23,4 +23,8 @@ def replace_file(target: str, data: bytes | memoryview, temporary: str, mode: in
         os.unlink(temporary)
         raise
     os.close(fd)
-    os.rename(temporary, target)
+    try:
+        os.rename(temporary, target)
+    except BaseException:  # the target is a directory, say: leave nothing behind
+        os.unlink(temporary)
+        raise

@@ -92,6 +92,17 @@ def fixture_roots() -> tuple[str, ...]:
     return tuple(sorted(glob.glob(f"{cache}/lkm/kernels/*")))
 
 
+def _fixture_version(spec: str) -> str:
+    """The release of the Debian fixture kernel labelled ``spec`` (``6.1``,
+    ``6.12``), as ``lkm vm`` and ``lkm try`` accept it; else ``spec``."""
+    from lkm.testing.debian_kernels import load_manifest
+
+    for fixture in load_manifest():
+        if spec == fixture.label and fixture.arch == "amd64":
+            return fixture.version
+    return spec
+
+
 def find_headers(kernel: str | None) -> Headers:
     """Headers for a kernel release, or the headers tree ``kernel`` names.
 
@@ -108,7 +119,7 @@ def find_headers(kernel: str | None) -> Headers:
         config = _read_config(path)
         return Headers(path, _release_of(path) or os.path.basename(path), config)
     roots = ("", *fixture_roots())
-    versions = [kernel] if kernel else [os.uname().release]
+    versions = [_fixture_version(kernel)] if kernel else [os.uname().release]
     if kernel is None:
         versions += [os.path.basename(root) for root in reversed(roots[1:])]
     for version in versions:
