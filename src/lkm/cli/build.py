@@ -4,18 +4,16 @@ comes, and one line saying what went wrong and how to fix it when it does."""
 
 from __future__ import annotations
 
-import argparse
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
     from typing import BinaryIO
 
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "build") -> int:
-    from lkm.cli.options import kbuild_arguments, line_writer
+    from lkm.cli.options import argument_parser, kbuild_arguments, line_writer
     from lkm.workflows.build import BuildError, build
 
-    parser = argparse.ArgumentParser(prog="lkm build", description=__doc__)
+    parser = argument_parser("lkm build", __doc__, out, err)
     kbuild_arguments(parser, "kernel release or headers directory (default: the running kernel)")
     try:
         options = parser.parse_args(args)

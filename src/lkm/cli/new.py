@@ -3,17 +3,16 @@ to start from; it builds with ``lkm build NAME`` or plain ``make``."""
 
 from __future__ import annotations
 
-import argparse
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
     from typing import BinaryIO
 
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "new") -> int:
+    from lkm.cli.options import argument_parser
     from lkm.workflows.scaffold import TEMPLATES, ScaffoldError, create
 
-    parser = argparse.ArgumentParser(prog="lkm new", description=__doc__)
+    parser = argument_parser("lkm new", __doc__, out, err)
     parser.add_argument("directory", help="where to write it; its name is the module's")
     parser.add_argument("--template", "-t", choices=TEMPLATES, default="hello")
     parser.add_argument("--author", help="MODULE_AUTHOR (default: $USER)")

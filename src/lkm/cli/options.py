@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
     import argparse
-    from typing import BinaryIO
+    from typing import Any, BinaryIO
 
 
 class UsageError(Exception):
@@ -148,3 +148,21 @@ def line_writer(out: BinaryIO) -> Callable[[str], None]:
         out.flush()
 
     return line
+
+
+def argument_parser(
+    prog: str, description: str | None, out: BinaryIO, err: BinaryIO
+) -> argparse.ArgumentParser:
+    """An ``argparse`` parser for lkm's own commands that prints help to
+    ``out`` and usage errors to ``err`` (the streams the tool was given, so
+    a library caller or a test sees them), not to ``sys.stdout``/``stderr``."""
+    import argparse
+    import sys
+
+    class Parser(argparse.ArgumentParser):
+        def _print_message(self, message: str, file: Any = None) -> None:
+            if message:
+                stream = err if file is sys.stderr else out
+                stream.write(message.encode("utf-8", "replace"))
+
+    return Parser(prog=prog, description=description)

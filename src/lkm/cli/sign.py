@@ -5,18 +5,17 @@ signed in place unless ``--output`` names where the signed copy goes."""
 
 from __future__ import annotations
 
-import argparse
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
     from typing import BinaryIO
 
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "sign") -> int:
+    from lkm.cli.options import argument_parser
     from lkm.formats.signature_writer import SIGNING_HASHES
     from lkm.workflows.sign import DEFAULT_HASH, SignError, load_signer, sign_file
 
-    parser = argparse.ArgumentParser(prog="lkm sign", description=__doc__)
+    parser = argument_parser("lkm sign", __doc__, out, err)
     parser.add_argument("modules", nargs="+", metavar="MODULE", help="uncompressed .ko files")
     parser.add_argument(
         "--key", required=True, help="PEM private key (encrypted: passphrase in $KBUILD_SIGN_PIN)"

@@ -6,15 +6,13 @@ warning. Exit status 0 when all of it worked."""
 
 from __future__ import annotations
 
-import argparse
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
     from typing import BinaryIO
 
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> int:
-    from lkm.cli.options import kbuild_arguments, line_writer
+    from lkm.cli.options import argument_parser, kbuild_arguments, line_writer
     from lkm.errors import LkmError
     from lkm.workflows.try_module import GUEST_TIMEOUT, try_module
 
@@ -22,7 +20,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> in
     if "--" in args:
         split = args.index("--")
         args, test = args[:split], args[split + 1 :] or None
-    parser = argparse.ArgumentParser(prog="lkm try", description=__doc__)
+    parser = argument_parser("lkm try", __doc__, out, err)
     kbuild_arguments(
         parser,
         "vmlinuz path, Debian fixture version or label, or headers directory"
