@@ -136,7 +136,12 @@ def test_pair_loads_in_dependency_order(kernel: KernelFixture, tmp_path: Path) -
 
 
 def try_init(
-    tmp_path: Path, kernel: KernelFixture, name: str, init: str, license: str = "GPL"
+    tmp_path: Path,
+    kernel: KernelFixture,
+    name: str,
+    init: str,
+    license: str = "GPL",
+    prelude: str = "",
 ) -> tuple[int, str]:
     """``lkm try`` of a one-file module whose init function's body is ``init``;
     the status and the report after the build output."""
@@ -144,7 +149,7 @@ def try_init(
     directory.mkdir()
     (directory / "Kbuild").write_text(f"obj-m += {name}.o\n")
     (directory / f"{name}.c").write_text(
-        "#include <linux/module.h>\n#include <linux/init.h>\n"
+        f"#include <linux/module.h>\n#include <linux/init.h>\n{prelude}"
         f"static int __init m_init(void) {{ {init} }}\nmodule_init(m_init);\n"
         "static void __exit m_exit(void) {}\nmodule_exit(m_exit);\n"
         f'MODULE_LICENSE("{license}");\nMODULE_DESCRIPTION("lkm try test");\n'
@@ -217,3 +222,18 @@ def test_bad_starts_are_one_line(kernel_61: KernelFixture, tmp_path: Path) -> No
         assert proc.returncode == 1
         assert proc.stderr.startswith("lkm try: ") and proc.stderr.count("\n") == 1, proc.stderr
         assert words in proc.stderr
+
+
+def test_kernel_modules_the_module_needs_are_loaded_first(
+    kernel_612: KernelFixture, tmp_path: Path
+) -> None:
+    """A module using crc_itu_t (exported by the kernel's crc-itu-t module,
+    xz-compressed on 6.12) gets that module loaded first, as modprobe would."""
+    prelude = "#include <linux/crc-itu-t.h>\nstatic const u8 data[] = {1, 2, 3};\n"
+    init = 'pr_info("crc %04x\\n", crc_itu_t(0, data, sizeof(data))); return 0;'
+    status, report = try_init(tmp_path, kernel_612, "usescrc", init, prelude=prelude)
+    assert status == 0, report
+    assert report.index("modprobe crc-itu-t: ok") < report.index("insmod usescrc: ok")
+    assert re.search(r"^  crc_itu_t +\d+  1 usescrc$", report, re.M), report
+    # CRC-16/XMODEM of 01 02 03, computed by the kernel's crc-itu-t module.
+    assert "crc 6131" in log_lines(report, "load")

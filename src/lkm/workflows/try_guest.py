@@ -156,8 +156,10 @@ def _load_kernel_dependencies(names: list[str]) -> list[dict[str, object]]:
     results: list[dict[str, object]] = []
     with Modprobe(f"/lib/modules/{os.uname().release}") as modprobe:
         for name in names:
+            started = time.monotonic()
             plan = modprobe.load(name)
-            result: dict[str, object] = {"call": "modprobe", "module": name, "seconds": 0.0}
+            seconds = time.monotonic() - started
+            result: dict[str, object] = {"call": "modprobe", "module": name, "seconds": seconds}
             if plan.status:
                 result["errno"] = -plan.status
                 result["error"] = "; ".join(text for _, text in plan.messages)
@@ -186,7 +188,8 @@ def run(
         loaded.append(name)
     report["load"] = loads
     report["log_load"] = log.drain("load")
-    report["lsmod"] = _lsmod_lines(kernel, set(loaded))
+    shown = {*loaded, *(name.replace("-", "_") for name in kernel_dependencies)}
+    report["lsmod"] = _lsmod_lines(kernel, shown)
     report["module_taint"] = {name: kernel.taint(name) for name in loaded}
     report["parameters"] = {name: kernel.parameters(name) for name in loaded}
     if test and len(loaded) == len(modules):
