@@ -11,7 +11,6 @@ is faster. Run through ``./dev bench``.
 from __future__ import annotations
 
 import argparse
-import compileall
 import os
 import shutil
 import subprocess
@@ -19,7 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lkm.testing.debian_kernels import KernelFixture, load_manifest
+from benchlib import compile_lkm, fixtures_by_label
+
+from lkm.testing.debian_kernels import KernelFixture
 
 GNU_TIME = "/usr/bin/time"
 
@@ -86,25 +87,13 @@ def bench(kernel: KernelFixture, rounds: int, work: Path) -> None:
         print(f"ratio {name} / kmod full run: time {ratio:.2f}, peak memory {memory:.2f}")
 
 
-def _compile_lkm() -> None:
-    """Byte-compile lkm first, as an installed package is: with
-    PYTHONDONTWRITEBYTECODE set, every run would otherwise compile each
-    module changed since its .pyc was written, and time that."""
-    import lkm
-
-    for directory in lkm.__path__:
-        compileall.compile_dir(directory, quiet=1)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("labels", nargs="*", default=["6.1", "6.12"])
     args = parser.parse_args()
-    _compile_lkm()
-    kernels = {k.label: k for k in load_manifest()}
-    if not kernels:
-        sys.exit("no kernel fixtures: run ./dev fixtures")
+    compile_lkm()
+    kernels = fixtures_by_label()
     for label in args.labels:
         work = Path(tempfile.mkdtemp(prefix="lkm-bench-"))
         try:

@@ -26,7 +26,6 @@ Below 1.0 a ratio means lkm is faster. Run through ``./dev bench``.
 from __future__ import annotations
 
 import argparse
-import compileall
 import os
 import random
 import statistics
@@ -35,7 +34,9 @@ import sys
 import time
 from pathlib import Path
 
-from lkm.testing.debian_kernels import KernelFixture, load_manifest
+from benchlib import compile_lkm, fixtures_by_label
+
+from lkm.testing.debian_kernels import KernelFixture
 
 NAMES = ("9p", "ext4", "snd-hda-intel", "fs-9p")
 CHUNK = 2000  # aliases per kmod -a process: far below the argument limit
@@ -275,14 +276,6 @@ def throughput(kernel: KernelFixture, rounds: int, sample: int, every: int) -> N
     print(f"ratio lkm library lookup / kmod -R one process per alias (time): {ratio:.3f}")
 
 
-def _compile_lkm() -> None:
-    """Byte-compile lkm first, as an installed package is (see depmod_bench)."""
-    import lkm
-
-    for directory in lkm.__path__:
-        compileall.compile_dir(directory, quiet=1)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=30, help="per-call repetitions")
@@ -293,10 +286,8 @@ def main() -> int:
     )
     parser.add_argument("labels", nargs="*", default=["6.1", "6.12"])
     args = parser.parse_args()
-    _compile_lkm()
-    kernels = {k.label: k for k in load_manifest()}
-    if not kernels:
-        sys.exit("no kernel fixtures: run ./dev fixtures")
+    compile_lkm()
+    kernels = fixtures_by_label()
     for label in args.labels:
         kernel = kernels[label]
         aliases, _ = tree_aliases(kernel.indexed_moddir)

@@ -242,16 +242,7 @@ class KernelModules:
         try:
             # Start after the last "dmesg --clear", as util-linux does.
             os.lseek(fd, 0, os.SEEK_DATA)
-            while True:
-                try:
-                    record = os.read(fd, 8192)
-                except BlockingIOError:
-                    return
-                except BrokenPipeError:
-                    continue  # overwritten while we read it: the next one
-                if not record:
-                    return
-                yield record
+            yield from kmsg_records(fd)
         finally:
             os.close(fd)
 
@@ -260,6 +251,21 @@ class KernelModules:
         with open(os.path.join(self.proc, "kallsyms"), encoding="utf-8") as f:
             for line in f:
                 yield line.rstrip("\n")
+
+
+def kmsg_records(fd: int) -> Iterator[bytes]:
+    """Records from an open ``/dev/kmsg`` descriptor, from where it stands
+    to the newest (a blocking descriptor waits for more instead)."""
+    while True:
+        try:
+            record = os.read(fd, 8192)
+        except BlockingIOError:
+            return
+        except BrokenPipeError:
+            continue  # overwritten while we read it: the next one
+        if not record:
+            return
+        yield record
 
 
 def _parse_proc_line(line: str) -> ProcModule:

@@ -24,7 +24,7 @@ from functools import partial
 
 from lkm.errors import LkmError
 from lkm.formats.kmsg import parse_record
-from lkm.system.kernel import KernelCallError, KernelModules
+from lkm.system.kernel import KernelCallError, KernelModules, kmsg_records
 
 TEST_TIMEOUT = 600.0
 _CHILD_FAILED = 255  # the child could not make the call; its pipe says why
@@ -77,16 +77,9 @@ class KernelLog:
         os.lseek(self._fd, 0, os.SEEK_END)
 
     def drain(self, phase: str) -> list[dict[str, object]]:
-        records: list[dict[str, object]] = []
-        while True:
-            try:
-                raw = os.read(self._fd, 8192)
-            except BlockingIOError:
-                return records
-            except BrokenPipeError:
-                continue  # overwritten while we read: go on with the next one
-            if not raw:
-                return records
+        """The records written since the last drain, tagged with ``phase``."""
+        records = []
+        for raw in kmsg_records(self._fd):
             record = parse_record(raw)
             records.append(
                 {
@@ -96,6 +89,7 @@ class KernelLog:
                     "text": record.message.decode("utf-8", "replace"),
                 }
             )
+        return records
 
 
 def _tainted() -> int:
