@@ -56,3 +56,26 @@ def test_needed_symbols_cover_undefined_and_versions(kernel_61: KernelFixture) -
     for symbol in needed:
         assert symbol.crc == versions.get(symbol.name, 0)
     assert "module_layout" in names[len(undefined) :] or "module_layout" not in versions
+
+
+@pytest.mark.parametrize("label", ["6.1", "6.12", "6.1-s390x", "6.1-armhf"])
+def test_read_by_position_equals_mapped(kernels: list[KernelFixture], label: str, report) -> None:  # type: ignore[no-untyped-def]
+    """depmod reads modules by position (pread), the other tools map
+    them: both give the same facts, module for module."""
+    kernel = next(k for k in kernels if k.label == label)
+    paths = kernel.modules()[::SAMPLE_EVERY]
+    for path in paths:
+        answers = []
+        for mapped in (True, False):
+            with open_module(str(path), mapped=mapped) as module:
+                answers.append(
+                    (
+                        module.modinfo(),
+                        module.exports(),
+                        module.versions(),
+                        module.needed(),
+                        module.signature,
+                    )
+                )
+        assert answers[0] == answers[1], path
+    report(f"read by position = mapped on {label}: {len(paths)} modules")

@@ -1,6 +1,7 @@
 """A minimal, strict ELF reader for kernel modules.
 
-Takes a buffer (``bytes`` or ``mmap``), never a path. Handles ELF32 and
+Takes a buffer (``bytes``, ``mmap`` or a
+:class:`~lkm.formats.file_regions.FileRegions`), never a path. Handles ELF32 and
 ELF64 in both byte orders, so a tree built for another architecture reads
 exactly like a native one. It reads only what module tools need: the section
 table, section contents by name, and the symbol table.
@@ -23,9 +24,10 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import compress, repeat
-from operator import add, not_
+from operator import not_
 
 from lkm.errors import FormatError
+from lkm.formats.file_regions import FileRegions
 
 EI_NIDENT = 16
 ELFMAG = b"\x7fELF"
@@ -43,9 +45,10 @@ EM_SPARCV9 = 43
 # they are not real imports (kmod and module-init-tools skip them).
 STT_REGISTER = 13
 
-# Number of fields in a section header, used to index the flat tuple.
-_SH_FIELDS = 10
-_SH_NAME, _SH_TYPE, _SH_OFFSET, _SH_SIZE = 0, 1, 4, 5
+# Where sh_name, sh_offset and sh_size sit in a section header, counted
+# in the header's own words (u32 for both, plus u64 for ELF64's offset
+# and size), with the header's length in those words.
+_SH_COLUMNS = {True: (0, 16, 3, 4, 8), False: (0, 10, 4, 5, 10)}
 
 # e_shoff, e_shentsize, e_shnum, e_shstrndx; e_machine separately.
 _EHDR = {
@@ -67,9 +70,13 @@ class Bind(enum.IntEnum):
 BIND_FROM_ELF = {0: Bind.LOCAL, 1: Bind.GLOBAL, 2: Bind.WEAK}
 
 
-# What the readers take: module bytes in memory or a read-only mapping of a
-# file. Both index to ints, slice to bytes, have find() and feed struct.
+# Module bytes in memory or a read-only mapping of a file: both index to
+# ints, slice to bytes, have find() and feed struct.
 Buffer = bytes | mmap.mmap
+# What the ELF and module readers take: a Buffer or a file read by
+# position. All have a length, slice to bytes and have find(); those
+# readers use nothing else.
+ElfSource = bytes | mmap.mmap | FileRegions
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +100,7 @@ class ElfSymbol:
 
 
 def _first_valid(
-    sh_names: tuple[int, ...], nameoff: int, bounds: Callable[[int], tuple[int, int] | None]
+    sh_names: array[int], nameoff: int, bounds: Callable[[int], tuple[int, int] | None]
 ) -> int | None:
     """Lowest section index ≥ 1 named by ``nameoff`` with in-bounds contents."""
     start = 1
@@ -111,9 +118,10 @@ class ElfFile:
     """The parts of an ELF relocatable object that module tools read."""
 
     __slots__ = (
-        "_names_offset",
-        "_names_size",
-        "_shdrs",
+        "_names",
+        "_sh_names",
+        "_sh_offsets",
+        "_sh_sizes",
         "_shnum",
         "big_endian",
         "data",
@@ -123,10 +131,11 @@ class ElfFile:
         "size",
     )
 
-    def __init__(self, data: Buffer) -> None:
+    def __init__(self, data: ElfSource) -> None:
         self.data = data
         self.size = size = len(data)
-        ident = data[:EI_NIDENT]
+        header = data[:64]  # the larger (ELF64) header; checked against size below
+        ident = header[:EI_NIDENT]
         if size <= EI_NIDENT or ident[:4] != ELFMAG:
             raise FormatError("not an ELF file (bad magic)")
         elf_class, elf_data = ident[4], ident[5]
@@ -144,9 +153,9 @@ class ElfFile:
         self.is64 = elf_class == ELFCLASS64
         self.big_endian = endian == ">"
         self.endian = endian
-        (self.machine,) = struct.unpack_from(endian + "H", data, 18)
-        (shoff,) = struct.unpack_from(endian + word, data, shoff_at)
-        shentsize, shnum, shstrndx = struct.unpack_from(endian + "HHH", data, shent_at)
+        (self.machine,) = struct.unpack_from(endian + "H", header, 18)
+        (shoff,) = struct.unpack_from(endian + word, header, shoff_at)
+        shentsize, shnum, shstrndx = struct.unpack_from(endian + "HHH", header, shent_at)
         if shentsize != shdr_size:
             raise FormatError(f"section header size is {shentsize}, expected {shdr_size}")
         if shoff + shnum * shdr_size > size:
@@ -154,30 +163,38 @@ class ElfFile:
                 f"section header table ({shnum} entries at offset {shoff}) "
                 f"extends beyond the end of the file ({size} bytes)"
             )
-        fmt = "IIQQQQIIQQ" if self.is64 else "IIIIIIIIII"
-        self._shdrs: tuple[int, ...] = struct.unpack_from(endian + fmt * shnum, data, shoff)
+        self._read_section_table(data[shoff : shoff + shnum * shdr_size])
         self._shnum = shnum
         if shstrndx == SHN_UNDEF or shstrndx >= shnum:
             raise FormatError(f"section name table index {shstrndx} is invalid")
         names = self._bounds(shstrndx)
         if names is None:
             raise FormatError("section name table extends beyond the end of the file")
-        self._names_offset, self._names_size = names
-        if (
-            self._names_size == 0
-            or data[
-                self._names_offset + self._names_size - 1 : self._names_offset + self._names_size
-            ]
-            != b"\0"
-        ):
+        # A copy (a few hundred bytes): every section lookup searches it.
+        self._names = data[names[0] : names[0] + names[1]]
+        if self._names[-1:] != b"\0":
             raise FormatError("section name table does not end with a NUL byte")
 
     # -- sections -----------------------------------------------------------
 
+    def _read_section_table(self, table: bytes) -> None:
+        """The three columns lookups need, as arrays: no int object per
+        header field (a module has dozens of sections, a tree thousands
+        of modules)."""
+        name_at, name_step, offset_at, size_at, step = _SH_COLUMNS[self.is64]
+        halves = array("I", table)
+        words = array("Q", table) if self.is64 else halves
+        self._sh_names = halves[name_at::name_step]
+        self._sh_offsets = words[offset_at::step]
+        self._sh_sizes = words[size_at::step]
+        if self.endian != _NATIVE:
+            self._sh_names.byteswap()
+            self._sh_offsets.byteswap()
+            self._sh_sizes.byteswap()
+
     def _bounds(self, index: int) -> tuple[int, int] | None:
-        base = index * _SH_FIELDS
-        offset = self._shdrs[base + _SH_OFFSET]
-        size = self._shdrs[base + _SH_SIZE]
+        offset = self._sh_offsets[index]
+        size = self._sh_sizes[index]
         if offset + size > self.size:
             return None
         return offset, size
@@ -192,18 +209,15 @@ class ElfFile:
         # the tail of a longer one), then which headers point there: both
         # searches run in C, which matters when reading thousands of modules.
         target = name.encode() + b"\0"
-        names_offset = self._names_offset
-        names_end = names_offset + self._names_size
-        data = self.data
-        sh_names = self._shdrs[_SH_NAME::_SH_FIELDS]
+        names = self._names
+        sh_names = self._sh_names
         best: int | None = None
-        pos = data.find(target, names_offset, names_end)
-        while pos >= 0:
-            nameoff = pos - names_offset
+        nameoff = names.find(target)
+        while nameoff >= 0:
             index = _first_valid(sh_names, nameoff, self._bounds)
             if index is not None and (best is None or index < best):
                 best = index
-            pos = data.find(target, pos + 1, names_end)
+            nameoff = names.find(target, nameoff + 1)
         return None if best is None else self._bounds(best)
 
     def section_data(self, name: str) -> bytes | None:
@@ -290,8 +304,10 @@ class ElfFile:
 # Byte offsets inside one symbol entry: name, info, shndx, value (and its
 # format), for ELF64 and ELF32.
 _SYMBOL_LAYOUT = {True: (0, 4, 6, 8, "Q"), False: (0, 12, 14, 4, "I")}
-_NATIVE = "<" if sys.byteorder == "little" else ">"
-assert array("I").itemsize == 4 and array("H").itemsize == 2
+# st_info byte → 1 when its binding (high nibble) is STB_WEAK (2).
+_WEAK_BIND = bytes(1 if info >> 4 == 2 else 0 for info in range(256))
+NATIVE_BYTE_ORDER = _NATIVE = "<" if sys.byteorder == "little" else ">"
+assert array("I").itemsize == 4 and array("H").itemsize == 2 and array("Q").itemsize == 8
 
 
 class SymbolColumns:
@@ -299,29 +315,31 @@ class SymbolColumns:
 
     ``names`` (u32 offsets into .strtab) and ``shndxs`` (u16) are arrays,
     ``infos`` a bytes object: every row's fields without a Python object
-    per symbol. Values are read for the few rows that need them.
+    per symbol. Values are read for the few rows that need them. The
+    table and ``.strtab`` are copied out once (a few KiB each), so the
+    searches below run on plain bytes whatever buffer the module is in.
     """
 
     __slots__ = (
-        "elf",
+        "endian",
         "entsize",
         "infos",
+        "is64",
         "names",
         "shndxs",
-        "str_end",
-        "str_offset",
         "str_size",
-        "table_offset",
+        "strings",
+        "table",
     )
 
     def __init__(self, elf: ElfFile, strtab: tuple[int, int], offset: int, size: int) -> None:
-        self.elf = elf
-        self.str_offset, self.str_size = strtab
-        self.str_end = self.str_offset + self.str_size
-        self.table_offset = offset
+        self.is64 = elf.is64
+        self.endian = elf.endian
+        self.strings = elf.data[strtab[0] : strtab[0] + strtab[1]]
+        self.str_size = len(self.strings)
         self.entsize = entsize = 24 if elf.is64 else 16
         name_at, info_at, shndx_at, _, _ = _SYMBOL_LAYOUT[elf.is64]
-        raw = elf.data[offset : offset + size]
+        self.table = raw = elf.data[offset : offset + size]
         words = array("I", raw)
         halves = array("H", raw)
         if elf.endian != _NATIVE:
@@ -339,41 +357,50 @@ class SymbolColumns:
         return not self.names or max(self.names) < self.str_size
 
     def value(self, row: int) -> int:
-        _, _, _, value_at, word = _SYMBOL_LAYOUT[self.elf.is64]
-        at = self.table_offset + row * self.entsize + value_at
-        (value,) = struct.unpack_from(self.elf.endian + word, self.elf.data, at)
+        _, _, _, value_at, word = _SYMBOL_LAYOUT[self.is64]
+        (value,) = struct.unpack_from(self.endian + word, self.table, row * self.entsize + value_at)
         return int(value)
 
     def name(self, row: int) -> str | None:
         offset = self.names[row]
         if offset >= self.str_size:
             return None
-        return self.elf.cstring(self.str_offset + offset, self.str_end)
+        end = self.strings.find(b"\0", offset)
+        return self.strings[offset : end if end >= 0 else None].decode("utf-8", "surrogateescape")
 
     def raw_names_of(self, rows: list[int]) -> list[bytes] | None:
         """Names of ``rows`` as bytes, found in C; None when one lies
         outside ``.strtab``."""
-        offsets = list(map(self.names.__getitem__, rows))
-        if offsets and max(offsets) >= self.str_size:
+        starts = list(map(self.names.__getitem__, rows))
+        if starts and max(starts) >= self.str_size:
             return None
-        data, end = self.elf.data, self.str_end
-        starts = list(map(add, offsets, repeat(self.str_offset)))
-        stops = list(map(data.find, repeat(b"\0"), starts, repeat(end)))
+        strings = self.strings
+        stops = list(map(strings.find, repeat(b"\0"), starts))
         if -1 in stops:  # the last string runs to the end of the table
-            stops = [end if stop < 0 else stop for stop in stops]
-        return list(map(data.__getitem__, map(slice, starts, stops)))
+            stops = [self.str_size if stop < 0 else stop for stop in stops]
+        return list(map(strings.__getitem__, map(slice, starts, stops)))
 
     def rows_named_with_prefix(self, prefix: bytes) -> list[int]:
         """Rows whose name starts with ``prefix``, in table order."""
-        data = self.elf.data
+        strings = self.strings
         starts = set()
-        pos = data.find(prefix, self.str_offset, self.str_end)
+        pos = strings.find(prefix)
         while pos >= 0:
-            starts.add(pos - self.str_offset)
-            pos = data.find(prefix, pos + 1, self.str_end)
+            starts.add(pos)
+            pos = strings.find(prefix, pos + 1)
         if not starts:
             return []
         return list(compress(range(len(self.names)), map(starts.__contains__, self.names)))
+
+    def weak_flags(self, rows: list[int]) -> list[bool]:
+        """Whether each of ``rows`` binds weakly (STB_WEAK); weak rows are
+        rare, so they are looked for in C first."""
+        flags = [False] * len(rows)
+        if self.infos.translate(_WEAK_BIND).find(1) < 0:
+            return flags
+        for at, row in enumerate(rows):
+            flags[at] = self.infos[row] >> 4 == 2
+        return flags
 
     def undefined_rows(self) -> list[int]:
         """Rows with section index SHN_UNDEF, in table order."""

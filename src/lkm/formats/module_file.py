@@ -15,10 +15,11 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+from array import array
 from dataclasses import dataclass
 from functools import cached_property
-from itertools import repeat
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import itemgetter, not_
 
 from lkm.errors import (
     FormatError,
@@ -31,14 +32,16 @@ from lkm.formats.elf import (
     BIND_FROM_ELF,
     EM_SPARC,
     EM_SPARCV9,
+    NATIVE_BYTE_ORDER,
     SHN_ABS,
     SHN_UNDEF,
     STT_REGISTER,
     Bind,
-    Buffer,
     ElfFile,
+    ElfSource,
     SymbolColumns,
 )
+from lkm.formats.file_regions import FileRegions
 from lkm.formats.module_names import (
     MODULE_EXTENSIONS as MODULE_EXTENSIONS,  # re-exported: callers import them from here too
 )
@@ -51,11 +54,7 @@ if TYPE_CHECKING:
     from lkm.formats.signature import ModuleSignature
 
 MODVERSION_SIZE = 64
-_MODVERSION = {
-    (is64, endian): struct.Struct(endian + ("Q56s" if is64 else "I60s"))
-    for is64 in (True, False)
-    for endian in "<>"
-}
+_MODVERSION_NAME = {True: struct.Struct("8x56s"), False: struct.Struct("4x60s")}
 _CRC_PREFIX = "__crc_"
 
 
@@ -100,7 +99,7 @@ class ModuleImage:
 
     __slots__ = ("__dict__", "data", "elf")
 
-    def __init__(self, data: Buffer) -> None:
+    def __init__(self, data: ElfSource) -> None:
         self.data = data
         self.elf = ElfFile(data)
 
@@ -152,11 +151,22 @@ class ModuleImage:
         return [(crc, _decode(raw)) for crc, raw in self._raw_modversions(offset, size)]
 
     def _raw_modversions(self, offset: int, size: int) -> list[tuple[int, bytes]]:
-        """(crc, name bytes) of each ``__versions`` entry, unpacked in C."""
-        layout = _MODVERSION[self.elf.is64, self.elf.endian]
-        entries = list(layout.iter_unpack(self.data[offset : offset + size]))
-        fields = map(bytes.partition, map(itemgetter(1), entries), repeat(b"\0"))
-        return list(zip(map(itemgetter(0), entries), map(itemgetter(0), fields), strict=True))
+        """(crc, name bytes) of each ``__versions`` entry."""
+        crcs, names = self._modversion_columns(offset, size)
+        return list(zip(crcs, names, strict=True))
+
+    def _modversion_columns(self, offset: int, size: int) -> tuple[list[int], list[bytes]]:
+        """CRCs and names (bytes, up to the first NUL) of the
+        ``__versions`` entries, each column made in a few C calls."""
+        raw = self.data[offset : offset + size]
+        width = 8 if self.elf.is64 else 4
+        words = array("Q" if self.elf.is64 else "I", raw)[:: MODVERSION_SIZE // width]
+        if self.elf.endian != NATIVE_BYTE_ORDER:
+            words.byteswap()
+        crcs = words.tolist()
+        fields = map(itemgetter(0), _MODVERSION_NAME[self.elf.is64].iter_unpack(raw))
+        names = list(map(itemgetter(0), map(bytes.partition, fields, repeat(b"\0"))))
+        return crcs, names
 
     def exports(self) -> list[Symbol]:
         """Exported symbols with CRCs (see :meth:`export_entries`)."""
@@ -175,13 +185,14 @@ class ModuleImage:
         table = self._symbol_columns
         if table is not None and table.names_in_range():
             result = []
+            sections: dict[int, bytes | None] = {}  # CRCs share one or two sections
             for row in table.rows_named_with_prefix(_CRC_PREFIX.encode()):
                 name = table.name(row)
                 assert name is not None
                 result.append(
                     (
                         name[len(_CRC_PREFIX) :],
-                        self._resolve_crc(table.value(row), table.shndxs[row]),
+                        self._resolve_crc(table.value(row), table.shndxs[row], sections),
                         _bind(table.infos[row] >> 4),
                     )
                 )
@@ -189,17 +200,22 @@ class ModuleImage:
                 return result
         return self._ksymtab_strings()
 
-    def _resolve_crc(self, value: int, shndx: int) -> int:
-        """CRC of an export: absolute, or a u32 inside a section (kmod's rule)."""
+    def _resolve_crc(self, value: int, shndx: int, sections: dict[int, bytes | None]) -> int:
+        """CRC of an export: absolute, or a u32 inside a section (kmod's
+        rule); ``sections`` keeps the contents read so far, by index."""
         if shndx in (SHN_ABS, SHN_UNDEF):
             return value
-        bounds = self.elf.section_bounds_by_index(shndx)
-        if bounds is None:
+        if shndx not in sections:
+            bounds = self.elf.section_bounds_by_index(shndx)
+            sections[shndx] = None if bounds is None else self.data[bounds[0] : sum(bounds)]
+        contents = sections[shndx]
+        if contents is None:
             return 0xFFFFFFFFFFFFFFFF
-        offset, size = bounds
-        if size < 4 or value > size - 4:
+        if len(contents) < 4 or value > len(contents) - 4:
             return 0xFFFFFFFFFFFFFFFF
-        return self.elf.uint(offset + value, 4)
+        return int.from_bytes(
+            contents[value : value + 4], "big" if self.elf.big_endian else "little"
+        )
 
     def _ksymtab_strings(self) -> list[tuple[str, int, Bind]]:
         raw = self.elf.section_data("__ksymtab_strings")
@@ -235,10 +251,11 @@ class ModuleImage:
         WEAK), then the ``__versions`` entries no symbol referred to
         (``module_layout`` and the like), as kmod lists them.
         """
-        versions: list[tuple[int, bytes]] = []
+        version_crcs: list[int] = []
+        version_names: list[bytes] = []
         bounds = self.elf.find_section("__versions")
         if bounds is not None and bounds[1] % MODVERSION_SIZE == 0:
-            versions = self._raw_modversions(*bounds)
+            version_crcs, version_names = self._modversion_columns(*bounds)
         table = self._symbol_columns
         if table is None:
             raise FormatError("no usable .symtab/.strtab")
@@ -252,23 +269,48 @@ class ModuleImage:
         if b"" in raw_names:  # nameless undefined symbols are not imports
             kept = [i for i, name in enumerate(raw_names) if name]
             rows, raw_names = [rows[i] for i in kept], [raw_names[i] for i in kept]
-        # Each name's CRC is its first __versions entry's; entries no
-        # symbol refers to follow, in table order. Names are matched as
-        # bytes and each decoded once (C maps: thousands of modules).
-        first_crc: dict[bytes, tuple[int, int]] = {}
-        for position, (crc, version_name) in enumerate(versions):
-            first_crc.setdefault(version_name, (position, crc))
-        found = list(map(first_crc.get, raw_names, repeat((-1, 0))))
-        names = list(map(bytes.decode, raw_names, repeat("utf-8"), repeat("surrogateescape")))
-        crcs = list(map(itemgetter(1), found))
-        weak = [table.infos[row] >> 4 == 2 for row in rows]
-        visited = set(map(itemgetter(0), found))
-        for position, (crc, version_name) in enumerate(versions):
-            if position not in visited:
-                names.append(_decode(version_name))
-                crcs.append(crc)
-                weak.append(False)
+        names = _decode_all(raw_names)
+        weak = table.weak_flags(rows)
+        if len(set(version_names)) < len(version_names):
+            versions = list(zip(version_crcs, version_names, strict=True))
+            crcs, extra = _match_versions_in_order(raw_names, versions)
+        else:
+            # The usual case, every name once: matched with C maps, which
+            # matters for the 190,000 entries of a tree.
+            crc_of = dict(zip(version_names, version_crcs, strict=True))
+            crcs = list(map(crc_of.get, raw_names, repeat(0)))
+            referenced = set(raw_names)
+            extra = list(
+                compress(
+                    range(len(version_names)),
+                    map(not_, map(referenced.__contains__, version_names)),
+                )
+            )
+        # Entries no symbol refers to follow, in table order.
+        names += _decode_all([version_names[i] for i in extra])
+        crcs += [version_crcs[i] for i in extra]
+        weak += [False] * len(extra)
         return names, crcs, weak
+
+
+def _match_versions_in_order(
+    raw_names: list[bytes], versions: list[tuple[int, bytes]]
+) -> tuple[list[int], list[int]]:
+    """CRCs of ``raw_names`` (each name's first ``__versions`` entry) and
+    the positions of the entries no name took, repeated names included."""
+    first: dict[bytes, tuple[int, int]] = {}
+    for position, (crc, version_name) in enumerate(versions):
+        first.setdefault(version_name, (position, crc))
+    found = list(map(first.get, raw_names, repeat((-1, 0))))
+    taken = set(map(itemgetter(0), found))
+    return list(map(itemgetter(1), found)), [i for i in range(len(versions)) if i not in taken]
+
+
+def _decode_all(raw: list[bytes]) -> list[str]:
+    """Decode many names in one call (none holds a NUL byte)."""
+    if not raw:
+        return []
+    return b"\0".join(raw).decode("utf-8", "surrogateescape").split("\0")
 
 
 def _decode(raw: bytes) -> str:
@@ -282,25 +324,30 @@ def _bind(elf_bind: int) -> Bind:
 class ModuleFile(ModuleImage):
     """A module read from a file; keeps the path, name and compression."""
 
-    __slots__ = ("_mmap", "compression", "name", "path")
+    __slots__ = ("_fd", "_mmap", "compression", "name", "path")
 
     def __init__(
         self,
-        data: Buffer,
+        data: ElfSource,
         path: str,
         kind: Compression,
         mapping: mmap.mmap | None = None,
+        fd: int | None = None,
     ) -> None:
         self.path = path
         self.name = module_name_from_path(path)
         self.compression = kind
         self._mmap = mapping
+        self._fd = fd  # owned: the file is read by position until close()
         super().__init__(data)
 
     def close(self) -> None:
         if self._mmap is not None:
             self._mmap.close()
             self._mmap = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> ModuleFile:
         return self
@@ -309,8 +356,13 @@ class ModuleFile(ModuleImage):
         self.close()
 
 
-def open_module(path: str) -> ModuleFile:
+def open_module(path: str, *, mapped: bool = True) -> ModuleFile:
     """Open a module file, decompressing by magic bytes.
+
+    An uncompressed module is mapped (``mapped``, the default) or, with
+    ``mapped=False``, read by position: only the regions asked for are
+    read, which is cheaper for a reader that touches a few sections of
+    each of thousands of files (depmod).
 
     Every failure (missing file, empty or short file, corrupt stream, bad
     ELF) raises one :class:`~lkm.errors.LkmError` whose message names the
@@ -322,6 +374,8 @@ def open_module(path: str) -> ModuleFile:
         raise ModuleFileNotFoundError(path) from None
     except OSError as exc:
         raise ModuleFormatError(path, exc.strerror or str(exc)) from None
+    if not mapped:
+        return _open_by_position(fd, path)  # keeps fd open for reading on
     try:
         return _open_fd(fd, path)
     finally:
@@ -336,10 +390,7 @@ def _open_fd(fd: int, path: str) -> ModuleFile:
     except OSError as exc:
         raise ModuleFormatError(path, exc.strerror or str(exc)) from None
     try:
-        size = len(mapping)
-        if size < compression.MAGIC_PROBE_SIZE:
-            raise FormatError(f"file too short to be a module ({size} bytes)")
-        kind = compression.detect(mapping[: compression.MAGIC_PROBE_SIZE])
+        kind = _compression_of(mapping)
         if kind is Compression.NONE:
             return ModuleFile(mapping, path, kind, mapping)
         data = compression.decompress(mapping, kind)
@@ -351,3 +402,38 @@ def _open_fd(fd: int, path: str) -> ModuleFile:
     except BaseException:
         mapping.close()
         raise
+
+
+def _open_by_position(fd: int, path: str) -> ModuleFile:
+    """A module over :class:`FileRegions` of ``fd``, which it then owns
+    (closed here on failure)."""
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            raise FormatError("empty file")  # the mapped path's wording
+        regions = FileRegions(fd, size)
+        kind = _compression_of(regions)
+        if kind is Compression.NONE:
+            return ModuleFile(regions, path, kind, fd=fd)
+        data = compression.decompress(regions[:size], kind)
+    except FormatError as exc:
+        os.close(fd)
+        raise ModuleFormatError(path, str(exc)) from None
+    except OSError as exc:
+        os.close(fd)
+        raise ModuleFormatError(path, exc.strerror or str(exc)) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    try:
+        return ModuleFile(data, path, kind)
+    except FormatError as exc:
+        raise ModuleFormatError(path, str(exc)) from None
+
+
+def _compression_of(data: ElfSource) -> Compression:
+    size = len(data)
+    if size < compression.MAGIC_PROBE_SIZE:
+        raise FormatError(f"file too short to be a module ({size} bytes)")
+    return compression.detect(data[: compression.MAGIC_PROBE_SIZE])

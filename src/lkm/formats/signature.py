@@ -22,7 +22,7 @@ from functools import lru_cache
 
 from lkm.errors import FormatError
 from lkm.formats import der
-from lkm.formats.elf import Buffer
+from lkm.formats.elf import ElfSource
 
 SIG_MAGIC = b"~Module signature appended~\n"
 SIG_INFO_SIZE = 12
@@ -127,7 +127,7 @@ def _cstr(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
-def read_signature(data: Buffer) -> ModuleSignature | None:
+def read_signature(data: ElfSource) -> ModuleSignature | None:
     """The signature appended to a module image, or None if it has none.
 
     An info block with out-of-range tables, a zero signature length or

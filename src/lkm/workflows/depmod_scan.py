@@ -24,7 +24,7 @@ def read_facts(path: str) -> ModuleFacts | ScanFailure:
     """A module's facts; a file that is not a readable module is a
     ScanFailure (kmod still lists it, with no aliases or dependencies)."""
     try:
-        with open_module(path) as module:
+        with open_module(path, mapped=False) as module:
             modinfo = tuple(module.modinfo() or ())
             exports = tuple((name, crc) for name, crc, _ in module.export_entries())
             try:

@@ -1,0 +1,54 @@
+"""A file read by position: the regions a reader asks for, nothing more.
+
+depmod reads a few small regions (the ELF and section headers, the symbol
+and string tables, ``.modinfo``, ``__versions``) of thousands of module
+files. ``os.pread`` of just those regions copies a few KiB per file; an
+mmap costs a mapping, an unmapping and a page fault for every page
+touched, which measured several times slower per file here. Whole files
+are never copied either way.
+"""
+
+from __future__ import annotations
+
+import os
+
+from lkm.errors import FormatError
+
+
+class FileRegions:
+    """Read-only, random-access view of an open file descriptor with the
+    few operations the ELF readers use: ``len()``, slicing (to bytes) and
+    ``find()``. The descriptor is the caller's: it must stay open while
+    the view is used, and the file must not change meanwhile."""
+
+    __slots__ = ("fd", "head", "size")
+
+    def __init__(self, fd: int, size: int, head_size: int = 64) -> None:
+        self.fd = fd
+        self.size = size
+        # The file's first bytes, read once: the compression magic and
+        # the ELF header are both asked for there.
+        self.head = os.pread(fd, min(head_size, size), 0)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key: slice) -> bytes:
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise TypeError("FileRegions supports contiguous slices only")
+        start, stop, _ = key.indices(self.size)
+        if stop <= start:
+            return b""
+        if stop <= len(self.head):
+            return self.head[start:stop]
+        data = os.pread(self.fd, stop - start, start)
+        if len(data) != stop - start:
+            raise FormatError("file changed while being read")
+        return data
+
+    def find(self, sub: bytes, start: int = 0, end: int | None = None) -> int:
+        """Like ``bytes.find``: the lowest position of ``sub`` in
+        ``[start, end)``, or -1."""
+        start, end, _ = slice(start, end).indices(self.size)
+        pos = self[start:end].find(sub)
+        return pos + start if pos >= 0 else -1
