@@ -105,7 +105,14 @@ class IndexBuilder:
         ]
 
     def to_bytes(self, layout: Layout = Layout.PRE_ORDER) -> bytes:
-        blocks = {key.encode(): _value_block(values) for key, values in self._entries.items()}
+        pack = _TWO_U32.pack
+        # Most keys have one value: that block is made inline (no call).
+        blocks = {
+            key.encode(): pack(1, values[0][0]) + values[0][1].encode() + b"\0"
+            if len(values) == 1
+            else _value_block(values)
+            for key, values in self._entries.items()
+        }
         keys = sorted(blocks)
         out = bytearray(HEADER_SIZE)
         if layout is Layout.PRE_ORDER:
@@ -218,29 +225,69 @@ def _write_pre_order(keys: list[bytes], blocks: dict[bytes, bytes], out: bytearr
 
     A child's offset is only known once it is written: the parent's table
     is reserved and each slot filled in when its child starts. Returns the
-    root's offset word.
+    root's offset word. One loop with everything inline: this writes tens
+    of thousands of nodes per index, and a call per node cost more than
+    the node's own work (the node shapes are :func:`_node_shape`'s).
     """
     if not keys:
         return len(out)
+    pack_into = _U32.pack_into
     root_word = 0
     # (lo, hi, depth, where the parent's table slot for this node is; -1: root)
     stack: list[tuple[int, int, int, int]] = [(0, len(keys), 0, -1)]
+    pop = stack.pop
     while stack:
-        lo, hi, depth, slot = stack.pop()
+        lo, hi, depth, slot = pop()
+        key = keys[lo]
+        offset = len(out)
         if hi - lo == 1 and depth:  # a leaf, like most nodes
-            _U32.pack_into(out, slot, _write_leaf(keys[lo], depth, blocks, out))
+            if len(key) > depth:
+                out += key[depth:]
+                out += b"\0"
+                out += blocks[key]
+                pack_into(out, slot, offset | NODE_PREFIX | NODE_VALUES)
+            else:
+                out += blocks[key]
+                pack_into(out, slot, offset | NODE_VALUES)
             continue
-        end, has_values, children = _node_shape(keys, lo, hi, depth)
-        word, table = _write_inner(keys, (lo, depth, end, has_values, children), None, blocks, out)
-        if children:
-            first = keys[children[0][0]][end]
-            for start, stop, below in reversed(children):
-                stack.append((start, stop, below, table + 4 * (keys[start][end] - first)))
+        end = depth + _common_prefix_length(key, keys[hi - 1], depth) if depth else 0
+        flags = 0
+        if end > depth:
+            flags = NODE_PREFIX
+            out += key[depth:end]
+            out += b"\0"
+        has_values = len(key) == end  # the shortest key sorts first
+        start = lo + 1 if has_values else lo
+        if start < hi:
+            flags |= NODE_CHILDS
+            first = keys[start][end]
+            out += _BYTE[first]
+            out += _BYTE[keys[hi - 1][end]]
+            table = len(out) - 4 * first
+            out += bytes(4 * (keys[hi - 1][end] - first + 1))
+            head = key[:end]
+            children = []
+            while start < hi:
+                char = keys[start][end]
+                # Every key of the range starts with ``head``: the group of
+                # ``char`` ends before the first key >= head + (char + 1).
+                stop = hi if char == 255 else bisect_left(keys, head + _BYTE[char + 1], start, hi)
+                children.append((start, stop, end + 1, table + 4 * char))
+                start = stop
+            children.reverse()
+            stack += children
+        if has_values:
+            flags |= NODE_VALUES
+            out += blocks[key]
         if slot < 0:
-            root_word = word
+            root_word = offset | flags
         else:
-            _U32.pack_into(out, slot, word)
+            pack_into(out, slot, offset | flags)
     return root_word
+
+
+# bytes((c,)) for every byte value, made once.
+_BYTE = [bytes((c,)) for c in range(256)]
 
 
 def _write_post_order(keys: list[bytes], blocks: dict[bytes, bytes], out: bytearray) -> int:

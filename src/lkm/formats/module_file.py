@@ -83,11 +83,24 @@ def split_modinfo(raw: bytes) -> list[tuple[str, str]]:
     or less is empty, empty strings are dropped, a string without ``=`` is
     a key with an empty value.
     """
+    return modinfo_pairs(modinfo_text(raw))
+
+
+def modinfo_text(raw: bytes) -> str:
+    """``.modinfo`` contents as one string of NUL-separated entries, as
+    :func:`split_modinfo` reads them (leading NULs dropped; a remainder of
+    one byte or less is empty). One object instead of a tuple per entry:
+    depmod keeps this for thousands of modules."""
     stripped = raw.lstrip(b"\0")
     if len(stripped) <= 1:
-        return []
+        return ""
+    return stripped.decode("utf-8", "surrogateescape")
+
+
+def modinfo_pairs(text: str) -> list[tuple[str, str]]:
+    """(key, value) pairs of a :func:`modinfo_text` string, in order."""
     pairs: list[tuple[str, str]] = []
-    for item in stripped.decode("utf-8", "surrogateescape").split("\0"):
+    for item in text.split("\0"):
         if item:
             key, _, value = item.partition("=")
             pairs.append((key, value))
@@ -111,6 +124,12 @@ class ModuleImage:
         if raw is None:
             return None
         return split_modinfo(raw)
+
+    def modinfo_text(self) -> str:
+        """``.modinfo`` as one string (see :func:`modinfo_text`); empty
+        when absent."""
+        raw = self.elf.section_data(".modinfo")
+        return "" if raw is None else modinfo_text(raw)
 
     # -- signature ------------------------------------------------------------
 

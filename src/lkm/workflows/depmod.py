@@ -305,7 +305,12 @@ _MAJOR_MINOR = re.compile(r"(char|block)-major-\s*\+?(\d+)-\s*\+?(\d+)")
 def devname_lines(aliases: list[tuple[str, str, int]], report: Report) -> list[str]:
     """modules.devname's lines from (alias, module name, module index)
     in module order: a module's devname and its first device number."""
-    lines = []
+    lines: list[str] = []
+    # Few modules have a devname: only their aliases are looked at.
+    wanted = {at for alias, _, at in aliases if alias.startswith("devname:")}
+    if not wanted:
+        return lines
+    aliases = [entry for entry in aliases if entry[2] in wanted]
     for (_, name), entries in groupby(aliases, key=itemgetter(2, 1)):
         devname: str | None = None
         node: tuple[str, int, int] | None = None
@@ -378,6 +383,12 @@ def read_builtin_inputs(moddir: str) -> dict[str, BuiltinInput]:
     return inputs
 
 
+# The entries modinfo_entries keeps: a whole entry (after a NUL; the text
+# gets one in front) whose key (the text before its first '=') is alias,
+# softdep or weakdep, and its value (empty without '='). Found in C,
+# module by module; the leading NUL lets the search skip from NUL to NUL.
+_MODINFO_WANTED = re.compile(r"\0(alias|softdep|weakdep)(?:=([^\0]*)|(?=\0|$))")
+
 # Groups made from resolved dependencies and symbols; the others need only
 # the modules' facts, so they can be rendered while resolving runs.
 RESOLVED_GROUPS = ("dep", "symbols")
@@ -432,10 +443,8 @@ class Rendering:
         for index, (module, info) in enumerate(zip(self.modules, self.facts, strict=True)):
             if info is None:
                 continue
-            for key, value in info.modinfo:
-                wanted = entries.get(key)
-                if wanted is not None:
-                    wanted.append((value, module.name, index))
+            for key, value in _MODINFO_WANTED.findall("\0" + info.modinfo):
+                entries[key].append((value, module.name, index))
         return entries
 
     @property
@@ -531,7 +540,10 @@ class Rendering:
 
         index = IndexBuilder()
         try:
-            entries = [(normalize_alias(a), name, at) for a, name, at in self.aliases]
+            keys = _normalize_aliases([a for a, _, _ in self.aliases])
+            entries = [
+                (key, name, at) for key, (_, name, at) in zip(keys, self.aliases, strict=True)
+            ]
         except AliasError:
             # Rare: warn about each bad alias in turn, among any duplicates.
             for alias, name, at in self.aliases:
@@ -605,6 +617,17 @@ def render(rendering: Rendering, report: Report, groups: Sequence[str] = tuple(G
     return merge_groups(render_groups(rendering, groups), report)
 
 
+def _normalize_aliases(aliases: list[str]) -> list[str]:
+    """:func:`~lkm.model.moddir.normalize_alias` of each alias; when none
+    has brackets (the usual case), all at once in C."""
+    from lkm.model.moddir import normalize_alias
+
+    joined = "\0".join(aliases)  # no NUL inside a .modinfo string
+    if "[" in joined or "]" in joined:
+        return [normalize_alias(alias) for alias in aliases]
+    return joined.replace("-", "_").split("\0") if aliases else []
+
+
 def _soft_dependencies(
     entries: dict[str, list[tuple[str, str, int]]], key: str, kind: str
 ) -> bytes:
@@ -616,7 +639,9 @@ def _soft_dependencies(
 
 
 def _text(lines: list[str]) -> bytes:
-    return "".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape")
+    if not lines:
+        return b""
+    return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
 
 
 def _collector(notes: Messages) -> Report:

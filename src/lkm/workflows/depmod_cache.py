@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 Report = Callable[[str, str], None]
 MAGIC = b"lkm-depmod-cache\n"
-FORMAT = 3
+FORMAT = 4
 _FRAME = struct.Struct(">QI")  # payload length, CRC-32
 TOKEN_SIZE = 16
 
@@ -172,13 +172,12 @@ def _facts_from_blob(blob: bytes) -> ModuleFacts | None:
     if not (isinstance(value, tuple) and len(value) == 5):
         return None
     modinfo, exports, names, crcs, weak = value
-    if not all(isinstance(column, tuple) for column in value):
+    if not all(isinstance(column, tuple) for column in value[1:]):
         return None
-    pairs = (*modinfo, *exports)
     if not (
-        set(map(type, pairs)) <= {tuple}
-        and set(map(len, pairs)) <= {2}
-        and set(map(type, chain.from_iterable(modinfo))) <= {str}
+        isinstance(modinfo, str)
+        and set(map(type, exports)) <= {tuple}
+        and set(map(len, exports)) <= {2}
         and set(map(type, map(itemgetter(0), exports))) <= {str}
         and set(map(type, map(itemgetter(1), exports))) <= {int}
         and set(map(type, names)) <= {str}

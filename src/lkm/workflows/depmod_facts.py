@@ -14,7 +14,10 @@ from dataclasses import dataclass
 class ModuleFacts:
     """What depmod reads from one module file."""
 
-    modinfo: tuple[tuple[str, str], ...]
+    # .modinfo as one string of NUL-separated key=value entries (see
+    # lkm.formats.module_file.modinfo_text): one object per module where
+    # the pairs would be dozens, to send, cache and keep.
+    modinfo: str
     exports: tuple[tuple[str, int], ...]  # (symbol, crc)
     # Needed symbols as three columns, in kmod's order: names, CRCs, weak
     # or not. Columns, not a tuple per symbol: a tree needs 200,000
@@ -28,8 +31,14 @@ class ModuleFacts:
         """(symbol, crc, weak) of each needed symbol."""
         return tuple(zip(self.needed_names, self.needed_crcs, self.needed_weak, strict=True))
 
+    def modinfo_pairs(self) -> list[tuple[str, str]]:
+        """(key, value) of each .modinfo entry, in order."""
+        from lkm.formats.module_file import modinfo_pairs
+
+        return modinfo_pairs(self.modinfo)
+
     def values(self, key: str) -> list[str]:
-        return [v for k, v in self.modinfo if k == key]
+        return [v for k, v in self.modinfo_pairs() if k == key]
 
     def fields(self) -> tuple[object, ...]:
         """Plain data (for marshal): ``ModuleFacts(*facts.fields())`` is ``facts``."""

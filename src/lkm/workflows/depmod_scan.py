@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import marshal
 from collections.abc import Sequence
+from sys import intern
 
 from lkm.errors import FileFormatError, FormatError, LkmError
 from lkm.formats.module_file import open_module
@@ -19,13 +20,15 @@ from lkm.workflows.depmod_facts import ScanFailure as ScanFailure
 # Fewer modules than this are read in-process: a fork costs more.
 MIN_PARALLEL = 64
 
+_SHARED_CRCS: dict[int, int] = {}
+
 
 def read_facts(path: str) -> ModuleFacts | ScanFailure:
     """A module's facts; a file that is not a readable module is a
     ScanFailure (kmod still lists it, with no aliases or dependencies)."""
     try:
         with open_module(path, mapped=False) as module:
-            modinfo = tuple(module.modinfo() or ())
+            modinfo = module.modinfo_text()
             exports = tuple((name, crc) for name, crc, _ in module.export_entries())
             try:
                 names, crcs, weak = module.needed_columns()
@@ -35,7 +38,16 @@ def read_facts(path: str) -> ModuleFacts | ScanFailure:
                     [],
                     [],
                 )  # no usable symbol table: no dependencies, as in kmod
-            return ModuleFacts(modinfo, exports, tuple(names), tuple(crcs), tuple(weak))
+            # Thousands of modules need the same few thousand symbols:
+            # one object per distinct name and CRC keeps the facts small,
+            # and marshal then sends each once.
+            return ModuleFacts(
+                modinfo,
+                exports,
+                tuple(map(intern, names)),
+                tuple(map(_SHARED_CRCS.setdefault, crcs, crcs)),
+                tuple(weak),
+            )
     except FileFormatError as exc:
         return ScanFailure(exc.problem)
     except LkmError as exc:
