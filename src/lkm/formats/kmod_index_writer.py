@@ -223,67 +223,84 @@ def _write_inner(
 def _write_pre_order(keys: list[bytes], blocks: dict[bytes, bytes], out: bytearray) -> int:
     """Each node, then its children in character order (kmod >= 34).
 
-    A child's offset is only known once it is written: the parent's table
-    is reserved and each slot filled in when its child starts. Returns the
-    root's offset word. One loop with everything inline: this writes tens
-    of thousands of nodes per index, and a call per node cost more than
-    the node's own work (the node shapes are :func:`_node_shape`'s).
+    A child's offset is only known once it is written: a node's table is
+    reserved with the node and each slot filled in when its child starts.
+    Returns the root's offset word.
+
+    The nodes' shapes are :func:`_node_shape`'s, found inline: this
+    writes tens of thousands of nodes per index and a call per node cost
+    more than the node's own work. The loop walks "the children of one
+    node from a given one on": a leaf child (most are) is written on the
+    spot; an inner child is written, the rest of its siblings put aside,
+    and the walk goes on with its own children.
     """
     if not keys:
         return len(out)
     pack_into = _U32.pack_into
-    root_word = 0
-    # (lo, hi, depth, where the parent's table slot for this node is; -1: root)
-    stack: list[tuple[int, int, int, int]] = [(0, len(keys), 0, -1)]
-    pop = stack.pop
-    while stack:
-        lo, hi, depth, slot = pop()
-        key = keys[lo]
-        offset = len(out)
-        if hi - lo == 1 and depth:  # a leaf, like most nodes
-            if len(key) > depth:
-                out += key[depth:]
+    root = len(out)
+    # The root: no prefix; values only for the empty key (sorted first).
+    has_values = not keys[0]
+    flags = NODE_VALUES if has_values else 0
+    first_child = 1 if has_values else 0
+    table = 0
+    if first_child < len(keys):
+        flags |= NODE_CHILDS
+        table = _reserve_table(keys[first_child][0], keys[-1][0], out)
+    if has_values:
+        out += blocks[keys[0]]
+    root_word = root | flags
+    # Walks still to finish: (first child's index, end of the parent's
+    # range, the parent's prefix end = the child's character position,
+    # where the parent's table would hold character 0).
+    walks: list[tuple[int, int, int, int]] = [(first_child, len(keys), 0, table)]
+    while walks:
+        start, hi, end, table = walks.pop()
+        while start < hi:
+            key = keys[start]
+            char = key[end]
+            depth = end + 1
+            after = start + 1
+            offset = len(out)
+            if after == hi or keys[after][end] != char:  # a leaf
+                if len(key) > depth:
+                    out += key[depth:]
+                    out += b"\0"
+                    out += blocks[key]
+                    pack_into(out, table + 4 * char, offset | NODE_PREFIX | NODE_VALUES)
+                else:
+                    out += blocks[key]
+                    pack_into(out, table + 4 * char, offset | NODE_VALUES)
+                start = after
+                continue
+            # An inner node: keys[start:stop] share key[:depth].
+            stop = hi if char == 255 else bisect_left(keys, key[:end] + _BYTE[char + 1], after, hi)
+            if stop < hi:
+                walks.append((stop, hi, end, table))
+            own_end = depth + _common_prefix_length(key, keys[stop - 1], depth)
+            flags = NODE_CHILDS
+            if own_end > depth:
+                flags |= NODE_PREFIX
+                out += key[depth:own_end]
                 out += b"\0"
+            has_values = len(key) == own_end  # the shortest key sorts first
+            first_child = after if has_values else start
+            child_table = _reserve_table(keys[first_child][own_end], keys[stop - 1][own_end], out)
+            if has_values:
+                flags |= NODE_VALUES
                 out += blocks[key]
-                pack_into(out, slot, offset | NODE_PREFIX | NODE_VALUES)
-            else:
-                out += blocks[key]
-                pack_into(out, slot, offset | NODE_VALUES)
-            continue
-        end = depth + _common_prefix_length(key, keys[hi - 1], depth) if depth else 0
-        flags = 0
-        if end > depth:
-            flags = NODE_PREFIX
-            out += key[depth:end]
-            out += b"\0"
-        has_values = len(key) == end  # the shortest key sorts first
-        start = lo + 1 if has_values else lo
-        if start < hi:
-            flags |= NODE_CHILDS
-            first = keys[start][end]
-            out += _BYTE[first]
-            out += _BYTE[keys[hi - 1][end]]
-            table = len(out) - 4 * first
-            out += bytes(4 * (keys[hi - 1][end] - first + 1))
-            head = key[:end]
-            children = []
-            while start < hi:
-                char = keys[start][end]
-                # Every key of the range starts with ``head``: the group of
-                # ``char`` ends before the first key >= head + (char + 1).
-                stop = hi if char == 255 else bisect_left(keys, head + _BYTE[char + 1], start, hi)
-                children.append((start, stop, end + 1, table + 4 * char))
-                start = stop
-            children.reverse()
-            stack += children
-        if has_values:
-            flags |= NODE_VALUES
-            out += blocks[key]
-        if slot < 0:
-            root_word = offset | flags
-        else:
-            pack_into(out, slot, offset | flags)
+            pack_into(out, table + 4 * char, offset | flags)
+            start, hi, end, table = first_child, stop, own_end, child_table
     return root_word
+
+
+def _reserve_table(first: int, last: int, out: bytearray) -> int:
+    """A children table for characters first..last, zero-filled; returns
+    where the slot of character 0 would be (slot of c: that + 4 * c)."""
+    out += _BYTE[first]
+    out += _BYTE[last]
+    at = len(out)
+    out += bytes(4 * (last - first + 1))
+    return at - 4 * first
 
 
 # bytes((c,)) for every byte value, made once.
