@@ -22,12 +22,12 @@ import struct
 import sys
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass
 from itertools import compress, repeat
 from operator import not_
 
 from lkm.errors import FormatError
 from lkm.formats.file_regions import FileRegions
+from lkm.records import FrozenRecord
 
 EI_NIDENT = 16
 ELFMAG = b"\x7fELF"
@@ -79,16 +79,20 @@ Buffer = bytes | mmap.mmap
 ElfSource = bytes | mmap.mmap | FileRegions
 
 
-@dataclass(frozen=True, slots=True)
-class ElfSymbol:
+class ElfSymbol(FrozenRecord):
     """One ``.symtab`` entry (index 0, the null symbol, is never returned)."""
 
-    index: int
-    name: str | None  # None when st_name points outside .strtab
-    value: int
-    size: int
-    info: int
-    shndx: int
+    __slots__ = ("index", "info", "name", "shndx", "size", "value")
+
+    def __init__(
+        self, index: int, name: str | None, value: int, size: int, info: int, shndx: int
+    ) -> None:
+        self.index = index
+        self.name = name  # None when st_name points outside .strtab
+        self.value = value
+        self.size = size
+        self.info = info
+        self.shndx = shndx
 
     @property
     def bind(self) -> int:

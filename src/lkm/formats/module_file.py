@@ -16,7 +16,6 @@ import mmap
 import os
 import struct
 from array import array
-from dataclasses import dataclass
 from functools import cached_property
 from itertools import compress, repeat
 from operator import itemgetter, not_
@@ -47,6 +46,7 @@ from lkm.formats.module_names import (
 )
 from lkm.formats.module_names import has_module_extension as has_module_extension
 from lkm.formats.module_names import module_name_from_path as module_name_from_path
+from lkm.records import FrozenRecord
 
 # Each __versions entry: a CRC word (4 or 8 bytes) then the name, 64 bytes.
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
@@ -58,21 +58,25 @@ _MODVERSION_NAME = {True: struct.Struct("8x56s"), False: struct.Struct("4x60s")}
 _CRC_PREFIX = "__crc_"
 
 
-@dataclass(frozen=True, slots=True)
-class Symbol:
+class Symbol(FrozenRecord):
     """A symbol with its modversion CRC (0 when there is none)."""
 
-    name: str
-    crc: int
-    bind: Bind
+    __slots__ = ("bind", "crc", "name")
+
+    def __init__(self, name: str, crc: int, bind: Bind) -> None:
+        self.name = name
+        self.crc = crc
+        self.bind = bind
 
 
-@dataclass(frozen=True, slots=True)
-class ModVersion:
+class ModVersion(FrozenRecord):
     """One entry of the ``__versions`` section."""
 
-    name: str
-    crc: int
+    __slots__ = ("crc", "name")
+
+    def __init__(self, name: str, crc: int) -> None:
+        self.name = name
+        self.crc = crc
 
 
 def split_modinfo(raw: bytes) -> list[tuple[str, str]]:
@@ -202,10 +206,13 @@ class ModuleImage:
         the fallback, as in kmod.
         """
         table = self._symbol_columns
-        if table is not None and table.names_in_range():
+        # Most modules export nothing: no __crc_ name at all settles it
+        # before the whole table is checked.
+        crc_prefix = _CRC_PREFIX.encode()
+        if table is not None and crc_prefix in table.strings and table.names_in_range():
             result = []
             sections: dict[int, bytes | None] = {}  # CRCs share one or two sections
-            for row in table.rows_named_with_prefix(_CRC_PREFIX.encode()):
+            for row in table.rows_named_with_prefix(crc_prefix):
                 name = table.name(row)
                 assert name is not None
                 result.append(

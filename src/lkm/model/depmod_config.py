@@ -19,7 +19,8 @@ import os
 import re
 import stat
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+
+from lkm.records import FrozenRecord, Record
 
 DEFAULT_CONFIG_PATHS = (
     "/etc/depmod.d",
@@ -33,23 +34,34 @@ BUILTIN = "built-in"
 EXTERNAL = "external"
 
 
-@dataclass(frozen=True, slots=True)
-class Search:
+class Search(FrozenRecord):
     """A ``search`` entry: a subdirectory, or the built-in or external place."""
 
-    kind: str  # "path", BUILTIN or EXTERNAL
-    path: str = ""
+    __slots__ = ("kind", "path")
+
+    def __init__(self, kind: str, path: str = "") -> None:
+        self.kind = kind  # "path", BUILTIN or EXTERNAL
+        self.path = path
 
 
-@dataclass
-class DepmodConfig:
+class DepmodConfig(Record):
     """Directives in kmod's list order (reverse of appearance: kmod prepends)."""
 
-    searches: list[Search] = field(default_factory=list)
-    overrides: list[str] = field(default_factory=list)  # "SUBDIR/MODULE"
-    externals: list[str] = field(default_factory=list)
-    excludes: list[str] = field(default_factory=list)
-    messages: list[tuple[str, str]] = field(default_factory=list)  # (level, text)
+    __slots__ = ("excludes", "externals", "messages", "overrides", "searches")
+
+    def __init__(
+        self,
+        searches: list[Search] | None = None,
+        overrides: list[str] | None = None,
+        externals: list[str] | None = None,
+        excludes: list[str] | None = None,
+        messages: list[tuple[str, str]] | None = None,
+    ) -> None:
+        self.searches = searches if searches is not None else []
+        self.overrides = overrides if overrides is not None else []  # "SUBDIR/MODULE"
+        self.externals = externals if externals is not None else []
+        self.excludes = excludes if excludes is not None else []
+        self.messages = messages if messages is not None else []  # (level, text)
 
     def note(self, level: str, text: str) -> None:
         self.messages.append((level, text))

@@ -18,7 +18,6 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import groupby, repeat
 from operator import itemgetter
@@ -26,6 +25,7 @@ from operator import itemgetter
 from lkm.errors import AliasError, LkmError
 from lkm.formats.kmod_hash import hash_order
 from lkm.formats.kmod_index_writer import IndexBuilder, Layout
+from lkm.records import Record
 from lkm.system.atomic import replace_file
 from lkm.workflows.depmod_discover import FoundModule
 from lkm.workflows.depmod_facts import ModuleFacts, ScanFailure
@@ -68,24 +68,37 @@ class DependencyCycle(LkmError):
         self.lines = lines
 
 
-@dataclass
-class Resolved:
+class Resolved(Record):
     """Everything the outputs are made from."""
 
-    modules: list[FoundModule]
-    facts: list[ModuleFacts | None]  # None: unreadable module
-    deps: list[list[int]]  # direct dependencies, by module index
-    sort_index: list[int]  # topological position (users before providers)
-    symbols: dict[str, tuple[int, int]]  # name -> (owner index or KERNEL, crc)
+    __slots__ = ("deps", "facts", "modules", "sort_index", "symbols")
+
+    def __init__(
+        self,
+        modules: list[FoundModule],
+        facts: list[ModuleFacts | None],
+        deps: list[list[int]],
+        sort_index: list[int],
+        symbols: dict[str, tuple[int, int]],
+    ) -> None:
+        self.modules = modules
+        self.facts = facts  # None: unreadable module
+        self.deps = deps  # direct dependencies, by module index
+        self.sort_index = sort_index  # topological position (users before providers)
+        self.symbols = symbols  # name -> (owner index or KERNEL, crc)
 
 
-@dataclass
-class KernelSymbols:
+class KernelSymbols(Record):
     """-E/-F input: kernel-exported symbols and whether CRCs are checked."""
 
-    crcs: dict[str, int] = field(default_factory=dict)
-    check_crcs: bool = False
-    loaded: bool = False
+    __slots__ = ("check_crcs", "crcs", "loaded")
+
+    def __init__(
+        self, crcs: dict[str, int] | None = None, check_crcs: bool = False, loaded: bool = False
+    ) -> None:
+        self.crcs = crcs if crcs is not None else {}
+        self.check_crcs = check_crcs
+        self.loaded = loaded
 
 
 def readable_facts(
@@ -337,11 +350,13 @@ def devname_lines(aliases: list[tuple[str, str, int]], report: Report) -> list[s
     return lines
 
 
-@dataclass
-class Outputs:
+class Outputs(Record):
     """Rendered files, name → bytes (None: left out, as kmod does)."""
 
-    files: dict[str, FileData | None]
+    __slots__ = ("files",)
+
+    def __init__(self, files: dict[str, FileData | None]) -> None:
+        self.files = files
 
 
 # Output files rendered from the same inputs form a group: a group is

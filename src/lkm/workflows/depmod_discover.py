@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from lkm.formats.kmod_hash import hash_order
 from lkm.formats.module_names import MODULE_EXTENSIONS, has_module_extension
 from lkm.model.depmod_config import BUILTIN, EXTERNAL, DepmodConfig
+from lkm.records import FrozenRecord
 
 Report = Callable[[str, str], None]
 SKIPPED_NAMES = (".", "..", "build", "source")
@@ -24,13 +24,15 @@ SKIPPED_NAMES = (".", "..", "build", "source")
 MODULE_HASH_BUCKETS = 512
 
 
-@dataclass(frozen=True, slots=True)
-class FoundModule:
+class FoundModule(FrozenRecord):
     """One module file depmod indexes (kmod's struct mod)."""
 
-    name: str
-    path: str  # full path as depmod prints it in messages
-    relpath: str | None  # relative to the module directory; None outside it
+    __slots__ = ("name", "path", "relpath")
+
+    def __init__(self, name: str, path: str, relpath: str | None) -> None:
+        self.name = name
+        self.path = path  # full path as depmod prints it in messages
+        self.relpath = relpath  # relative to the module directory; None outside it
 
     @property
     def listed_path(self) -> str:

@@ -7,24 +7,34 @@ Plain tuples: results cross a process boundary and are cached between runs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from lkm.records import FrozenRecord
 
 
-@dataclass(frozen=True, slots=True)
-class ModuleFacts:
+class ModuleFacts(FrozenRecord):
     """What depmod reads from one module file."""
 
-    # .modinfo as one string of NUL-separated key=value entries (see
-    # lkm.formats.module_file.modinfo_text): one object per module where
-    # the pairs would be dozens, to send, cache and keep.
-    modinfo: str
-    exports: tuple[tuple[str, int], ...]  # (symbol, crc)
-    # Needed symbols as three columns, in kmod's order: names, CRCs, weak
-    # or not. Columns, not a tuple per symbol: a tree needs 200,000
-    # symbols, which cross a pipe, go into the cache and get looked up.
-    needed_names: tuple[str, ...]
-    needed_crcs: tuple[int, ...]
-    needed_weak: tuple[bool, ...]
+    __slots__ = ("exports", "modinfo", "needed_crcs", "needed_names", "needed_weak")
+
+    def __init__(
+        self,
+        modinfo: str,
+        exports: tuple[tuple[str, int], ...],
+        needed_names: tuple[str, ...],
+        needed_crcs: tuple[int, ...],
+        needed_weak: tuple[bool, ...],
+    ) -> None:
+        # .modinfo as one string of NUL-separated key=value entries (see
+        # lkm.formats.module_file.modinfo_text): one object per module
+        # where the pairs would be dozens, to send, cache and keep.
+        self.modinfo = modinfo
+        self.exports = exports  # (symbol, crc)
+        # Needed symbols as three columns, in kmod's order: names, CRCs,
+        # weak or not. Columns, not a tuple per symbol: a tree needs
+        # 200,000 symbols, which cross a pipe, go into the cache and get
+        # looked up.
+        self.needed_names = needed_names
+        self.needed_crcs = needed_crcs
+        self.needed_weak = needed_weak
 
     @property
     def needed(self) -> tuple[tuple[str, int, bool], ...]:
@@ -45,8 +55,10 @@ class ModuleFacts:
         return (self.modinfo, self.exports, self.needed_names, self.needed_crcs, self.needed_weak)
 
 
-@dataclass(frozen=True, slots=True)
-class ScanFailure:
+class ScanFailure(FrozenRecord):
     """A module that could not be read: the one-line message."""
 
-    message: str
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
