@@ -186,10 +186,15 @@ class ModuleImage:
         words = array("Q" if self.elf.is64 else "I", raw)[:: MODVERSION_SIZE // width]
         if self.elf.endian != NATIVE_BYTE_ORDER:
             words.byteswap()
-        crcs = words.tolist()
+        return words.tolist(), self._modversion_names_in(raw)
+
+    def _modversion_names(self, offset: int, size: int) -> list[bytes]:
+        """The ``__versions`` names (bytes, up to the first NUL)."""
+        return self._modversion_names_in(self.data[offset : offset + size])
+
+    def _modversion_names_in(self, raw: bytes) -> list[bytes]:
         fields = map(itemgetter(0), _MODVERSION_NAME[self.elf.is64].iter_unpack(raw))
-        names = list(map(itemgetter(0), map(bytes.partition, fields, repeat(b"\0"))))
-        return crcs, names
+        return list(map(itemgetter(0), map(bytes.partition, fields, repeat(b"\0"))))
 
     def exports(self) -> list[Symbol]:
         """Exported symbols with CRCs (see :meth:`export_entries`)."""
@@ -269,19 +274,29 @@ class ModuleImage:
         names, crcs, weak = self.needed_columns()
         return list(zip(names, crcs, weak, strict=True))
 
-    def needed_columns(self) -> tuple[list[str], list[int], list[bool]]:
-        """Names, CRCs (from ``__versions``) and weak flags of the symbols
-        the module imports, as three columns.
+    def import_names(self) -> list[str]:
+        """Every name the module imports, for working out dependencies
+        only: the undefined ``.symtab`` symbols in table order, then every
+        ``__versions`` name (those already seen too). The same names, first
+        seen in the same order, as :meth:`needed_columns` gives, without
+        the CRCs and weak flags or the work of matching them."""
+        _, version_names = self._version_columns(crcs=False)
+        _, _, raw_names = self._undefined_symbols()
+        return _decode_all(raw_names + version_names)
 
-        Undefined ``.symtab`` entries in table order (weak ones marked
-        WEAK), then the ``__versions`` entries no symbol referred to
-        (``module_layout`` and the like), as kmod lists them.
-        """
-        version_crcs: list[int] = []
-        version_names: list[bytes] = []
+    def _version_columns(self, crcs: bool) -> tuple[list[int], list[bytes]]:
+        """``__versions``' CRCs (if asked for) and names; empty without a
+        usable section."""
         bounds = self.elf.find_section("__versions")
-        if bounds is not None and bounds[1] % MODVERSION_SIZE == 0:
-            version_crcs, version_names = self._modversion_columns(*bounds)
+        if bounds is None or bounds[1] % MODVERSION_SIZE:
+            return [], []
+        if crcs:
+            return self._modversion_columns(*bounds)
+        return [], self._modversion_names(*bounds)
+
+    def _undefined_symbols(self) -> tuple[SymbolColumns, list[int], list[bytes]]:
+        """The symbol table, and the rows and names (bytes) of its named
+        undefined symbols, in table order."""
         table = self._symbol_columns
         if table is None:
             raise FormatError("no usable .symtab/.strtab")
@@ -295,6 +310,18 @@ class ModuleImage:
         if b"" in raw_names:  # nameless undefined symbols are not imports
             kept = [i for i, name in enumerate(raw_names) if name]
             rows, raw_names = [rows[i] for i in kept], [raw_names[i] for i in kept]
+        return table, rows, raw_names
+
+    def needed_columns(self) -> tuple[list[str], list[int], list[bool]]:
+        """Names, CRCs (from ``__versions``) and weak flags of the symbols
+        the module imports, as three columns.
+
+        Undefined ``.symtab`` entries in table order (weak ones marked
+        WEAK), then the ``__versions`` entries no symbol referred to
+        (``module_layout`` and the like), as kmod lists them.
+        """
+        version_crcs, version_names = self._version_columns(crcs=True)
+        table, rows, raw_names = self._undefined_symbols()
         names = _decode_all(raw_names)
         weak = table.weak_flags(rows)
         if len(set(version_names)) < len(version_names):

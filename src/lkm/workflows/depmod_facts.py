@@ -31,7 +31,8 @@ class ModuleFacts(FrozenRecord):
         # Needed symbols as three columns, in kmod's order: names, CRCs,
         # weak or not. Columns, not a tuple per symbol: a tree needs
         # 200,000 symbols, which cross a pipe, go into the cache and get
-        # looked up.
+        # looked up. Read for dependencies only (depmod_scan's ``lean``),
+        # the names may repeat and the CRCs and weak flags are empty.
         self.needed_names = needed_names
         self.needed_crcs = needed_crcs
         self.needed_weak = needed_weak

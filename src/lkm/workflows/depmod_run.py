@@ -211,6 +211,13 @@ def _needs_resolving(settings: DepmodSettings) -> bool:
     return settings.dry_run or settings.print_unknown or settings.verbose > 0
 
 
+def _dependencies_only(settings: DepmodSettings) -> bool:
+    """Whether resolving only looks up who provides each needed symbol
+    (no -e, -v or -P): then CRCs and weak flags are never read, and an
+    uncached scan can leave them out (:func:`~lkm.workflows.depmod_scan.read_facts`)."""
+    return not (settings.print_unknown or settings.verbose or settings.prefix)
+
+
 def _write(outputs: Outputs, settings: DepmodSettings) -> int:
     try:
         write_outputs(outputs, settings.output_dir)
@@ -256,7 +263,7 @@ def run_depmod(
     else:
         from lkm.workflows.depmod_scan import scan
 
-        results = scan([m.path for m in modules])
+        results = scan([m.path for m in modules], lean=_dependencies_only(settings))
     facts = readable_facts(modules, results, report)
 
     def resolver() -> Resolved:

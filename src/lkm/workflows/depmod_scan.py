@@ -23,21 +23,29 @@ MIN_PARALLEL = 64
 _SHARED_CRCS: dict[int, int] = {}
 
 
-def read_facts(path: str) -> ModuleFacts | ScanFailure:
+def read_facts(path: str, lean: bool = False) -> ModuleFacts | ScanFailure:
     """A module's facts; a file that is not a readable module is a
-    ScanFailure (kmod still lists it, with no aliases or dependencies)."""
+    ScanFailure (kmod still lists it, with no aliases or dependencies).
+
+    ``lean``: for resolving that only looks up who provides each needed
+    name (no -e, -v or -P, no cache to fill): the needed names are the
+    module's import names (the same names, first seen in the same order)
+    and the CRCs and weak flags are left empty, which saves matching them.
+    """
     try:
         with open_module(path, mapped=False) as module:
             modinfo = module.modinfo_text()
             exports = tuple((name, crc) for name, crc, _ in module.export_entries())
+            names: list[str] = []
+            crcs: list[int] = []
+            weak: list[bool] = []
             try:
-                names, crcs, weak = module.needed_columns()
+                if lean:
+                    names = module.import_names()
+                else:
+                    names, crcs, weak = module.needed_columns()
             except FormatError:
-                names, crcs, weak = (
-                    [],
-                    [],
-                    [],
-                )  # no usable symbol table: no dependencies, as in kmod
+                pass  # no usable symbol table: no dependencies, as in kmod
             # Thousands of modules need the same few thousand symbols:
             # one object per distinct name and CRC keeps the facts small,
             # and marshal then sends each once.
@@ -54,8 +62,8 @@ def read_facts(path: str) -> ModuleFacts | ScanFailure:
         return ScanFailure(str(exc))
 
 
-def _read_all(paths: Sequence[str]) -> list[ModuleFacts | ScanFailure]:
-    return [read_facts(path) for path in paths]
+def _read_all(paths: Sequence[str], lean: bool = False) -> list[ModuleFacts | ScanFailure]:
+    return [read_facts(path, lean) for path in paths]
 
 
 def _encode(results: list[ModuleFacts | ScanFailure]) -> bytes:
@@ -73,21 +81,25 @@ def _decode(data: bytes) -> list[ModuleFacts | ScanFailure]:
     ]
 
 
-def scan(paths: Sequence[str]) -> list[ModuleFacts | ScanFailure]:
-    """Facts for each path, in order; large lists use two processes.
+def scan(paths: Sequence[str], lean: bool = False) -> list[ModuleFacts | ScanFailure]:
+    """Facts for each path, in order (``lean``: see :func:`read_facts`);
+    large lists use two processes.
 
     The halves are every other path, not the first and second half: the
     big modules (and the xz-compressed ones) are spread through a tree by
     directory, and alternating keeps both cores busy until the end.
     """
     if len(paths) < MIN_PARALLEL:
-        return _read_all(paths)  # a re-run that read a few changed modules
+        return _read_all(paths, lean)  # a re-run that read a few changed modules
     from lkm.system.fork import split_map
+
+    def work(part: Sequence[str]) -> list[ModuleFacts | ScanFailure]:
+        return _read_all(part, lean)
 
     half = (len(paths) + 1) // 2
     shuffled = [*paths[0::2], *paths[1::2]]
     parts = split_map(
-        shuffled, _read_all, min_items=MIN_PARALLEL, parent_share=0.5, codec=(_encode, _decode)
+        shuffled, work, min_items=MIN_PARALLEL, parent_share=0.5, codec=(_encode, _decode)
     )
     flat = [result for part in parts for result in part]
     ordered: list[ModuleFacts | ScanFailure] = flat[:]
