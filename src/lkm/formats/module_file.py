@@ -275,14 +275,14 @@ class ModuleImage:
         return list(zip(names, crcs, weak, strict=True))
 
     def import_names(self) -> list[str]:
-        """Every name the module imports, for working out dependencies
-        only: the undefined ``.symtab`` symbols in table order, then every
-        ``__versions`` name (those already seen too). The same names, first
-        seen in the same order, as :meth:`needed_columns` gives, without
-        the CRCs and weak flags or the work of matching them."""
+        """Every name the module imports, once each, for working out
+        dependencies only: the undefined ``.symtab`` symbols in table
+        order, then the ``__versions`` names not among them. The names of
+        :meth:`needed_columns`, first seen in the same order, without the
+        CRCs and weak flags or the work of matching them."""
         _, version_names = self._version_columns(crcs=False)
         _, _, raw_names = self._undefined_symbols()
-        return _decode_all(raw_names + version_names)
+        return _decode_all(list(dict.fromkeys(raw_names + version_names)))
 
     def _version_columns(self, crcs: bool) -> tuple[list[int], list[bytes]]:
         """``__versions``' CRCs (if asked for) and names; empty without a
