@@ -110,3 +110,27 @@ def test_outdir_and_moduledir(kernel_61: KernelFixture, tmp_path: Path) -> None:
     assert result.status == 0
     moved = alt / "usr" / "lib" / "modules" / kernel_61.version
     assert (moved / "modules.dep").read_bytes() == (written / "modules.dep").read_bytes()
+
+
+def test_helper_process_or_not_same_files(
+    kernel_61: KernelFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the helper process (the default: it reads half the modules,
+    then renders the alias, softdep, weakdep, built-in and devname files)
+    and in one process (LKM_JOBS=1), with and without a cache: the same
+    files, byte for byte."""
+    root = tmp_path / "root"
+    tree_copy(kernel_61, root)
+    runs: dict[str, dict[str, bytes]] = {}
+    for jobs in ("2", "1"):
+        monkeypatch.setenv("LKM_JOBS", jobs)
+        for cache in (["--no-cache"], ["--cache-dir", str(tmp_path / f"cache-{jobs}")]):
+            out = tmp_path / f"out-{jobs}-{len(cache)}"
+            args = [*cache, "-b", str(root), "-o", str(out), kernel_61.version]
+            assert lkm("depmod", args).status == 0
+            written = out / "lib" / "modules" / kernel_61.version
+            runs[f"jobs={jobs} {cache[0]}"] = {p.name: p.read_bytes() for p in written.iterdir()}
+    first = next(iter(runs.values()))
+    assert len(first) >= 11 and first["modules.alias.bin"]
+    for name, files in runs.items():
+        assert files == first, name

@@ -138,3 +138,143 @@ def _read_all(fd: int) -> bytes:
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
+
+
+# -- a worker that talks back --------------------------------------------------
+#
+# split_map hands a child one job and takes one answer. A worker exchanges
+# several messages with its parent, so that it can go on with a second job
+# once the parent has told it what it needs (depmod: the child renders the
+# alias index after the parent sent the .modinfo of its half). Each
+# message is a frame: its length, its kind, the bytes.
+
+_FRAME = struct.Struct("<QB")
+_DATA, _LKM_ERROR, _BUG = 0, 1, 2
+
+
+class Channel:
+    """One end of a worker's two pipes: frames of bytes out and in."""
+
+    def __init__(self, read_fd: int, write_fd: int) -> None:
+        self.read_fd = read_fd
+        self.write_fd = write_fd
+
+    def send(self, data: bytes, kind: int = _DATA) -> None:
+        view = memoryview(_FRAME.pack(len(data), kind) + data)
+        while view:
+            view = view[os.write(self.write_fd, view) :]
+
+    def receive(self) -> bytes:
+        """The next frame's bytes. An error frame raises what the other
+        side raised (WorkerError for an LkmError, RuntimeError with the
+        traceback for a bug); the other end closed raises WorkerError."""
+        header = self._read(_FRAME.size)
+        length, kind = _FRAME.unpack(header)
+        data = self._read(length)
+        if kind == _LKM_ERROR:
+            raise WorkerError(data.decode("utf-8", "surrogateescape"))
+        if kind == _BUG:
+            raise RuntimeError(f"worker process raised:\n{data.decode('utf-8', 'replace')}")
+        return data
+
+    def _read(self, size: int) -> bytes:
+        chunks: list[bytes] = []
+        left = size
+        while left:
+            chunk = os.read(self.read_fd, min(left, 1 << 20))
+            if not chunk:
+                raise WorkerError("worker process failed")
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        """Close both ends (once)."""
+        for fd in (self.read_fd, self.write_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.read_fd = self.write_fd = -1
+
+
+class Worker:
+    """A forked child running ``body(channel)``, seen from the parent.
+
+    Use as a context manager: leaving it early (an error in the parent)
+    kills the child; :meth:`finish` waits for a child that is done.
+    """
+
+    def __init__(self, pid: int, channel: Channel) -> None:
+        self.pid = pid
+        self.channel = channel
+        self._reaped = False
+
+    def send(self, data: bytes) -> None:
+        self.channel.send(data)
+
+    def receive(self) -> bytes:
+        return self.channel.receive()
+
+    def finish(self) -> None:
+        """Wait for the child; WorkerError if it failed."""
+        self.channel.close()
+        _, status = os.waitpid(self.pid, 0)
+        self._reaped = True
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise WorkerError("worker process failed")
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Kill the child unless :meth:`finish` already waited for it."""
+        if not self._reaped:
+            self.channel.close()
+            os.kill(self.pid, signal.SIGKILL)  # not reaped: it exists, if only as a zombie
+            os.waitpid(self.pid, 0)
+            self._reaped = True
+
+
+def start_worker(body: Callable[[Channel], None]) -> Worker | None:
+    """Fork a child that runs ``body`` with its end of the channel, then
+    exits. None when parallelism is off (:func:`jobs`) or fork fails: the
+    caller then does the work itself."""
+    if jobs() < 2 or not hasattr(os, "fork"):
+        return None
+    to_child = os.pipe()
+    to_parent = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        for fd in (*to_child, *to_parent):
+            os.close(fd)
+        return None
+    if pid == 0:  # pragma: no cover - runs in the child
+        os.close(to_child[1])
+        os.close(to_parent[0])
+        _run_worker(body, Channel(to_child[0], to_parent[1]))
+    os.close(to_child[0])
+    os.close(to_parent[1])
+    return Worker(pid, Channel(to_parent[0], to_child[1]))
+
+
+def _run_worker(body: Callable[[Channel], None], channel: Channel) -> None:
+    """Runs in the forked child: the body, its error as a frame, exit."""
+    code = 0
+    try:
+        try:
+            body(channel)
+        except LkmError as exc:
+            code = 1
+            channel.send(str(exc).encode("utf-8", "surrogateescape"), _LKM_ERROR)
+        except BaseException:
+            import traceback
+
+            code = 1
+            channel.send(traceback.format_exc().encode("utf-8", "replace"), _BUG)
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)

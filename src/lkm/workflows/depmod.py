@@ -616,6 +616,28 @@ def render_groups(rendering: Rendering, groups: Sequence[str]) -> dict[str, Rend
     return {name: group for part in parts for name, group in part}
 
 
+def render_unresolved_groups(
+    modules: list[FoundModule],
+    modinfos: list[str | None],
+    builtins: dict[str, BuiltinInput],
+    layout: Layout,
+    warn_dups: bool,
+) -> dict[str, RenderedGroup]:
+    """The groups that need no resolving (alias, softdep, weakdep, the
+    built-in indexes, devname), from each module's ``.modinfo`` text alone
+    (None: an unreadable module): what a helper process renders while
+    this one resolves."""
+    facts: list[ModuleFacts | None] = [
+        None if text is None else ModuleFacts(text, (), (), (), ()) for text in modinfos
+    ]
+    rendering = Rendering(modules, facts, _not_resolvable, builtins, layout, warn_dups, True)
+    return {group: rendering.render(group) for group in GROUPS if group not in RESOLVED_GROUPS}
+
+
+def _not_resolvable() -> Resolved:
+    raise AssertionError("these groups need no resolving")
+
+
 def merge_groups(rendered: dict[str, RenderedGroup], report: Report) -> Outputs:
     """All groups' files; their messages replayed in kmod's order."""
     files: dict[str, FileData | None] = {}

@@ -8,6 +8,7 @@ rendering and writing (or printing, for ``-n``).
 
 from __future__ import annotations
 
+import marshal
 import os
 from collections.abc import Callable
 
@@ -17,16 +18,19 @@ from lkm.formats.module_names import has_module_extension
 from lkm.model.depmod_config import DepmodConfig, load_config
 from lkm.records import Record
 from lkm.workflows.depmod import (
+    RESOLVED_GROUPS,
     TEXT_FILES,
     DependencyCycle,
     KernelSymbols,
     Outputs,
+    RenderedGroup,
     Rendering,
     Resolved,
     merge_groups,
     read_builtin_inputs,
     readable_facts,
     render,
+    render_unresolved_groups,
     resolve,
     write_outputs,
 )
@@ -34,7 +38,10 @@ from lkm.workflows.depmod_discover import Discovery, module_array, read_modules_
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
+    from lkm.system.fork import Worker
     from lkm.workflows.depmod_cache import DepmodCache
+    from lkm.workflows.depmod_discover import FoundModule
+    from lkm.workflows.depmod_facts import ModuleFacts, ScanFailure
 
 Report = Callable[[str, str], None]
 
@@ -245,7 +252,9 @@ def run_depmod(
     kernel = _kernel_symbols(settings, report)
     discovery = _discover(settings, report)
     modules = module_array(discovery.found, read_modules_order(moddir, report))
+    binary = not settings.dry_run
     cache: DepmodCache | None = None
+    helper: Worker | None = None
     if settings.use_cache:
         from lkm.workflows.depmod_cache import DepmodCache
 
@@ -261,9 +270,51 @@ def run_depmod(
         results = scanned.results()
         cache.save_index(scanned)
     else:
-        from lkm.workflows.depmod_scan import scan
+        results, helper = _scan_uncached(modules, settings, binary)
+    try:
+        return _resolve_and_render(
+            settings, modules, results, kernel, cache, helper, report, show, stdout
+        )
+    finally:
+        if helper is not None:
+            helper.close()
 
-        results = scan([m.path for m in modules], lean=_dependencies_only(settings))
+
+def _scan_uncached(
+    modules: list[FoundModule], settings: DepmodSettings, binary: bool
+) -> tuple[list[ModuleFacts | ScanFailure], Worker | None]:
+    """Every module's facts, and the helper process rendering the groups
+    that need no resolving (None: render them here)."""
+    from lkm.workflows.depmod_scan import scan, scan_sharing
+
+    paths = [m.path for m in modules]
+    lean = _dependencies_only(settings)
+    if binary:
+        builtins = read_builtin_inputs(settings.input_dir)
+        layout, warn_dups = settings.layout, settings.warn_dups
+
+        def render_others(modinfos: list[str | None]) -> bytes:
+            groups = render_unresolved_groups(modules, modinfos, builtins, layout, warn_dups)
+            return marshal.dumps(groups)
+
+        shared = scan_sharing(paths, lean, render_others)
+        if shared is not None:
+            return shared
+    return scan(paths, lean), None
+
+
+def _resolve_and_render(
+    settings: DepmodSettings,
+    modules: list[FoundModule],
+    results: list[ModuleFacts | ScanFailure],
+    kernel: KernelSymbols,
+    cache: DepmodCache | None,
+    helper: Worker | None,
+    report: Report,
+    show: Callable[[str], None] | None,
+    stdout: Callable[[bytes], None] | None,
+) -> int:
+    moddir = settings.input_dir
     facts = readable_facts(modules, results, report)
 
     def resolver() -> Resolved:
@@ -279,14 +330,20 @@ def run_depmod(
 
     binary = not settings.dry_run
     basis = cache.basis(modules, _options(settings)) if cache and binary else None
-    # The built-in lists are read after the basis took their identities.
-    builtins = read_builtin_inputs(moddir) if binary else {}
+    # The built-in lists are read after the basis took their identities;
+    # with a helper, it renders the groups made from them.
+    builtins = read_builtin_inputs(moddir) if binary and helper is None else {}
     rendering = Rendering(
         modules, facts, resolver, builtins, settings.layout, settings.warn_dups, binary
     )
     try:
         if cache is not None and basis is not None:
             outputs = merge_groups(cache.render(rendering, basis), report)
+        elif helper is not None:
+            mine = {group: rendering.render(group) for group in RESOLVED_GROUPS}
+            theirs: dict[str, RenderedGroup] = marshal.loads(helper.receive())
+            helper.finish()
+            outputs = merge_groups({**mine, **theirs}, report)
         else:
             outputs = render(rendering, report)
     except DependencyCycle as cycle:

@@ -9,13 +9,17 @@ cores when the tree is large (:func:`lkm.system.fork.split_map`).
 from __future__ import annotations
 
 import marshal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from sys import intern
 
 from lkm.errors import FileFormatError, FormatError, LkmError
 from lkm.formats.module_file import open_module
 from lkm.workflows.depmod_facts import ModuleFacts as ModuleFacts
 from lkm.workflows.depmod_facts import ScanFailure as ScanFailure
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
+if TYPE_CHECKING:
+    from lkm.system.fork import Channel, Worker
 
 # Fewer modules than this are read in-process: a fork costs more.
 MIN_PARALLEL = 64
@@ -106,3 +110,48 @@ def scan(paths: Sequence[str], lean: bool = False) -> list[ModuleFacts | ScanFai
     ordered[0::2] = flat[:half]
     ordered[1::2] = flat[half:]
     return ordered
+
+
+def scan_sharing(
+    paths: Sequence[str], lean: bool, follow_up: Callable[[list[str | None]], bytes]
+) -> tuple[list[ModuleFacts | ScanFailure], Worker] | None:
+    """:func:`scan` with a helper process that keeps going: it reads every
+    other path, sends its facts, is sent the ``.modinfo`` texts of the
+    rest, runs ``follow_up`` on all texts (module order; None for an
+    unreadable module) and sends its bytes, which :meth:`Worker.receive`
+    returns. The same helper, so no second fork (and none of the
+    copy-on-write faults of forking a process that holds all facts).
+
+    Returns the facts and the worker (close it when done), or None when
+    there is no second process to be had: then call :func:`scan`.
+    """
+    if len(paths) < MIN_PARALLEL:
+        return None
+    from lkm.system.fork import start_worker
+
+    def helper(channel: Channel) -> None:
+        mine = _read_all(paths[1::2], lean)
+        channel.send(_encode(mine))
+        texts: list[str | None] = [None] * len(paths)
+        texts[0::2] = marshal.loads(channel.receive())
+        texts[1::2] = _modinfo_texts(mine)
+        channel.send(follow_up(texts))
+
+    worker = start_worker(helper)
+    if worker is None:
+        return None
+    try:
+        mine = _read_all(paths[0::2], lean)
+        theirs = _decode(worker.receive())
+        worker.send(marshal.dumps(_modinfo_texts(mine)))
+    except BaseException:
+        worker.close()
+        raise
+    ordered: list[ModuleFacts | ScanFailure] = [*mine, *theirs]
+    ordered[0::2] = mine
+    ordered[1::2] = theirs
+    return ordered, worker
+
+
+def _modinfo_texts(results: list[ModuleFacts | ScanFailure]) -> list[str | None]:
+    return [r.modinfo if isinstance(r, ModuleFacts) else None for r in results]
