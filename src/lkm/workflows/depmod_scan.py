@@ -9,6 +9,7 @@ cores when the tree is large (:func:`lkm.system.fork.split_map`).
 from __future__ import annotations
 
 import marshal
+import os
 from collections.abc import Callable, Sequence
 from sys import intern
 
@@ -70,87 +71,113 @@ def _read_all(paths: Sequence[str], lean: bool = False) -> list[ModuleFacts | Sc
     return [read_facts(path, lean) for path in paths]
 
 
-def _encode(results: list[ModuleFacts | ScanFailure]) -> bytes:
-    """Results as marshal data: several times faster than pickling the
-    dataclasses, which matters for the half a worker sends back."""
-    plain = [r.fields() if isinstance(r, ModuleFacts) else r.message for r in results]
-    return marshal.dumps(plain)
-
-
-def _decode(data: bytes) -> list[ModuleFacts | ScanFailure]:
-    # From our own worker through a pipe, never from a file.
-    return [
-        ScanFailure(item) if isinstance(item, str) else ModuleFacts(*item)
-        for item in marshal.loads(data)
-    ]
-
-
 def scan(paths: Sequence[str], lean: bool = False) -> list[ModuleFacts | ScanFailure]:
     """Facts for each path, in order (``lean``: see :func:`read_facts`);
-    large lists use two processes.
+    large lists use two processes (see :func:`scan_sharing`)."""
+    shared = scan_sharing(paths, lean)
+    if shared is None:
+        return _read_all(paths, lean)  # a few modules, or no second process
+    results, helper = shared
+    with helper:
+        helper.finish()
+    return results
 
-    The halves are every other path, not the first and second half: the
-    big modules (and the xz-compressed ones) are spread through a tree by
-    directory, and alternating keeps both cores busy until the end.
-    """
-    if len(paths) < MIN_PARALLEL:
-        return _read_all(paths, lean)  # a re-run that read a few changed modules
-    from lkm.system.fork import split_map
 
-    def work(part: Sequence[str]) -> list[ModuleFacts | ScanFailure]:
-        return _read_all(part, lean)
-
-    half = (len(paths) + 1) // 2
-    shuffled = [*paths[0::2], *paths[1::2]]
-    parts = split_map(
-        shuffled, work, min_items=MIN_PARALLEL, parent_share=0.5, codec=(_encode, _decode)
-    )
-    flat = [result for part in parts for result in part]
-    ordered: list[ModuleFacts | ScanFailure] = flat[:]
-    ordered[0::2] = flat[:half]
-    ordered[1::2] = flat[half:]
-    return ordered
+# Modules per unit of work the two processes take turns at. Small enough
+# that neither waits long for the other at the end (a chunk of big xz
+# modules takes tens of milliseconds), large enough to cost nothing.
+CHUNK = 32
 
 
 def scan_sharing(
-    paths: Sequence[str], lean: bool, follow_up: Callable[[list[str | None]], bytes]
+    paths: Sequence[str],
+    lean: bool,
+    follow_up: Callable[[list[str | None]], bytes] | None = None,
 ) -> tuple[list[ModuleFacts | ScanFailure], Worker] | None:
-    """:func:`scan` with a helper process that keeps going: it reads every
-    other path, sends its facts, is sent the ``.modinfo`` texts of the
-    rest, runs ``follow_up`` on all texts (module order; None for an
-    unreadable module) and sends its bytes, which :meth:`Worker.receive`
-    returns. The same helper, so no second fork (and none of the
-    copy-on-write faults of forking a process that holds all facts).
+    """Read ``paths`` with a helper process, and let it keep going.
 
-    Returns the facts and the worker (close it when done), or None when
-    there is no second process to be had: then call :func:`scan`.
+    Both processes take chunks of paths from one queue (a pipe of chunk
+    numbers) until it is empty, so each ends when the other does whatever
+    the modules cost (xz ones vary a lot); the helper sends its facts.
+    With ``follow_up``, it is then sent the ``.modinfo`` texts of the
+    chunks this process read, runs ``follow_up`` on all texts (module
+    order; None for an unreadable module) and sends its bytes, which
+    :meth:`Worker.receive` returns: the same helper, so no second fork
+    (and none of the copy-on-write faults of forking a process that holds
+    all facts).
+
+    Returns the facts and the helper (close it when done), or None for a
+    short list or when there is no second process to be had.
     """
     if len(paths) < MIN_PARALLEL:
         return None
-    from lkm.system.fork import start_worker
+    from lkm.system.fork import WorkerError, start_worker
 
-    def helper(channel: Channel) -> None:
-        mine = _read_all(paths[1::2], lean)
-        channel.send(_encode(mine))
-        texts: list[str | None] = [None] * len(paths)
-        texts[0::2] = marshal.loads(channel.receive())
-        texts[1::2] = _modinfo_texts(mine)
-        channel.send(follow_up(texts))
-
-    worker = start_worker(helper)
-    if worker is None:
-        return None
+    chunks = [range(start, min(start + CHUNK, len(paths))) for start in range(0, len(paths), CHUNK)]
+    queue_out, queue_in = os.pipe()
     try:
-        mine = _read_all(paths[0::2], lean)
-        theirs = _decode(worker.receive())
-        worker.send(marshal.dumps(_modinfo_texts(mine)))
-    except BaseException:
+        # A few hundred bytes: the pipe holds them all, nobody waits.
+        os.write(queue_in, b"".join(k.to_bytes(4, "little") for k in range(len(chunks))))
+        os.close(queue_in)
+
+        def read_chunks() -> dict[int, list[ModuleFacts | ScanFailure]]:
+            done = {}
+            while number := os.read(queue_out, 4):  # 4-byte reads from a pipe are atomic
+                k = int.from_bytes(number, "little")
+                done[k] = _read_all([paths[i] for i in chunks[k]], lean)
+            return done
+
+        def helper(channel: Channel) -> None:
+            mine = read_chunks()
+            channel.send(_encode_chunks(mine))
+            if follow_up is None:
+                return
+            texts: list[str | None] = [None] * len(paths)
+            for chunk, chunk_texts in marshal.loads(channel.receive()):
+                texts[chunks[chunk].start : chunks[chunk].stop] = chunk_texts
+            for chunk, results in mine.items():
+                texts[chunks[chunk].start : chunks[chunk].stop] = _modinfo_texts(results)
+            channel.send(follow_up(texts))
+
+        worker = start_worker(helper)
+        if worker is None:
+            return None
+        try:
+            mine = read_chunks()
+            theirs = _decode_chunks(worker.receive())
+            if follow_up is not None:
+                worker.send(marshal.dumps([(k, _modinfo_texts(r)) for k, r in mine.items()]))
+        except BaseException:
+            worker.close()
+            raise
+    finally:
+        os.close(queue_out)
+    if len(mine) + len(theirs) != len(chunks):
         worker.close()
-        raise
-    ordered: list[ModuleFacts | ScanFailure] = [*mine, *theirs]
-    ordered[0::2] = mine
-    ordered[1::2] = theirs
+        raise WorkerError("worker process lost part of the work")
+    ordered: list[ModuleFacts | ScanFailure] = []
+    for k in range(len(chunks)):
+        ordered += mine[k] if k in mine else theirs[k]
     return ordered, worker
+
+
+def _encode_chunks(done: dict[int, list[ModuleFacts | ScanFailure]]) -> bytes:
+    """Chunks of results as marshal data: several times faster than
+    pickling them, which matters for the half a helper sends back."""
+    return marshal.dumps(
+        [
+            (k, [r.fields() if isinstance(r, ModuleFacts) else r.message for r in results])
+            for k, results in done.items()
+        ]
+    )
+
+
+def _decode_chunks(data: bytes) -> dict[int, list[ModuleFacts | ScanFailure]]:
+    # From our own helper through a pipe, never from a file.
+    return {
+        k: [ScanFailure(item) if isinstance(item, str) else ModuleFacts(*item) for item in plain]
+        for k, plain in marshal.loads(data)
+    }
 
 
 def _modinfo_texts(results: list[ModuleFacts | ScanFailure]) -> list[str | None]:
