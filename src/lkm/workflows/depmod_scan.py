@@ -3,7 +3,7 @@
 :class:`~lkm.workflows.depmod_facts.ModuleFacts` is all depmod needs from a module file — its
 ``.modinfo``, exports and needed symbols — as plain tuples, so results can
 cross a process boundary and be cached between runs. Scanning uses both
-cores when the tree is large (:func:`lkm.system.fork.split_map`).
+cores when the tree is large (:func:`scan_sharing`).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ if TYPE_CHECKING:
 # Fewer modules than this are read in-process: a fork costs more.
 MIN_PARALLEL = 64
 
-_SHARED_CRCS: dict[int, int] = {}
 
-
-def read_facts(path: str, lean: bool = False) -> ModuleFacts | ScanFailure:
+def read_facts(
+    path: str, lean: bool = False, crcs_seen: dict[int, int] | None = None
+) -> ModuleFacts | ScanFailure:
     """A module's facts; a file that is not a readable module is a
     ScanFailure (kmod still lists it, with no aliases or dependencies).
 
@@ -36,6 +36,7 @@ def read_facts(path: str, lean: bool = False) -> ModuleFacts | ScanFailure:
     name (no -e, -v or -P, no cache to fill): the needed names are the
     module's import names (the same names, first seen in the same order)
     and the CRCs and weak flags are left empty, which saves matching them.
+    ``crcs_seen``: CRC objects to share between the modules of one scan.
     """
     try:
         with open_module(path, mapped=False) as module:
@@ -58,7 +59,7 @@ def read_facts(path: str, lean: bool = False) -> ModuleFacts | ScanFailure:
                 modinfo,
                 exports,
                 tuple(map(intern, names)),
-                tuple(map(_SHARED_CRCS.setdefault, crcs, crcs)),
+                tuple(crcs if crcs_seen is None else map(crcs_seen.setdefault, crcs, crcs)),
                 tuple(weak),
             )
     except FileFormatError as exc:
@@ -67,8 +68,11 @@ def read_facts(path: str, lean: bool = False) -> ModuleFacts | ScanFailure:
         return ScanFailure(str(exc))
 
 
-def _read_all(paths: Sequence[str], lean: bool = False) -> list[ModuleFacts | ScanFailure]:
-    return [read_facts(path, lean) for path in paths]
+def _read_all(
+    paths: Sequence[str], lean: bool = False, crcs_seen: dict[int, int] | None = None
+) -> list[ModuleFacts | ScanFailure]:
+    seen: dict[int, int] = {} if crcs_seen is None else crcs_seen
+    return [read_facts(path, lean, seen) for path in paths]
 
 
 def scan(paths: Sequence[str], lean: bool = False) -> list[ModuleFacts | ScanFailure]:
@@ -122,9 +126,10 @@ def scan_sharing(
 
         def read_chunks() -> dict[int, list[ModuleFacts | ScanFailure]]:
             done = {}
+            crcs_seen: dict[int, int] = {}
             while number := os.read(queue_out, 4):  # 4-byte reads from a pipe are atomic
                 k = int.from_bytes(number, "little")
-                done[k] = _read_all([paths[i] for i in chunks[k]], lean)
+                done[k] = _read_all([paths[i] for i in chunks[k]], lean, crcs_seen)
             return done
 
         def helper(channel: Channel) -> None:
