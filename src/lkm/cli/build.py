@@ -10,15 +10,14 @@ if TYPE_CHECKING:
 
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "build") -> int:
-    from lkm.cli.options import argument_parser, kbuild_arguments, line_writer
+    from lkm.cli.options import argument_parser, kbuild_arguments, line_writer, parse_arguments
     from lkm.workflows.build import BuildError, build
 
     parser = argument_parser("lkm build", __doc__, out, err)
     kbuild_arguments(parser, "kernel release or headers directory (default: the running kernel)")
-    try:
-        options = parser.parse_args(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    options = parse_arguments(parser, args)
+    if isinstance(options, int):
+        return options
     line = line_writer(out)
 
     try:

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "keygen") -> int:
-    from lkm.cli.options import argument_parser
+    from lkm.cli.options import argument_parser, parse_arguments
     from lkm.workflows import keygen
 
     parser = argument_parser("lkm keygen", __doc__, out, err)
@@ -33,10 +33,9 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "keygen") ->
         "--der", action="store_true", help="write the certificate as DER (for mokutil --import)"
     )
     parser.add_argument("--force", action="store_true", help="replace existing files")
-    try:
-        options = parser.parse_args(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    options = parse_arguments(parser, args)
+    if isinstance(options, int):
+        return options
     try:
         keygen.write_key_pair(
             options.key,

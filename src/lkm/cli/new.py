@@ -9,17 +9,16 @@ if TYPE_CHECKING:
 
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "new") -> int:
-    from lkm.cli.options import argument_parser
+    from lkm.cli.options import argument_parser, parse_arguments
     from lkm.workflows.scaffold import TEMPLATES, ScaffoldError, create
 
     parser = argument_parser("lkm new", __doc__, out, err)
     parser.add_argument("directory", help="where to write it; its name is the module's")
     parser.add_argument("--template", "-t", choices=TEMPLATES, default="hello")
     parser.add_argument("--author", help="MODULE_AUTHOR (default: $USER)")
-    try:
-        options = parser.parse_args(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    options = parse_arguments(parser, args)
+    if isinstance(options, int):
+        return options
     try:
         scaffold = create(options.directory, options.template, options.author)
     except ScaffoldError as exc:

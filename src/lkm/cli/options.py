@@ -166,3 +166,15 @@ def argument_parser(
                 stream.write(message.encode("utf-8", "replace"))
 
     return Parser(prog=prog, description=description)
+
+
+def parse_arguments(
+    parser: argparse.ArgumentParser, args: Sequence[str]
+) -> argparse.Namespace | int:
+    """The parsed options, or the exit status when argparse ended the
+    command itself (``--help``: 0, a usage error: 2), its message already
+    written to the parser's streams."""
+    try:
+        return parser.parse_args(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "sign") -> int:
-    from lkm.cli.options import argument_parser
+    from lkm.cli.options import argument_parser, parse_arguments
     from lkm.formats.signature_writer import SIGNING_HASHES
     from lkm.workflows.sign import DEFAULT_HASH, SignError, load_signer, sign_file
 
@@ -32,10 +32,9 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "sign") -> i
         action="store_true",
         help="name the signer by the certificate's subjectKeyIdentifier (sign-file -k)",
     )
-    try:
-        options = parser.parse_args(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    options = parse_arguments(parser, args)
+    if isinstance(options, int):
+        return options
     if options.output is not None and len(options.modules) > 1:
         err.write(b"lkm sign: --output takes one MODULE\n")
         return 2

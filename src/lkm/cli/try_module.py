@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> int:
-    from lkm.cli.options import argument_parser, kbuild_arguments, line_writer
+    from lkm.cli.options import argument_parser, kbuild_arguments, line_writer, parse_arguments
     from lkm.errors import LkmError
     from lkm.workflows.try_module import GUEST_TIMEOUT, try_module
 
@@ -30,10 +30,9 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> in
     parser.add_argument(
         "--timeout", type=float, default=GUEST_TIMEOUT, help="seconds the guest may take"
     )
-    try:
-        options = parser.parse_args(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    options = parse_arguments(parser, args)
+    if isinstance(options, int):
+        return options
     line = line_writer(out)
 
     try:
