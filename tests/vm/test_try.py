@@ -207,7 +207,8 @@ def test_panic_ends_the_try_with_the_console(kernel_61: KernelFixture, tmp_path:
     status, report = try_init(tmp_path, kernel_61, "panics", init)
     assert status == 1, report
     assert "problem: the kernel panicked" in report
-    assert "Kernel panic - not syncing: lkm try panics here" in report
+    assert "  [" in report and "] Kernel panic - not syncing: lkm try panics here" in report
+    assert report.count("console (last lines):") == 1, report
 
 
 def test_bad_starts_are_one_line(kernel_61: KernelFixture, tmp_path: Path) -> None:

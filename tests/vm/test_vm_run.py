@@ -65,7 +65,24 @@ def test_panic_ends_the_run_quickly(kernel_612: KernelFixture) -> None:
         qemu.run(str(kernel_612.vmlinuz), str(kernel_612.indexed_moddir), kernel_612.version,
                  ["sh", "-c", "echo c > /proc/sysrq-trigger"], timeout=100)  # fmt: skip
     assert "panic" in str(info.value).lower()
+    assert "Kernel panic - not syncing: sysrq triggered crash" in info.value.console
+    assert str(info.value).count("console (last lines):") == 1
     assert time.monotonic() - start < 60
+
+
+def test_console_tail_reaches_back_to_the_panic_line() -> None:
+    boot = [f"[ 1.{n:06d}] boot line {n}" for n in range(200)]
+    trace = [f"[ 5.{n:06d}]  frame_{n}+0x11/0x40" for n in range(70)]
+    panic = "[ 5.000000] Kernel panic - not syncing: lkm try panics here"
+    oops = "[ 4.900000] BUG: kernel NULL pointer dereference, address: 0000000000000000"
+    assert qemu.console_tail("\n".join(boot)).splitlines() == boot[-qemu.CONSOLE_TAIL :]
+    tail = qemu.console_tail("\n".join([*boot, panic, *trace])).splitlines()
+    assert tail == [panic, *trace]
+    short = trace[:30]
+    tail = qemu.console_tail("\n".join([*boot, oops, *short, panic, *short])).splitlines()
+    assert tail == [oops, *short, panic, *short]
+    far_back = [*boot, panic, *boot[: 3 * qemu.CONSOLE_TAIL]]  # too far back to reach
+    assert qemu.console_tail("\n".join(far_back)).splitlines() == far_back[-qemu.CONSOLE_TAIL :]
 
 
 def test_dry_run_prints_the_qemu_command(kernel_61: KernelFixture) -> None:

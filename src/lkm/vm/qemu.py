@@ -42,7 +42,33 @@ _POLL = 0.01
 
 
 class VmError(LkmError):
-    """The VM did not run a command to the end; the message says why."""
+    """The VM did not run a command to the end; the message says why and
+    ``console`` holds the console's last lines (empty if it never booted)."""
+
+    def __init__(self, message: str, console: str = "") -> None:
+        super().__init__(f"{message}\nconsole (last lines):\n{console}" if console else message)
+        self.reason = message
+        self.console = console
+
+
+# First lines of the kernel's reports of a dying kernel: the console tail
+# reaches back to the first of them, because a panic's call trace and
+# registers alone can fill CONSOLE_TAIL lines and push out the one line
+# that says what happened.
+_DEATH_STARTS = ("Kernel panic - not syncing", "BUG: ", "Oops: ", "general protection fault")
+
+
+def console_tail(console: str, count: int = CONSOLE_TAIL) -> str:
+    """The last ``count`` lines of ``console``, or more: from the first
+    panic or oops line among the last ``3 * count`` (an oops that panics
+    prints its ``BUG:`` line first, and that one says what happened)."""
+    lines = console.splitlines()
+    start = max(0, len(lines) - count)
+    for index in range(max(0, len(lines) - 3 * count), start):
+        if any(words in lines[index] for words in _DEATH_STARTS):
+            start = index
+            break
+    return "\n".join(lines[start:])
 
 
 @dataclass(frozen=True)
@@ -210,7 +236,7 @@ class VmSession:
                 self._fail(f"before '{what}' finished")
             if time.monotonic() > deadline:
                 self._kill()
-                raise VmError(f"'{what}' ran past {timeout:.0f} s\n{self._tail()}")
+                raise VmError(f"'{what}' ran past {timeout:.0f} s", console_tail(self.console))
             time.sleep(_POLL)
 
     def _fail(self, when: str) -> None:
@@ -224,11 +250,7 @@ class VmSession:
         else:
             reason = "the VM stopped"
         detail = f"\nqemu: {stderr.strip()}" if stderr.strip() else ""
-        raise VmError(f"{reason} {when}{detail}\n{self._tail()}")
-
-    def _tail(self) -> str:
-        lines = self.console.splitlines()[-CONSOLE_TAIL:]
-        return "console (last lines):\n" + "\n".join(lines)
+        raise VmError(f"{reason} {when}{detail}", console_tail(log))
 
     def _kill(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

@@ -416,18 +416,22 @@ def try_module(
             command = guest_command(report.modules, kernel_dependencies, test, directory)
             step = vm.run(command, timeout)
             if step.status != 0:
-                report.console_tail = step.kmsg
-                stderr = step.stderr.decode(errors="replace")
-                raise VmError(f"the guest helper failed:\n{stderr}")
+                raise VmError(_helper_failure(step.status, step.stderr), step.kmsg)
             _review(report, GuestReport.from_json(json.loads(step.stdout)))
             _time_guest_phases(report, time.monotonic() - started)
     except VmError as exc:
-        head, _, tail = str(exc).partition("\n")
-        report.problems.append(head)
-        report.console_tail = report.console_tail or tail
-        report.incidents = find_incidents(("the VM", line) for line in _strip_times(tail))
-        return report
+        report.problems += exc.reason.splitlines()
+        report.console_tail = exc.console
+        report.incidents = find_incidents(("the VM", line) for line in _strip_times(exc.console))
     return report
+
+
+def _helper_failure(status: int, stderr: bytes) -> str:
+    """What the guest helper's failure says: its exit status and the last
+    line it wrote (a traceback's last line names the error)."""
+    lines = stderr.decode(errors="replace").strip().splitlines()
+    said = f": {lines[-1]}" if lines else ""
+    return f"the guest helper failed with exit status {status}{said}"
 
 
 _TIMESTAMP = re.compile(r"^\[\s*\d+\.\d+\] ")
