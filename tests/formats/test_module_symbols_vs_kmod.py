@@ -34,6 +34,13 @@ def test_exports_and_versions(kernels: list[KernelFixture], label: str, report) 
         with open_module(str(path)) as module:
             exports = [(s.crc, s.name) for s in module.exports()]
             versions = [(v.crc, v.name) for v in module.versions()]
+            symbols = module.elf.symbols() or []
+        with open_module(str(path), mapped=False) as module:  # depmod's reader
+            assert module.export_pairs() == [(name, crc) for crc, name in exports], path
+            assert module.export_names() == [name for _, name in exports], path
+            table = module.elf.symbol_columns()
+            undefined = [row for row, symbol in enumerate(symbols) if symbol.shndx == 0]
+            assert table is None or table.undefined_rows() == undefined, path
         _check(kmod("modprobe", ["--show-exports", str(path)]), exports, path)
         _check(kmod("modprobe", ["--dump-modversions", str(path)]), versions, path)
         exported += bool(exports)

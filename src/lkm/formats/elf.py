@@ -23,7 +23,6 @@ import sys
 from array import array
 from collections.abc import Callable
 from itertools import compress, repeat
-from operator import not_
 
 from lkm.errors import FormatError
 from lkm.formats.file_regions import FileRegions
@@ -305,9 +304,11 @@ class ElfFile:
         return SymbolColumns(self, strtab, sym_off + entsize, sym_size - entsize)
 
 
-# Byte offsets inside one symbol entry: name, info, shndx, value (and its
-# format), for ELF64 and ELF32.
-_SYMBOL_LAYOUT = {True: (0, 4, 6, 8, "Q"), False: (0, 12, 14, 4, "I")}
+# Byte offsets inside one symbol entry of name, info and shndx, for ELF64
+# and ELF32 (the value column is cut from words: see values_of).
+_SYMBOL_LAYOUT = {True: (0, 4, 6), False: (0, 12, 14)}
+# A byte of a section index → 1 when it is 0 (see undefined_rows).
+_UNDEFINED = bytes([1]) + bytes(255)
 # st_info byte → 1 when its binding (high nibble) is STB_WEAK (2).
 _WEAK_BIND = bytes(1 if info >> 4 == 2 else 0 for info in range(256))
 NATIVE_BYTE_ORDER = _NATIVE = "<" if sys.byteorder == "little" else ">"
@@ -319,18 +320,18 @@ class SymbolColumns:
 
     ``names`` (u32 offsets into .strtab) and ``shndxs`` (u16) are arrays,
     ``infos`` a bytes object: every row's fields without a Python object
-    per symbol. Values are read for the few rows that need them. The
+    per symbol. Values are copied out only when asked for (exports). The
     table and ``.strtab`` are copied out once (a few KiB each), so the
     searches below run on plain bytes whatever buffer the module is in.
     """
 
     __slots__ = (
+        "_shndxs",
         "endian",
         "entsize",
         "infos",
         "is64",
         "names",
-        "shndxs",
         "str_size",
         "strings",
         "table",
@@ -342,16 +343,26 @@ class SymbolColumns:
         self.strings = elf.data[strtab[0] : strtab[0] + strtab[1]]
         self.str_size = len(self.strings)
         self.entsize = entsize = 24 if elf.is64 else 16
-        name_at, info_at, shndx_at, _, _ = _SYMBOL_LAYOUT[elf.is64]
+        name_at, info_at, _ = _SYMBOL_LAYOUT[elf.is64]
         self.table = raw = elf.data[offset : offset + size]
         words = array("I", raw)
-        halves = array("H", raw)
         if elf.endian != _NATIVE:
             words.byteswap()
-            halves.byteswap()
         self.names = words[name_at // 4 :: entsize // 4]
-        self.shndxs = halves[shndx_at // 2 :: entsize // 2]
         self.infos = raw[info_at::entsize]
+        self._shndxs: array[int] | None = None
+
+    @property
+    def shndxs(self) -> array[int]:
+        """Section index of each row (made when first asked for: finding
+        the undefined rows does without it)."""
+        if self._shndxs is None:
+            _, _, shndx_at = _SYMBOL_LAYOUT[self.is64]
+            halves = array("H", self.table)
+            if self.endian != _NATIVE:
+                halves.byteswap()
+            self._shndxs = halves[shndx_at // 2 :: self.entsize // 2]
+        return self._shndxs
 
     def __len__(self) -> int:
         return len(self.names)
@@ -360,10 +371,15 @@ class SymbolColumns:
         """Every name offset lies inside ``.strtab``."""
         return not self.names or max(self.names) < self.str_size
 
-    def value(self, row: int) -> int:
-        _, _, _, value_at, word = _SYMBOL_LAYOUT[self.is64]
-        (value,) = struct.unpack_from(self.endian + word, self.table, row * self.entsize + value_at)
-        return int(value)
+    def values_of(self, rows: list[int]) -> list[int]:
+        """The values (``st_value``) of ``rows``, from one column copied
+        out of the table in C."""
+        # ELF64 words: name+info+other+shndx, value, size; ELF32: name,
+        # value, size, info+other+shndx.
+        column = array("Q", self.table)[1::3] if self.is64 else array("I", self.table)[1::4]
+        if self.endian != _NATIVE:
+            column.byteswap()
+        return list(map(column.__getitem__, rows))
 
     def name(self, row: int) -> str | None:
         offset = self.names[row]
@@ -407,5 +423,14 @@ class SymbolColumns:
         return flags
 
     def undefined_rows(self) -> list[int]:
-        """Rows with section index SHN_UNDEF, in table order."""
-        return list(compress(range(len(self.shndxs)), map(not_, self.shndxs)))
+        """Rows with section index SHN_UNDEF (0), in table order.
+
+        Found in the table's bytes: the index's two byte columns OR-ed as
+        two big integers give a byte per row that is 0 only for SHN_UNDEF,
+        in either byte order; no Python object per row but the result."""
+        _, _, shndx_at = _SYMBOL_LAYOUT[self.is64]
+        count = len(self.names)
+        low = int.from_bytes(self.table[shndx_at :: self.entsize], "little")
+        high = int.from_bytes(self.table[shndx_at + 1 :: self.entsize], "little")
+        undefined = (low | high).to_bytes(count, "little").translate(_UNDEFINED)
+        return list(compress(range(count), undefined))

@@ -201,8 +201,18 @@ class ModuleImage:
         return [Symbol(name, crc, bind) for name, crc, bind in self.export_entries()]
 
     def export_entries(self) -> list[tuple[str, int, Bind]]:
-        """Exported symbols as (name, crc, bind) tuples: what depmod reads
-        from thousands of modules, without an object per symbol.
+        """Exported symbols as (name, crc, bind) tuples (see
+        :meth:`export_pairs`)."""
+        found = self._crc_exports()
+        if found is None:
+            return [(name, 0, Bind.GLOBAL) for name in self._ksymtab_strings()]
+        names, rows, table = found
+        binds = [_bind(table.infos[row] >> 4) for row in rows]
+        return list(zip(names, self._export_crcs(rows, table), binds, strict=True))
+
+    def export_pairs(self) -> list[tuple[str, int]]:
+        """Exported symbols as (name, crc) pairs, what depmod reads from
+        thousands of modules: without an object per symbol beyond its pair.
 
         From ``__crc_*`` symbols in ``.symtab`` when there are any (the CRC
         is the symbol value, or the u32 it points at inside a section);
@@ -210,56 +220,74 @@ class ModuleImage:
         A name offset outside ``.strtab`` anywhere in the table also means
         the fallback, as in kmod.
         """
+        found = self._crc_exports()
+        if found is None:
+            return [(name, 0) for name in self._ksymtab_strings()]
+        names, rows, table = found
+        return list(zip(names, self._export_crcs(rows, table), strict=True))
+
+    def export_names(self) -> list[str]:
+        """The names of :meth:`export_pairs`, without reading any CRC: for
+        working out dependencies only."""
+        found = self._crc_exports()
+        return self._ksymtab_strings() if found is None else found[0]
+
+    def _crc_exports(self) -> tuple[list[str], list[int], SymbolColumns] | None:
+        """Names and rows of the ``__crc_`` symbols, the names made in a
+        few C calls, and their table; None when ``__ksymtab_strings`` is
+        the source instead."""
         table = self._symbol_columns
         # Most modules export nothing: no __crc_ name at all settles it
         # before the whole table is checked.
         crc_prefix = _CRC_PREFIX.encode()
-        if table is not None and crc_prefix in table.strings and table.names_in_range():
-            result = []
-            sections: dict[int, bytes | None] = {}  # CRCs share one or two sections
-            for row in table.rows_named_with_prefix(crc_prefix):
-                name = table.name(row)
-                assert name is not None
-                result.append(
-                    (
-                        name[len(_CRC_PREFIX) :],
-                        self._resolve_crc(table.value(row), table.shndxs[row], sections),
-                        _bind(table.infos[row] >> 4),
-                    )
-                )
-            if result:
-                return result
-        return self._ksymtab_strings()
+        if table is None or crc_prefix not in table.strings or not table.names_in_range():
+            return None
+        rows = table.rows_named_with_prefix(crc_prefix)
+        if not rows:
+            return None
+        raw_names = table.raw_names_of(rows)
+        assert raw_names is not None  # every name is in range
+        # Each name starts with the prefix and none holds a NUL: one
+        # decode, one split.
+        text = b"\0".join(raw_names).decode("utf-8", "surrogateescape")
+        return text[len(_CRC_PREFIX) :].split("\0" + _CRC_PREFIX), rows, table
 
-    def _resolve_crc(self, value: int, shndx: int, sections: dict[int, bytes | None]) -> int:
-        """CRC of an export: absolute, or a u32 inside a section (kmod's
-        rule); ``sections`` keeps the contents read so far, by index."""
+    def _export_crcs(self, rows: list[int], table: SymbolColumns) -> list[int]:
+        """The CRCs the ``__crc_`` symbols in ``rows`` give."""
+        return self._crcs(list(map(table.shndxs.__getitem__, rows)), table.values_of(rows))
+
+    def _crcs(self, shndxs: list[int], values: list[int]) -> list[int]:
+        """CRC of each export: its value when absolute, else the u32 its
+        value points at inside section ``shndx`` (kmod's rule)."""
+        word = struct.Struct(">I" if self.elf.big_endian else "<I")
+        sections = {shndx: self._section_contents(shndx) for shndx in set(shndxs)}
+        crcs = []
+        for shndx, value in zip(shndxs, values, strict=True):
+            contents = sections[shndx]
+            if shndx in (SHN_ABS, SHN_UNDEF):
+                crcs.append(value)
+            elif contents is None or len(contents) < 4 or value > len(contents) - 4:
+                crcs.append(0xFFFFFFFFFFFFFFFF)
+            else:
+                crcs.append(word.unpack_from(contents, value)[0])
+        return crcs
+
+    def _section_contents(self, shndx: int) -> bytes | None:
+        """Section ``shndx``'s bytes (CRCs share one or two sections);
+        None for an absolute or undefined index or one out of bounds."""
         if shndx in (SHN_ABS, SHN_UNDEF):
-            return value
-        if shndx not in sections:
-            bounds = self.elf.section_bounds_by_index(shndx)
-            sections[shndx] = None if bounds is None else self.data[bounds[0] : sum(bounds)]
-        contents = sections[shndx]
-        if contents is None:
-            return 0xFFFFFFFFFFFFFFFF
-        if len(contents) < 4 or value > len(contents) - 4:
-            return 0xFFFFFFFFFFFFFFFF
-        return int.from_bytes(
-            contents[value : value + 4], "big" if self.elf.big_endian else "little"
-        )
+            return None
+        bounds = self.elf.section_bounds_by_index(shndx)
+        return None if bounds is None else self.data[bounds[0] : sum(bounds)]
 
-    def _ksymtab_strings(self) -> list[tuple[str, int, Bind]]:
+    def _ksymtab_strings(self) -> list[str]:
         raw = self.elf.section_data("__ksymtab_strings")
         if not raw:
             return []
         text = raw.lstrip(b"\0")
         if len(text) <= 1:
             return []
-        return [
-            (name, 0, Bind.GLOBAL)
-            for name in text.decode("utf-8", "surrogateescape").split("\0")
-            if name
-        ]
+        return [name for name in text.decode("utf-8", "surrogateescape").split("\0") if name]
 
     def needed(self) -> list[Symbol]:
         """Symbols the module imports, with CRCs (see :meth:`needed_entries`)."""

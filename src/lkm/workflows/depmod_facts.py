@@ -27,7 +27,7 @@ class ModuleFacts(FrozenRecord):
         # lkm.formats.module_file.modinfo_text): one object per module
         # where the pairs would be dozens, to send, cache and keep.
         self.modinfo = modinfo
-        self.exports = exports  # (symbol, crc)
+        self.exports = exports  # (symbol, crc); crc 0 when read for dependencies only
         # Needed symbols as three columns, in kmod's order: names, CRCs,
         # weak or not. Columns, not a tuple per symbol: a tree needs
         # 200,000 symbols, which cross a pipe, go into the cache and get

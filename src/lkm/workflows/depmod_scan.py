@@ -11,6 +11,7 @@ from __future__ import annotations
 import marshal
 import os
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from sys import intern
 
 from lkm.errors import FileFormatError, FormatError, LkmError
@@ -35,13 +36,17 @@ def read_facts(
     ``lean``: for resolving that only looks up who provides each needed
     name (no -e, -v or -P, no cache to fill): the needed names are the
     module's import names (the same names, first seen in the same order)
-    and the CRCs and weak flags are left empty, which saves matching them.
+    and the CRCs and weak flags are left empty, which saves matching them;
+    the exports' CRCs are 0, which saves reading them.
     ``crcs_seen``: CRC objects to share between the modules of one scan.
     """
     try:
         with open_module(path, mapped=False) as module:
             modinfo = module.modinfo_text()
-            exports = tuple((name, crc) for name, crc, _ in module.export_entries())
+            if lean:  # export CRCs are for -e's checks
+                exports = tuple(zip(module.export_names(), repeat(0)))
+            else:
+                exports = tuple(module.export_pairs())
             names: list[str] = []
             crcs: list[int] = []
             weak: list[bool] = []
