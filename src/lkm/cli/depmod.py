@@ -14,6 +14,7 @@ import os
 import re
 
 from lkm import __version__
+from lkm.cli import left_for_exit
 from lkm.cli.options import UsageError, parse
 from lkm.errors import LkmError
 from lkm.formats.kmod_index_writer import Layout
@@ -172,7 +173,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
         enabled = gc.isenabled()
         gc.disable()
         try:
-            return run_depmod(parsed, log, show, print_files)
+            return run_depmod(parsed, log, show, print_files, left_for_exit())
         finally:
             if enabled:
                 gc.enable()

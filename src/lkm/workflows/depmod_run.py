@@ -240,9 +240,12 @@ def run_depmod(
     report: Report,
     show: Callable[[str], None] | None = None,
     stdout: Callable[[bytes], None] | None = None,
+    keep: list[object] | None = None,
 ) -> int:
     """One run; returns the exit status. Raises DepmodFatal (or another
-    LkmError) for FATAL errors. ``settings`` is not changed."""
+    LkmError) for FATAL errors. ``settings`` is not changed. ``keep``: a
+    list the run's large intermediate results are put in, for a caller
+    that would rather not free them (a process about to end)."""
     settings = settings.copy()
     moddir = settings.input_dir
     if settings.quick:
@@ -271,9 +274,11 @@ def run_depmod(
         cache.save_index(scanned)
     else:
         results, helper = _scan_uncached(modules, settings, binary)
+    if keep is not None:
+        keep += [discovery, modules, results]
     try:
         return _resolve_and_render(
-            settings, modules, results, kernel, cache, helper, report, show, stdout
+            settings, modules, results, kernel, cache, helper, report, show, stdout, keep
         )
     finally:
         if helper is not None:
@@ -313,6 +318,7 @@ def _resolve_and_render(
     report: Report,
     show: Callable[[str], None] | None,
     stdout: Callable[[bytes], None] | None,
+    keep: list[object] | None,
 ) -> int:
     moddir = settings.input_dir
     facts = readable_facts(modules, results, report)
@@ -336,13 +342,14 @@ def _resolve_and_render(
     rendering = Rendering(
         modules, facts, resolver, builtins, settings.layout, settings.warn_dups, binary
     )
+    if keep is not None:
+        keep += [facts, rendering]
     try:
         if cache is not None and basis is not None:
             outputs = merge_groups(cache.render(rendering, basis), report)
         elif helper is not None:
             mine = {group: rendering.render(group) for group in RESOLVED_GROUPS}
             theirs: dict[str, RenderedGroup] = marshal.loads(helper.receive())
-            helper.finish()
             outputs = merge_groups({**mine, **theirs}, report)
         else:
             outputs = render(rendering, report)
@@ -350,8 +357,14 @@ def _resolve_and_render(
         for line in cycle.lines:
             report("ERROR", line)
         return 1
+    if keep is not None:
+        keep.append(outputs)
     if settings.dry_run:
         if stdout is not None:
             stdout(b"".join(outputs.files[name] or b"" for name in TEXT_FILES))
         return 0
-    return _write(outputs, settings)
+    status = _write(outputs, settings)
+    if helper is not None:
+        # Reaped only now: its exit (unmapping all it had) ran meanwhile.
+        helper.finish()
+    return status
