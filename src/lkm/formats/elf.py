@@ -381,13 +381,6 @@ class SymbolColumns:
             column.byteswap()
         return list(map(column.__getitem__, rows))
 
-    def name(self, row: int) -> str | None:
-        offset = self.names[row]
-        if offset >= self.str_size:
-            return None
-        end = self.strings.find(b"\0", offset)
-        return self.strings[offset : end if end >= 0 else None].decode("utf-8", "surrogateescape")
-
     def raw_names_of(self, rows: list[int]) -> list[bytes] | None:
         """Names of ``rows`` as bytes, found in C; None when one lies
         outside ``.strtab``."""
