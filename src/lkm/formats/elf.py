@@ -245,14 +245,6 @@ class ElfFile:
             end = limit
         return self.data[offset:end].decode("utf-8", "surrogateescape")
 
-    def uint(self, offset: int, width: int) -> int:
-        if offset + width > self.size:
-            raise FormatError(
-                f"read of {width} bytes at offset {offset} is beyond the end of the file"
-            )
-        raw = self.data[offset : offset + width]
-        return int.from_bytes(raw, "big" if self.big_endian else "little")
-
     # -- symbols ------------------------------------------------------------
 
     def symbols(self) -> list[ElfSymbol] | None:

@@ -253,32 +253,26 @@ class ModuleImage:
         return text[len(_CRC_PREFIX) :].split("\0" + _CRC_PREFIX), rows, table
 
     def _export_crcs(self, rows: list[int], table: SymbolColumns) -> list[int]:
-        """The CRCs the ``__crc_`` symbols in ``rows`` give."""
-        return self._crcs(list(map(table.shndxs.__getitem__, rows)), table.values_of(rows))
-
-    def _crcs(self, shndxs: list[int], values: list[int]) -> list[int]:
-        """CRC of each export: its value when absolute, else the u32 its
-        value points at inside section ``shndx`` (kmod's rule)."""
+        """CRC of each ``__crc_`` symbol in ``rows``: its value when
+        absolute, else the u32 its value points at inside its section
+        (kmod's rule)."""
         word = struct.Struct(">I" if self.elf.big_endian else "<I")
-        sections = {shndx: self._section_contents(shndx) for shndx in set(shndxs)}
+        sections: dict[int, bytes | None] = {}  # CRCs share one or two sections
         crcs = []
-        for shndx, value in zip(shndxs, values, strict=True):
-            contents = sections[shndx]
+        shndxs = map(table.shndxs.__getitem__, rows)
+        for shndx, value in zip(shndxs, table.values_of(rows), strict=True):
             if shndx in (SHN_ABS, SHN_UNDEF):
                 crcs.append(value)
-            elif contents is None or len(contents) < 4 or value > len(contents) - 4:
+                continue
+            if shndx not in sections:
+                bounds = self.elf.section_bounds_by_index(shndx)
+                sections[shndx] = None if bounds is None else self.data[bounds[0] : sum(bounds)]
+            contents = sections[shndx]
+            if contents is None or len(contents) < 4 or value > len(contents) - 4:
                 crcs.append(0xFFFFFFFFFFFFFFFF)
             else:
                 crcs.append(word.unpack_from(contents, value)[0])
         return crcs
-
-    def _section_contents(self, shndx: int) -> bytes | None:
-        """Section ``shndx``'s bytes (CRCs share one or two sections);
-        None for an absolute or undefined index or one out of bounds."""
-        if shndx in (SHN_ABS, SHN_UNDEF):
-            return None
-        bounds = self.elf.section_bounds_by_index(shndx)
-        return None if bounds is None else self.data[bounds[0] : sum(bounds)]
 
     def _ksymtab_strings(self) -> list[str]:
         raw = self.elf.section_data("__ksymtab_strings")
