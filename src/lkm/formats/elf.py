@@ -26,7 +26,7 @@ from itertools import compress, repeat
 
 from lkm.errors import FormatError
 from lkm.formats.file_regions import FileRegions
-from lkm.records import FrozenRecord
+from lkm.records import Record
 
 EI_NIDENT = 16
 ELFMAG = b"\x7fELF"
@@ -78,20 +78,15 @@ Buffer = bytes | mmap.mmap
 ElfSource = bytes | mmap.mmap | FileRegions
 
 
-class ElfSymbol(FrozenRecord):
+class ElfSymbol(Record):
     """One ``.symtab`` entry (index 0, the null symbol, is never returned)."""
 
-    __slots__ = ("index", "info", "name", "shndx", "size", "value")
-
-    def __init__(
-        self, index: int, name: str | None, value: int, size: int, info: int, shndx: int
-    ) -> None:
-        self.index = index
-        self.name = name  # None when st_name points outside .strtab
-        self.value = value
-        self.size = size
-        self.info = info
-        self.shndx = shndx
+    index: int
+    name: str | None  # None when st_name points outside .strtab
+    value: int
+    size: int
+    info: int
+    shndx: int
 
     @property
     def bind(self) -> int:

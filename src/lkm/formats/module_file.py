@@ -46,7 +46,7 @@ from lkm.formats.module_names import (
 )
 from lkm.formats.module_names import has_module_extension as has_module_extension
 from lkm.formats.module_names import module_name_from_path as module_name_from_path
-from lkm.records import FrozenRecord
+from lkm.records import Record
 
 # Each __versions entry: a CRC word (4 or 8 bytes) then the name, 64 bytes.
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
@@ -58,25 +58,19 @@ _MODVERSION_NAME = {True: struct.Struct("8x56s"), False: struct.Struct("4x60s")}
 _CRC_PREFIX = "__crc_"
 
 
-class Symbol(FrozenRecord):
+class Symbol(Record):
     """A symbol with its modversion CRC (0 when there is none)."""
 
-    __slots__ = ("bind", "crc", "name")
-
-    def __init__(self, name: str, crc: int, bind: Bind) -> None:
-        self.name = name
-        self.crc = crc
-        self.bind = bind
+    name: str
+    crc: int
+    bind: Bind
 
 
-class ModVersion(FrozenRecord):
+class ModVersion(Record):
     """One entry of the ``__versions`` section."""
 
-    __slots__ = ("crc", "name")
-
-    def __init__(self, name: str, crc: int) -> None:
-        self.name = name
-        self.crc = crc
+    name: str
+    crc: int
 
 
 def split_modinfo(raw: bytes) -> list[tuple[str, str]]:

@@ -20,7 +20,7 @@ import re
 import stat
 from collections.abc import Iterable, Sequence
 
-from lkm.records import FrozenRecord, Record
+from lkm.records import Record, field
 
 DEFAULT_CONFIG_PATHS = (
     "/etc/depmod.d",
@@ -34,34 +34,22 @@ BUILTIN = "built-in"
 EXTERNAL = "external"
 
 
-class Search(FrozenRecord):
+class Search(Record):
     """A ``search`` entry: a subdirectory, or the built-in or external place."""
 
-    __slots__ = ("kind", "path")
-
-    def __init__(self, kind: str, path: str = "") -> None:
-        self.kind = kind  # "path", BUILTIN or EXTERNAL
-        self.path = path
+    kind: str  # "path", BUILTIN or EXTERNAL
+    path: str = ""
 
 
-class DepmodConfig(Record):
-    """Directives in kmod's list order (reverse of appearance: kmod prepends)."""
+class DepmodConfig(Record, frozen=False):
+    """Directives in kmod's list order (reverse of appearance: kmod prepends);
+    filled in while the files are read."""
 
-    __slots__ = ("excludes", "externals", "messages", "overrides", "searches")
-
-    def __init__(
-        self,
-        searches: list[Search] | None = None,
-        overrides: list[str] | None = None,
-        externals: list[str] | None = None,
-        excludes: list[str] | None = None,
-        messages: list[tuple[str, str]] | None = None,
-    ) -> None:
-        self.searches = searches if searches is not None else []
-        self.overrides = overrides if overrides is not None else []  # "SUBDIR/MODULE"
-        self.externals = externals if externals is not None else []
-        self.excludes = excludes if excludes is not None else []
-        self.messages = messages if messages is not None else []  # (level, text)
+    searches: list[Search] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)  # "SUBDIR/MODULE"
+    externals: list[str] = field(default_factory=list)
+    excludes: list[str] = field(default_factory=list)
+    messages: list[tuple[str, str]] = field(default_factory=list)  # (level, text)
 
     def note(self, level: str, text: str) -> None:
         self.messages.append((level, text))

@@ -25,7 +25,7 @@ from operator import itemgetter
 from lkm.errors import AliasError, LkmError
 from lkm.formats.kmod_hash import hash_order
 from lkm.formats.kmod_index_writer import IndexBuilder, Layout
-from lkm.records import Record
+from lkm.records import Record, field
 from lkm.system.atomic import replace_file
 from lkm.workflows.depmod_discover import FoundModule
 from lkm.workflows.depmod_facts import ModuleFacts, ScanFailure
@@ -71,34 +71,19 @@ class DependencyCycle(LkmError):
 class Resolved(Record):
     """Everything the outputs are made from."""
 
-    __slots__ = ("deps", "facts", "modules", "sort_index", "symbols")
-
-    def __init__(
-        self,
-        modules: list[FoundModule],
-        facts: list[ModuleFacts | None],
-        deps: list[list[int]],
-        sort_index: list[int],
-        symbols: dict[str, tuple[int, int]],
-    ) -> None:
-        self.modules = modules
-        self.facts = facts  # None: unreadable module
-        self.deps = deps  # direct dependencies, by module index
-        self.sort_index = sort_index  # topological position (users before providers)
-        self.symbols = symbols  # name -> (owner index or KERNEL, crc)
+    modules: list[FoundModule]
+    facts: list[ModuleFacts | None]  # None: unreadable module
+    deps: list[list[int]]  # direct dependencies, by module index
+    sort_index: list[int]  # topological position (users before providers)
+    symbols: dict[str, tuple[int, int]]  # name -> (owner index or KERNEL, crc)
 
 
 class KernelSymbols(Record):
     """-E/-F input: kernel-exported symbols and whether CRCs are checked."""
 
-    __slots__ = ("check_crcs", "crcs", "loaded")
-
-    def __init__(
-        self, crcs: dict[str, int] | None = None, check_crcs: bool = False, loaded: bool = False
-    ) -> None:
-        self.crcs = crcs if crcs is not None else {}
-        self.check_crcs = check_crcs
-        self.loaded = loaded
+    crcs: dict[str, int] = field(default_factory=dict)
+    check_crcs: bool = False
+    loaded: bool = False
 
 
 def readable_facts(
@@ -353,10 +338,7 @@ def devname_lines(aliases: list[tuple[str, str, int]], report: Report) -> list[s
 class Outputs(Record):
     """Rendered files, name → bytes (None: left out, as kmod does)."""
 
-    __slots__ = ("files",)
-
-    def __init__(self, files: dict[str, FileData | None]) -> None:
-        self.files = files
+    files: dict[str, FileData | None]
 
 
 # Output files rendered from the same inputs form a group: a group is

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from lkm.formats.kmod_hash import hash_order
 from lkm.formats.module_names import MODULE_EXTENSIONS, has_module_extension
 from lkm.model.depmod_config import BUILTIN, EXTERNAL, DepmodConfig
-from lkm.records import FrozenRecord
+from lkm.records import Record
 
 Report = Callable[[str, str], None]
 SKIPPED_NAMES = (".", "..", "build", "source")
@@ -24,15 +24,12 @@ SKIPPED_NAMES = (".", "..", "build", "source")
 MODULE_HASH_BUCKETS = 512
 
 
-class FoundModule(FrozenRecord):
+class FoundModule(Record):
     """One module file depmod indexes (kmod's struct mod)."""
 
-    __slots__ = ("name", "path", "relpath")
-
-    def __init__(self, name: str, path: str, relpath: str | None) -> None:
-        self.name = name
-        self.path = path  # full path as depmod prints it in messages
-        self.relpath = relpath  # relative to the module directory; None outside it
+    name: str
+    path: str  # full path as depmod prints it in messages
+    relpath: str | None  # relative to the module directory; None outside it
 
     @property
     def listed_path(self) -> str:

@@ -16,7 +16,7 @@ from lkm.errors import LkmError
 from lkm.formats.kmod_index_writer import Layout
 from lkm.formats.module_names import has_module_extension
 from lkm.model.depmod_config import DepmodConfig, load_config
-from lkm.records import Record
+from lkm.records import Record, field
 from lkm.workflows.depmod import (
     RESOLVED_GROUPS,
     TEXT_FILES,
@@ -50,76 +50,31 @@ class DepmodFatal(LkmError):
     """A FATAL condition: the message, then exit status 1."""
 
 
-class DepmodSettings(Record):
+class DepmodSettings(Record, frozen=False):
     """What a depmod run needs (kmod's options, as data)."""
 
-    __slots__ = (
-        "all",
-        "basedir",
-        "cache_dir",
-        "config",
-        "dry_run",
-        "files",
-        "layout",
-        "moduledir",
-        "outdir",
-        "prefix",
-        "print_unknown",
-        "quick",
-        "symvers",
-        "system_map",
-        "use_cache",
-        "verbose",
-        "version",
-        "warn_dups",
-    )
-
-    def __init__(
-        self,
-        version: str,
-        basedir: str = "",
-        moduledir: str = "/lib/modules",
-        outdir: str | None = None,
-        all: bool = True,
-        quick: bool = False,
-        files: list[str] | None = None,
-        config: list[str] | None = None,
-        symvers: str | None = None,
-        system_map: str | None = None,
-        print_unknown: bool = False,
-        verbose: int = 0,
-        dry_run: bool = False,
-        prefix: str | None = None,
-        warn_dups: bool = False,
-        use_cache: bool = True,
-        cache_dir: str | None = None,
-        layout: Layout = Layout.PRE_ORDER,
-    ) -> None:
-        self.version = version
-        self.basedir = basedir
-        self.moduledir = moduledir
-        self.outdir = outdir
-        self.all = all
-        self.quick = quick
-        self.files = files if files is not None else []
-        self.config = config if config is not None else []
-        self.symvers = symvers
-        self.system_map = system_map
-        self.print_unknown = print_unknown
-        self.verbose = verbose
-        self.dry_run = dry_run
-        self.prefix = prefix
-        self.warn_dups = warn_dups
-        self.use_cache = use_cache
-        self.cache_dir = cache_dir
-        self.layout = layout
+    version: str
+    basedir: str = ""
+    moduledir: str = "/lib/modules"
+    outdir: str | None = None
+    all: bool = True
+    quick: bool = False
+    files: list[str] = field(default_factory=list)
+    config: list[str] = field(default_factory=list)
+    symvers: str | None = None
+    system_map: str | None = None
+    print_unknown: bool = False
+    verbose: int = 0
+    dry_run: bool = False
+    prefix: str | None = None
+    warn_dups: bool = False
+    use_cache: bool = True
+    cache_dir: str | None = None
+    layout: Layout = Layout.PRE_ORDER
 
     def copy(self) -> DepmodSettings:
         """A shallow copy, to change without changing the caller's."""
-        new = DepmodSettings.__new__(DepmodSettings)
-        for name in self.__slots__:
-            setattr(new, name, getattr(self, name))
-        return new
+        return self.replace()
 
     @property
     def input_dir(self) -> str:
