@@ -17,8 +17,6 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from dataclasses import field as dataclass_field
 
 from lkm.cli.options import UsageError, error_line, parse, version_text
 from lkm.cli.workers import run_split
@@ -31,6 +29,8 @@ from lkm.formats.module_file import (
 )
 from lkm.model.moddir import ModuleDirectory, ModuleRef, make_absolute
 from lkm.model.modinfo import Parameter, info_entries, merge_parameters
+from lkm.records import Record
+from lkm.records import field as records_field
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 
@@ -87,15 +87,16 @@ Options:
 """
 
 
-@dataclass
-class Options:
+class Options(Record, frozen=False):
+    """The command line, filled in option by option."""
+
     field: str | None = None
     separator: str = "\n"
     by_name: bool = False
     kernel: str | None = None
     basedir: str | None = None
     json: bool = False
-    names: list[str] = dataclass_field(default_factory=list)
+    names: list[str] = records_field(default_factory=list)
 
 
 class Failed(Exception):
@@ -426,6 +427,6 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
         return Modinfo(opts, out, err).run()
 
     def run_some(names: list[str], out: BinaryIO, err: BinaryIO) -> int:
-        return Modinfo(replace(opts, names=names), out, err).run()
+        return Modinfo(opts.replace(names=names), out, err).run()
 
     return run_split(opts.names, run_some, out, err)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from lkm.errors import FormatError
+from lkm.records import Record
 
 MAGIC = b"070701"
 TRAILER = "TRAILER!!!"
@@ -23,8 +23,7 @@ _FIELDS = 13
 _HEADER = len(MAGIC) + 8 * _FIELDS
 
 
-@dataclass(frozen=True, slots=True)
-class Member:
+class Member(Record):
     name: str  # relative, no leading '/'
     mode: int  # file type and permission bits (stat.S_IFREG | 0o755, …)
     data: bytes = b""  # file contents, or the target of a symlink

@@ -25,7 +25,6 @@ import mmap
 import os
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from lkm.errors import IndexFormatError
 from lkm.formats.elf import Buffer
@@ -39,18 +38,17 @@ from lkm.formats.kmod_index_format import (
     NODE_PREFIX,
     NODE_VALUES,
 )
+from lkm.records import Record
 
 _U32 = struct.Struct(">I")
 
 
-@dataclass(frozen=True, slots=True)
-class IndexValue:
+class IndexValue(Record):
     priority: int
     value: str
 
 
-@dataclass(frozen=True, slots=True)
-class _Node:
+class _Node(Record):
     prefix: str
     first: int
     last: int

@@ -15,6 +15,7 @@ lines under the message. :func:`format_record` reproduces that.
 from __future__ import annotations
 
 from lkm.errors import FormatError
+from lkm.records import Record
 
 LEVELS = ("emerg", "alert", "crit", "err", "warn", "notice", "info", "debug")
 FACILITIES = (
@@ -24,46 +25,15 @@ FACILITIES = (
 )  # fmt: skip
 
 
-class KmsgRecord:
-    """One record. A plain class: dataclasses costs ``lkm dmesg`` and
-    ``lkm try``'s guest helper a noticeable part of their start-up."""
+class KmsgRecord(Record):
+    """One record."""
 
-    __slots__ = ("facility", "fields", "level", "message", "microseconds", "sequence")
-
-    def __init__(
-        self,
-        facility: int,
-        level: int,
-        sequence: int,
-        microseconds: int,
-        message: bytes,  # unescaped
-        fields: tuple[tuple[str, str], ...] = (),  # dictionary: SUBSYSTEM=…, DEVICE=…
-    ) -> None:
-        self.facility = facility
-        self.level = level
-        self.sequence = sequence
-        self.microseconds = microseconds
-        self.message = message
-        self.fields = fields
-
-    def _key(self) -> tuple[object, ...]:
-        return (
-            self.facility,
-            self.level,
-            self.sequence,
-            self.microseconds,
-            self.message,
-            self.fields,
-        )
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, KmsgRecord) and self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __repr__(self) -> str:
-        return f"KmsgRecord(level={self.level}, sequence={self.sequence}, message={self.message!r})"
+    facility: int
+    level: int
+    sequence: int
+    microseconds: int
+    message: bytes  # unescaped
+    fields: tuple[tuple[str, str], ...] = ()  # dictionary: SUBSYSTEM=…, DEVICE=…
 
     @property
     def level_name(self) -> str:

@@ -17,12 +17,12 @@ signature exactly when kmod does.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from functools import lru_cache
 
 from lkm.errors import FormatError
 from lkm.formats import der
 from lkm.formats.elf import ElfSource
+from lkm.records import Record
 
 SIG_MAGIC = b"~Module signature appended~\n"
 SIG_INFO_SIZE = 12
@@ -66,8 +66,7 @@ _OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
 _OID_COMMON_NAME = "2.5.4.3"
 
 
-@dataclass(frozen=True, slots=True)
-class Pkcs7Signer:
+class Pkcs7Signer(Record):
     """The first SignerInfo of a PKCS#7 SignedData message."""
 
     issuer_cn: bytes | None  # commonName of the issuer, as kmod picks it
@@ -82,8 +81,7 @@ class Pkcs7Signer:
         return magnitude.to_bytes((magnitude.bit_length() + 7) // 8, "big")
 
 
-@dataclass(frozen=True, slots=True)
-class ModuleSignature:
+class ModuleSignature(Record):
     """An appended module signature."""
 
     module_size: int  # bytes of module before the signature

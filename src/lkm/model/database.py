@@ -12,21 +12,19 @@ firmware.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from lkm.errors import AliasError, ModuleNotFound
 from lkm.formats.module_file import module_name_from_path, open_module
 from lkm.model.moddir import ModuleDirectory, normalize_modname
+from lkm.records import Record
 
 
-@dataclass(frozen=True, slots=True)
-class SoftDeps:
+class SoftDeps(Record):
     pre: tuple[str, ...] = ()
     post: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Closure:
+class Closure(Record):
     """What an initramfs needs for some modules."""
 
     modules: tuple[str, ...]  # module files, dependencies before dependents
@@ -58,17 +56,17 @@ def parse_softdeps(text: str, keyword: str = "softdep") -> dict[str, SoftDeps]:
     return result
 
 
-@dataclass
 class ModuleDatabase:
     """Read-only view of ``/lib/modules/VERSION`` (or any module directory)."""
 
-    path: str
-    _moddir: ModuleDirectory = field(init=False)
-    _softdeps: dict[str, SoftDeps] | None = field(default=None, init=False)
-    _weakdeps: dict[str, tuple[str, ...]] | None = field(default=None, init=False)
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._moddir = ModuleDirectory(path)
+        self._softdeps: dict[str, SoftDeps] | None = None
+        self._weakdeps: dict[str, tuple[str, ...]] | None = None
 
-    def __post_init__(self) -> None:
-        self._moddir = ModuleDirectory(self.path)
+    def __repr__(self) -> str:
+        return f"ModuleDatabase({self.path!r})"
 
     def close(self) -> None:
         self._moddir.close()

@@ -8,9 +8,8 @@ bytes. Also the merging of ``parm``/``parmtype`` entries modinfo prints.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from lkm.formats.module_file import ModuleImage
+from lkm.records import Record
 
 # kmod folds hex dumps after this many bytes, continuing on a new line
 # indented by two tabs (kmod_module_hex_to_str).
@@ -39,8 +38,7 @@ def info_entries(module: ModuleImage) -> list[tuple[str, str]] | None:
     return entries
 
 
-@dataclass(slots=True)
-class Parameter:
+class Parameter(Record, frozen=False):
     """A module parameter merged from its ``parm`` and ``parmtype`` entries."""
 
     name: str

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from lkm.errors import AliasError, one_line
 from lkm.model.moddir import normalize_alias
+from lkm.records import Record, field
 
 # kmod's defaults, in precedence order (kmod 34; Debian's kmod 30 has the same).
 DEFAULT_PATHS = (
@@ -31,20 +32,17 @@ DEFAULT_PATHS = (
 Warn = Callable[[str], None]
 
 
-class ModprobeConfig:
-    """Everything modprobe.d and the kernel command line say, in kmod's order.
+class ModprobeConfig(Record, frozen=False):
+    """Everything modprobe.d and the kernel command line say, in kmod's
+    order; filled in while the files are read."""
 
-    A plain class: importing dataclasses costs every modprobe start ~13 ms.
-    """
-
-    def __init__(self) -> None:
-        self.aliases: list[tuple[str, str]] = []
-        self.blacklists: list[str] = []
-        self.options: list[tuple[str, str]] = []
-        self.install_commands: list[tuple[str, str]] = []
-        self.remove_commands: list[tuple[str, str]] = []
-        self.softdeps: list[tuple[str, list[str], list[str]]] = []
-        self.weakdeps: list[tuple[str, list[str]]] = []
+    aliases: list[tuple[str, str]] = field(default_factory=list)
+    blacklists: list[str] = field(default_factory=list)
+    options: list[tuple[str, str]] = field(default_factory=list)
+    install_commands: list[tuple[str, str]] = field(default_factory=list)
+    remove_commands: list[tuple[str, str]] = field(default_factory=list)
+    softdeps: list[tuple[str, list[str], list[str]]] = field(default_factory=list)
+    weakdeps: list[tuple[str, list[str]]] = field(default_factory=list)
 
     def show(self) -> str:
         """The configuration part of ``modprobe -c`` (kmod 34: weakdep included).

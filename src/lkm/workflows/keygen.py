@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import datetime
 import os
-from dataclasses import dataclass
 
 from lkm.errors import LkmError
+from lkm.records import Record
 from lkm.system.atomic import replace_file
 
 DEFAULT_KEY = "signing_key.pem"
@@ -33,8 +33,7 @@ class KeygenError(LkmError):
     """A key pair that cannot be written; the message names the file."""
 
 
-@dataclass(frozen=True)
-class KeyPair:
+class KeyPair(Record):
     key_pem: bytes  # PKCS#8, unencrypted
     certificate: bytes  # PEM, or DER when asked for
 

@@ -12,32 +12,19 @@ from __future__ import annotations
 import errno
 
 from lkm.errors import LkmError
+from lkm.records import Record
 from lkm.system.kernel import KernelModules
 
 
-class LoadedModule:
-    """One row of lsmod (a plain class: no dataclasses import at start-up)."""
+class LoadedModule(Record):
+    """One row of lsmod."""
 
-    __slots__ = ("holders", "name", "refcnt", "size", "state", "taints")
-
-    def __init__(
-        self,
-        name: str,
-        size: int,  # bytes; a negative errno when unknown, as kmod prints it
-        refcnt: int,  # a negative errno when unknown, as kmod prints it
-        holders: tuple[str, ...],
-        state: str,  # Live, Loading or Unloading (from /proc/modules)
-        taints: str,
-    ) -> None:
-        self.name = name
-        self.size = size
-        self.refcnt = refcnt
-        self.holders = holders
-        self.state = state
-        self.taints = taints
-
-    def __repr__(self) -> str:
-        return f"LoadedModule({self.name!r}, size={self.size}, refcnt={self.refcnt})"
+    name: str
+    size: int  # bytes; a negative errno when unknown, as kmod prints it
+    refcnt: int  # a negative errno when unknown, as kmod prints it
+    holders: tuple[str, ...]
+    state: str  # Live, Loading or Unloading (from /proc/modules)
+    taints: str
 
     def as_json(self) -> dict[str, object]:
         return {

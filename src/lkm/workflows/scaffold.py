@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 
 from lkm.errors import LkmError
+from lkm.records import Record
 
 TEMPLATES = ("hello", "chardev", "params", "pair")
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,40}")
@@ -29,8 +29,7 @@ class ScaffoldError(LkmError):
     """A module tree that cannot be written (bad name, directory in the way)."""
 
 
-@dataclass(frozen=True)
-class Scaffold:
+class Scaffold(Record):
     directory: str
     files: tuple[str, ...]
     modules: tuple[str, ...]  # module names, in loading order

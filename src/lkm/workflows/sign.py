@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 
 from lkm.errors import FormatError, LkmError, one_line
 from lkm.formats import compression
@@ -45,6 +44,7 @@ from lkm.formats.signature_writer import (
     signature_algorithm,
     signature_trailer,
 )
+from lkm.records import Record
 from lkm.system.atomic import replace_file
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
@@ -65,8 +65,7 @@ class SignError(LkmError, ValueError):
     """A key, certificate, module or hash lkm cannot sign with; one line."""
 
 
-@dataclass(frozen=True)
-class Signer:
+class Signer(Record):
     """A private key and the certificate that names it, checked to match.
 
     ``key_name`` and ``cert_name`` (usually the files they came from) are
