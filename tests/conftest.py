@@ -132,3 +132,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     if report.failed and isinstance(guest, Guest):
         for title, text in guest.failure_sections():
             report.sections.append((title, text))
+
+
+# -- markers: what a test needs ------------------------------------------------
+# Derived from the fixtures a test uses (directly or through other fixtures),
+# so no test can forget its marker: ``vm`` boots a real kernel under QEMU,
+# ``fixtures`` needs the Debian kernels fetched by ``./dev fixtures``. The
+# quick run without either: ``pytest -m "not vm and not fixtures"``.
+_VM_FIXTURES = frozenset({"vm"})
+_KERNEL_FIXTURES = frozenset({"kernels", "kernel_61", "kernel_612", "seed_modules"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        in_vm_dir = item.path.parent.name == "vm"
+        if in_vm_dir or used & _VM_FIXTURES:
+            item.add_marker(pytest.mark.vm)
+        if in_vm_dir or used & (_VM_FIXTURES | _KERNEL_FIXTURES):
+            item.add_marker(pytest.mark.fixtures)

@@ -10,6 +10,7 @@ least 2,000 mutated modules (``LKM_FUZZ_EXAMPLES`` raises it).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
@@ -35,6 +36,7 @@ FUZZ = settings(
 )
 
 
+@functools.cache
 def _seed_paths() -> list[Path]:
     """Small real modules of every kind the reader meets."""
     kernels = {k.label: k for k in load_manifest()}
@@ -51,12 +53,16 @@ def _seed_paths() -> list[Path]:
     return seeds
 
 
-SEEDS = [(p.name, p.read_bytes()) for p in _seed_paths()]
+@functools.cache
+def seeds() -> list[tuple[str, bytes]]:
+    """(file name, bytes) of the seed modules, read once, when first needed
+    (collecting the tests needs no fixtures: ``pytest -m "not fixtures"``)."""
+    return [(p.name, p.read_bytes()) for p in _seed_paths()]
 
 
 @st.composite
 def mutated(draw: st.DrawFn) -> tuple[str, bytes]:
-    name, data = draw(st.sampled_from(SEEDS)) if SEEDS else ("x.ko", b"")
+    name, data = draw(st.sampled_from(seeds()))
     buf = bytearray(data)
     for _ in range(draw(st.integers(1, 4))):
         kind = draw(st.sampled_from(["truncate", "bytes", "word", "header", "tail"]))
@@ -108,6 +114,7 @@ def _read_everything(path: Path, mapped: bool) -> object:
         return exc
 
 
+@pytest.mark.fixtures
 @FUZZ
 @given(case=mutated())
 def test_mutated_modules(tmp_path_factory: pytest.TempPathFactory, case: tuple[str, bytes]) -> None:
@@ -131,8 +138,9 @@ def test_mutated_modules(tmp_path_factory: pytest.TempPathFactory, case: tuple[s
     path.unlink()
 
 
+@pytest.mark.fixtures
 def test_seeds_cover_every_kind() -> None:
-    suffixes = {name.split(".ko", 1)[1] for name, _ in SEEDS}
+    suffixes = {name.split(".ko", 1)[1] for name, _ in seeds()}
     assert {"", ".xz", ".gz", ".zst"} <= suffixes, suffixes
 
 
@@ -230,6 +238,7 @@ def test_kmsg_records(raw: bytes) -> None:
     from_module(record, "dummy")
 
 
+@pytest.mark.fixtures
 @FUZZ
 @given(data=st.data())
 def test_bzimage_headers(data: st.DataObject) -> None:
@@ -237,7 +246,7 @@ def test_bzimage_headers(data: st.DataObject) -> None:
     from lkm.errors import FormatError
     from lkm.formats.bzimage import has_pvh_entry, payload
 
-    bzimage, elf = KERNEL_HEADS
+    bzimage, elf = _kernel_heads()
     for seed, parse in ((bzimage, payload), (elf, has_pvh_entry)):
         header = bytearray(seed)
         for _ in range(data.draw(st.integers(1, 4))):
@@ -247,6 +256,7 @@ def test_bzimage_headers(data: st.DataObject) -> None:
             parse(bytes(header[: data.draw(st.integers(0, len(header)))]))
 
 
+@functools.cache
 def _kernel_heads() -> tuple[bytes, bytes]:
     """The start of the 6.1 bzImage and of its vmlinux (headers and notes)."""
     from lkm.vm.kernel_image import bootable_image
@@ -255,9 +265,6 @@ def _kernel_heads() -> tuple[bytes, bytes]:
     with open(bootable_image(str(kernel.vmlinuz)), "rb") as f:
         elf = f.read(1 << 16)
     return kernel.vmlinuz.read_bytes()[:8192], elf
-
-
-KERNEL_HEADS = _kernel_heads()
 
 
 CONFIG_WORDS = ["alias", "options", "install", "remove", "softdep", "weakdep", "blacklist",
@@ -285,6 +292,7 @@ PLAN_WORDS = ["9p", "loop", "dummy", "pci:v*", "[", "]", "*", "?", "symbol:", "f
               "crc32c", "ext4", ":"]  # fmt: skip
 
 
+@pytest.mark.fixtures
 @FUZZ
 @given(
     config_parts=st.lists(
