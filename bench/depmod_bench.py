@@ -14,37 +14,30 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from benchlib import compile_lkm, fixtures_by_label
+from benchlib import (
+    add_also_option,
+    compile_lkm,
+    kernels_by_label,
+    lkms_to_time,
+    measured,
+    module_files,
+    module_tree,
+)
 
-from lkm.testing.debian_kernels import KernelFixture
+from lkm.model.kernels import Kernel
+from lkm.system.run import run
 
-
-def _measure(cmd: list[str]) -> tuple[float, int]:
-    """Wall seconds and max RSS in KiB of one command: the clock around
-    the process, the RSS from its own rusage (GNU time's %e has only
-    10 ms steps, a few percent of a run here)."""
-    with tempfile.TemporaryFile() as errors:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errors)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            errors.seek(0)
-            sys.exit(f"failed: {' '.join(cmd)}\n{errors.read().decode(errors='replace')}")
-    return wall, usage.ru_maxrss
+Sample = tuple[float, int]  # wall seconds, peak RSS in KiB
 
 
-def _copy(kernel: KernelFixture, root: Path) -> Path:
-    target = root / "lib" / "modules" / kernel.version
+def _copy(kernel: Kernel, root: Path) -> Path:
+    target = root / "lib" / "modules" / kernel.release
     target.parent.mkdir(parents=True)
-    subprocess.run(["cp", "-al", str(kernel.moddir), str(target)], check=True)
+    run(["cp", "-al", module_tree(kernel), str(target)])
     return target
 
 
@@ -55,60 +48,76 @@ def _kmod_depmod() -> str:
     sys.exit("kmod's depmod is not installed (Debian package kmod)")
 
 
-def bench(kernel: KernelFixture, rounds: int, work: Path) -> None:
-    kmod_root, lkm_root, cache = work / "kmod", work / "lkm", work / "cache"
+def _commands(
+    lkms: dict[str, str], kernel: Kernel, work: Path
+) -> tuple[dict[str, list[str]], list[Path]]:
+    """Each timed command by name (kmod's, then each lkm's full and
+    incremental run), and the module each lkm's incremental run sees changed."""
+    kmod_root = work / "kmod"
     _copy(kernel, kmod_root)
-    moddir = _copy(kernel, lkm_root)
-    lkm = str(Path(sys.executable).with_name("lkm"))
-    kmod_cmd = [_kmod_depmod(), "-b", str(kmod_root), kernel.version]
-    lkm_cold = [lkm, "depmod", "--no-cache", "-b", str(lkm_root), kernel.version]
-    lkm_warm = [lkm, "depmod", "--cache-dir", str(cache), "-b", str(lkm_root), kernel.version]
-    results: dict[str, list[tuple[float, int]]] = {"kmod": [], "lkm": [], "lkm incremental": []}
-    _measure(lkm_warm)  # fills the cache (and the page cache)
-    touched = next(moddir.rglob("*.ko*"))
-    data = touched.read_bytes()  # its own inode: the fixture's stays untouched
-    touched.unlink()
-    touched.write_bytes(data)
+    commands = {"kmod": [_kmod_depmod(), "-b", str(kmod_root), kernel.release]}
+    touched: list[Path] = []
+    for name, lkm in lkms.items():
+        root, cache = work / name.replace(" ", "_"), work / f"{name.replace(' ', '_')}-cache"
+        moddir = _copy(kernel, root)
+        commands[name] = [lkm, "depmod", "--no-cache", "-b", str(root), kernel.release]
+        warm = [lkm, "depmod", "--cache-dir", str(cache), "-b", str(root), kernel.release]
+        commands[f"{name} incremental"] = warm
+        measured(warm)  # fills the cache (and the page cache)
+        module = next(moddir.rglob("*.ko*"))
+        data = module.read_bytes()  # its own inode: the fixture's stays untouched
+        module.unlink()
+        module.write_bytes(data)
+        touched.append(module)
+    return commands, touched
+
+
+def bench(kernel: Kernel, rounds: int, work: Path, lkms: dict[str, str]) -> None:
+    commands, touched = _commands(lkms, kernel, work)
+    results: dict[str, list[Sample]] = {name: [] for name in commands}
     for _ in range(rounds):
-        results["kmod"].append(_measure(kmod_cmd))
-        results["lkm"].append(_measure(lkm_cold))
-        # Touching gives the file a new ctime: a real change for the cache.
-        os.utime(touched)
-        results["lkm incremental"].append(_measure(lkm_warm))
-    count = len(kernel.modules())
-    print(f"depmod on {kernel.label} ({kernel.version}, {count} modules), {rounds} rounds")
+        for module in touched:
+            # Touching gives the file a new ctime: a real change for the cache.
+            os.utime(module)
+        for name, cmd in commands.items():
+            results[name].append(measured(cmd))
+    count = len(module_files(kernel))
+    print(f"depmod on {kernel.label} ({kernel.release}, {count} modules), {rounds} rounds")
     for name, samples in results.items():
         best = min(s[0] for s in samples)
         rss = max(s[1] for s in samples)
-        print(f"  {name:16} best {best:6.3f} s   peak RSS {rss / 1024:6.1f} MiB")
-    kmod_best = min(s[0] for s in results["kmod"])
-    kmod_rss = max(s[1] for s in results["kmod"])
-    for name in ("lkm", "lkm incremental"):
-        ratio = min(s[0] for s in results[name]) / kmod_best
-        memory = max(s[1] for s in results[name]) / kmod_rss
-        # This machine's speed drifts from minute to minute: each round's
-        # runs follow each other within a second, so the median of the
-        # rounds' own ratios is steadier than a ratio of two minimums.
-        paired = statistics.median(
-            lkm[0] / kmod[0] for lkm, kmod in zip(results[name], results["kmod"], strict=True)
-        )
-        print(
-            f"ratio {name} / kmod full run: time {ratio:.2f} (best to best), "
-            f"{paired:.2f} (median of the rounds), peak memory {memory:.2f}"
-        )
+        print(f"  {name:24} best {best:6.3f} s   peak RSS {rss / 1024:6.1f} MiB")
+    for name in results:
+        if name != "kmod":
+            _print_ratio(name, results[name], results["kmod"])
+
+
+def _print_ratio(name: str, mine: list[Sample], kmod: list[Sample]) -> None:
+    ratio = min(s[0] for s in mine) / min(s[0] for s in kmod)
+    memory = max(s[1] for s in mine) / max(s[1] for s in kmod)
+    # This machine's speed drifts from minute to minute: each round's runs
+    # follow each other within seconds, so the median of the rounds' own
+    # ratios is steadier than a ratio of two minimums.
+    paired = statistics.median(a[0] / b[0] for a, b in zip(mine, kmod, strict=True))
+    print(
+        f"ratio {name} / kmod full run: time {ratio:.2f} (best to best), "
+        f"{paired:.2f} (median of the rounds), peak memory {memory:.2f}"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("labels", nargs="*", default=["6.1", "6.12"])
+    add_also_option(parser)
     args = parser.parse_args()
     compile_lkm()
-    kernels = fixtures_by_label()
+    lkms = lkms_to_time(args)
+    kernels = kernels_by_label()
     for label in args.labels:
         work = Path(tempfile.mkdtemp(prefix="lkm-bench-"))
         try:
-            bench(kernels[label], args.rounds, work)
+            bench(kernels[label], args.rounds, work, lkms)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return 0

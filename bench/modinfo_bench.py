@@ -12,18 +12,9 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
-import time
-from pathlib import Path
 
-from lkm.testing.debian_kernels import load_manifest
-
-
-def _time(cmd: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, env=env, check=True)
-    return time.perf_counter() - start
+from benchlib import add_also_option, kernels_by_label, lkms_to_time, module_files, timed
 
 
 def _kmod_modinfo() -> str:
@@ -39,32 +30,33 @@ def _kmod_modinfo() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--label", default="6.1", help="kernel fixture (default 6.1)")
+    parser.add_argument("--label", default="6.1", help="cached kernel (default 6.1)")
+    add_also_option(parser)
     args = parser.parse_args()
-    kernel = next((k for k in load_manifest() if k.label == args.label), None)
+    kernel = kernels_by_label().get(args.label)
     if kernel is None:
-        sys.exit("no kernel fixtures: run ./dev fixtures")
-    files = [str(p) for p in kernel.modules()]
-    lkm = str(Path(sys.executable).with_name("lkm"))
+        sys.exit(f"no cached kernel {args.label}: run ./dev fixtures")
+    files = module_files(kernel)
+    lkms = lkms_to_time(args)
     env = dict(os.environ)
     single = dict(env, LKM_JOBS="1")
-    commands = {
-        "kmod modinfo": ([_kmod_modinfo(), *files], env),
-        "lkm modinfo": ([lkm, "modinfo", *files], env),
-        "lkm modinfo, LKM_JOBS=1": ([lkm, "modinfo", *files], single),
-    }
+    commands = {"kmod modinfo": ([_kmod_modinfo(), *files], env)}
+    for name, lkm in lkms.items():
+        commands[f"{name} modinfo"] = ([lkm, "modinfo", *files], env)
+        commands[f"{name} modinfo, LKM_JOBS=1"] = ([lkm, "modinfo", *files], single)
     times: dict[str, list[float]] = {name: [] for name in commands}
     for cmd, cmd_env in commands.values():  # warm the page cache
-        _time(cmd, cmd_env)
+        timed(cmd, cmd_env)
     for _ in range(args.rounds):
         for name, (cmd, cmd_env) in commands.items():
-            times[name].append(_time(cmd, cmd_env))
-    print(f"modinfo over {len(files)} modules of {kernel.version}, {args.rounds} rounds")
+            times[name].append(timed(cmd, cmd_env))
+    print(f"modinfo over {len(files)} modules of {kernel.release}, {args.rounds} rounds")
     for name, samples in times.items():
-        print(f"  {name:26} best {min(samples):.3f} s   median {statistics.median(samples):.3f} s")
+        print(f"  {name:30} best {min(samples):.3f} s   median {statistics.median(samples):.3f} s")
     kmod_best = min(times["kmod modinfo"])
-    for name in ("lkm modinfo", "lkm modinfo, LKM_JOBS=1"):
-        print(f"ratio {name} / kmod (best wall time): {min(times[name]) / kmod_best:.2f}")
+    for name in times:
+        if name != "kmod modinfo":
+            print(f"ratio {name} / kmod (best wall time): {min(times[name]) / kmod_best:.2f}")
     return 0
 
 

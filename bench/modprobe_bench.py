@@ -29,14 +29,22 @@ import argparse
 import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from benchlib import compile_lkm, fixtures_by_label
+from benchlib import (
+    add_also_option,
+    compile_lkm,
+    kernels_by_label,
+    lkms_to_time,
+    module_tree,
+    timed,
+    tree_root,
+)
 
-from lkm.testing.debian_kernels import KernelFixture
+from lkm.model.kernels import Kernel
+from lkm.system.run import NULL, run
 
 NAMES = ("9p", "ext4", "snd-hda-intel", "fs-9p")
 CHUNK = 2000  # aliases per kmod -a process: far below the argument limit
@@ -54,15 +62,9 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "MODPROBE_OPTIONS"}
 
 
-def _time(cmd: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    return time.perf_counter() - start
-
-
 def _output(cmd: list[str], env: dict[str, str]) -> tuple[int, bytes, bytes]:
-    proc = subprocess.run(cmd, capture_output=True, env=env)
-    return proc.returncode, proc.stdout, proc.stderr
+    done = run(cmd, check=False, env=env)
+    return done.status, done.stdout, done.stderr
 
 
 # -- the aliases of a tree ----------------------------------------------------------
@@ -117,51 +119,55 @@ def _pci_alias(aliases: list[str]) -> str:
     return next(a for a in aliases if a.startswith("pci:v"))
 
 
-def per_call(kernel: KernelFixture, names: list[str], rounds: int) -> None:
+def per_call(kernel: Kernel, names: list[str], rounds: int, lkms: dict[str, str]) -> None:
     kmod = _kmod_modprobe()
-    lkm = str(Path(sys.executable).with_name("lkm"))
     env = _env()
-    base = ["-d", kernel.indexed_root, "-S", kernel.version, "-D"]
+    base = ["-d", tree_root(kernel), "-S", kernel.release, "-D"]
     floor_cmd = [sys.executable, "-I", "-S", "-c", "pass"]
+    tools = {"kmod": [kmod], **{name: [lkm, "modprobe"] for name, lkm in lkms.items()}}
     for name in names:
-        ours, theirs = (
-            _output([lkm, "modprobe", *base, name], env),
-            _output([kmod, *base, name], env),
-        )
-        if ours != theirs:
-            sys.exit(
-                f"lkm and kmod differ on -D {name} ({kernel.label}):\n"
-                f"lkm:  {ours!r}\nkmod: {theirs!r}"
-            )
-    samples: dict[str, dict[str, list[float]]] = {n: {"kmod": [], "lkm": []} for n in names}
+        theirs = _output([kmod, *base, name], env)
+        for tool, argv in tools.items():
+            ours = _output([*argv, *base, name], env)
+            if ours != theirs:
+                sys.exit(
+                    f"{tool} and kmod differ on -D {name} ({kernel.label}):\n"
+                    f"{tool}:  {ours!r}\nkmod: {theirs!r}"
+                )
+    samples: dict[str, dict[str, list[float]]] = {n: {t: [] for t in tools} for n in names}
     floor: list[float] = []
-    for cmd in (floor_cmd, [lkm, "modprobe", *base, names[0]], [kmod, *base, names[0]]):
-        _time(cmd, env)  # warm the page cache
+    for argv in (floor_cmd, *([*a, *base, names[0]] for a in tools.values())):
+        timed(argv, env)  # warm the page cache
     for _ in range(rounds):
-        floor.append(_time(floor_cmd, env))
+        floor.append(timed(floor_cmd, env))
         for name in names:
-            samples[name]["kmod"].append(_time([kmod, *base, name], env))
-            samples[name]["lkm"].append(_time([lkm, "modprobe", *base, name], env))
-    fl = statistics.median(floor)
-    print(f"modprobe -D on {kernel.label} ({kernel.version}), {rounds} rounds, median per call")
-    print(
-        f"  {'name':42} {'kmod':>8} {'lkm':>8} {'lkm/kmod':>9} {'floor/kmod':>11} {'lkm-floor':>10}"
-    )
-    for name in names:
-        k = statistics.median(samples[name]["kmod"])
-        m = statistics.median(samples[name]["lkm"])
+            for tool, argv in tools.items():
+                samples[name][tool].append(timed([*argv, *base, name], env))
+    _print_per_call(kernel, rounds, samples, statistics.median(floor))
+
+
+def _print_per_call(
+    kernel: Kernel, rounds: int, samples: dict[str, dict[str, list[float]]], floor: float
+) -> None:
+    tools = [tool for tool in next(iter(samples.values())) if tool != "kmod"]
+    print(f"modprobe -D on {kernel.label} ({kernel.release}), {rounds} rounds, median per call")
+    header = "".join(f" {tool:>8} {tool + '/kmod':>12} {tool + '-floor':>12}" for tool in tools)
+    print(f"  {'name':42} {'kmod':>8}{header}")
+    for name, by_tool in samples.items():
+        k = statistics.median(by_tool["kmod"])
         shown = name if len(name) <= 42 else name[:39] + "..."
-        print(
-            f"  {shown:42} {k * 1e3:6.1f}ms {m * 1e3:6.1f}ms {m / k:9.1f} {fl / k:11.1f}"
-            f" {(m - fl) * 1e3:8.1f}ms"
-        )
-    print(f"  python -I -S -c pass (start-up floor): {fl * 1e3:.1f} ms")
+        row = ""
+        for tool in tools:
+            m = statistics.median(by_tool[tool])
+            row += f" {m * 1e3:6.1f}ms {m / k:12.1f} {(m - floor) * 1e3:10.1f}ms"
+        print(f"  {shown:42} {k * 1e3:6.1f}ms{row}")
+    print(f"  python -I -S -c pass (start-up floor): {floor * 1e3:.1f} ms")
 
 
 # -- part 2: throughput -----------------------------------------------------------------
 
 
-def _library(kernel: KernelFixture, aliases: list[str]) -> tuple[float, float, list[str], int]:
+def _library(kernel: Kernel, aliases: list[str]) -> tuple[float, float, list[str], int]:
     """One pass over the aliases in this process, as one run would: (seconds
     in all, set-up and lookups and load lists; seconds in the lookups alone;
     the module names the lookups found, as -R -a prints them; aliases that
@@ -172,7 +178,7 @@ def _library(kernel: KernelFixture, aliases: list[str]) -> tuple[float, float, l
     from lkm.model.modprobe_config import DEFAULT_PATHS, read_config
     from lkm.workflows.modprobe import Engine, RecordingActions, Resolver, SimulatedKernel
 
-    moddir = str(kernel.indexed_moddir)
+    moddir = module_tree(kernel)
     try:
         with open("/proc/cmdline", encoding="utf-8", errors="surrogateescape") as f:
             cmdline: str | None = f.read()
@@ -204,28 +210,21 @@ def _library(kernel: KernelFixture, aliases: list[str]) -> tuple[float, float, l
     return clock() - start, in_lookups, names, missing
 
 
-def _kmod_all(
-    kmod: str, kernel: KernelFixture, flag: str, aliases: list[str]
-) -> tuple[float, bytes]:
+def _kmod_all(kmod: str, kernel: Kernel, flag: str, aliases: list[str]) -> tuple[float, bytes]:
     env = _env()
     out: list[bytes] = []
     start = time.perf_counter()
     for i in range(0, len(aliases), CHUNK):
-        cmd = [kmod, "-d", kernel.indexed_root, "-S", kernel.version, flag, "-a"]
-        proc = subprocess.run(
-            [*cmd, *aliases[i : i + CHUNK]],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
-        out.append(proc.stdout)
+        cmd = [kmod, "-d", tree_root(kernel), "-S", kernel.release, flag, "-a"]
+        done = run([*cmd, *aliases[i : i + CHUNK]], check=False, stderr=NULL, env=env)
+        out.append(done.stdout)
     return time.perf_counter() - start, b"".join(out)
 
 
-def throughput(kernel: KernelFixture, rounds: int, sample: int, every: int) -> None:
+def throughput(kernel: Kernel, rounds: int, sample: int, every: int) -> None:
     kmod = _kmod_modprobe()
     env = _env()
-    aliases, skipped = tree_aliases(kernel.indexed_moddir)
+    aliases, skipped = tree_aliases(Path(module_tree(kernel)))
     aliases = aliases[::every]
     n = len(aliases)
     best: dict[str, float] = {}
@@ -245,12 +244,10 @@ def throughput(kernel: KernelFixture, rounds: int, sample: int, every: int) -> N
         keep("kmod -D -a (lookup + load list)", seconds)
     # One alias per process, as a caller without -a runs it.
     picked = random.Random(0).sample(aliases, min(sample, n))
-    base = [kmod, "-d", kernel.indexed_root, "-S", kernel.version, "-R"]
+    base = [kmod, "-d", tree_root(kernel), "-S", kernel.release, "-R"]
     start = time.perf_counter()
     for alias in picked:
-        subprocess.run(
-            [*base, alias], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
-        )
+        run([*base, alias], check=False, stdout=NULL, stderr=NULL, env=env)
     per_process = (time.perf_counter() - start) / len(picked)
 
     same = "identical" if "".join(f"{m}\n" for m in names).encode() == kmod_r else "DIFFERENT"
@@ -285,13 +282,15 @@ def main() -> int:
         "--every", type=int, default=1, help="throughput over every Nth alias (default: all)"
     )
     parser.add_argument("labels", nargs="*", default=["6.1", "6.12"])
+    add_also_option(parser)
     args = parser.parse_args()
     compile_lkm()
-    kernels = fixtures_by_label()
+    lkms = lkms_to_time(args)
+    kernels = kernels_by_label()
     for label in args.labels:
         kernel = kernels[label]
-        aliases, _ = tree_aliases(kernel.indexed_moddir)
-        per_call(kernel, [*NAMES, _pci_alias(aliases)], args.rounds)
+        aliases, _ = tree_aliases(Path(module_tree(kernel)))
+        per_call(kernel, [*NAMES, _pci_alias(aliases)], args.rounds, lkms)
         throughput(kernel, args.throughput_rounds, args.sample, args.every)
     return 0
 

@@ -1,7 +1,7 @@
 """``lkm try`` on the hello template, phase by phase, against the same story
 done by hand.
 
-For each Debian fixture kernel (amd64), interleaved runs of:
+For each cached Debian kernel (amd64), interleaved runs of:
 
 - ``lkm try``: build, boot, load, unload, with the wall time of each
   phase and its share of the whole;
@@ -19,12 +19,14 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from lkm.testing.debian_kernels import KernelFixture, load_manifest
+from benchlib import kernels_by_label
+
+from lkm.model.kernels import Kernel
+from lkm.system.run import run
 from lkm.vm.boot_kernel import choose_kernel
 from lkm.vm.qemu import VmSession
 from lkm.workflows.build import find_headers
@@ -32,11 +34,11 @@ from lkm.workflows.scaffold import create
 from lkm.workflows.try_module import try_module
 
 
-def _lkm_try(directory: Path, kernel: KernelFixture) -> dict[str, float]:
+def _lkm_try(directory: Path, kernel: Kernel) -> dict[str, float]:
     shutil.rmtree(directory, ignore_errors=True)
     create(str(directory))
     started = time.monotonic()
-    report = try_module(str(directory), kernel.version, output=lambda line: None)
+    report = try_module(str(directory), kernel.release, output=lambda line: None)
     if not report.ok:
         raise SystemExit("lkm try failed:\n" + "\n".join(report.lines()))
     phases = dict(report.seconds)
@@ -44,17 +46,15 @@ def _lkm_try(directory: Path, kernel: KernelFixture) -> dict[str, float]:
     return phases
 
 
-def _by_hand(directory: Path, kernel: KernelFixture) -> dict[str, float]:
+def _by_hand(directory: Path, kernel: Kernel) -> dict[str, float]:
     shutil.rmtree(directory, ignore_errors=True)
     create(str(directory))
-    headers = find_headers(kernel.version)
+    headers = find_headers(kernel.release)
     started = time.monotonic()
-    subprocess.run(
-        ["make", "-C", headers.path, f"M={directory}", "modules"], check=True, capture_output=True
-    )
+    run(["make", "-C", headers.path, f"M={directory}", "modules"])
     built = time.monotonic()
-    boot = choose_kernel(kernel.version)
-    with VmSession(boot.image, boot.moddir, boot.version) as vm:
+    boot = choose_kernel(kernel.release)
+    with VmSession(boot.image, boot.modules, boot.release) as vm:
         script = f"insmod {directory}/hello.ko && lsmod && rmmod hello && dmesg | tail -3"
         step = vm.run(script)
         if step.status != 0:
@@ -78,11 +78,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
     options = parser.parse_args()
-    kernels = [k for k in load_manifest() if k.arch == "amd64"]
+    kernels = [k for k in kernels_by_label().values() if k.arch == "amd64" and k.image]
     print("lkm try, hello template: phases, and the same story by hand (make, kmod in the VM)")
     with tempfile.TemporaryDirectory(prefix="lkm-try-bench-") as work:
         for kernel in kernels:
-            print(f"\nDebian {kernel.label} ({kernel.version})")
+            print(f"\nDebian {kernel.label} ({kernel.release})")
             mine: list[dict[str, float]] = []
             hand: list[dict[str, float]] = []
             for _ in range(options.runs):

@@ -1,6 +1,6 @@
 """``lkm vm run -- true``, boot to exit, against virtme-ng on the same image.
 
-For each Debian fixture kernel (amd64): several runs of lkm's VM and of
+For each cached Debian kernel (amd64): several runs of lkm's VM and of
 virtme-ng's ``vng --run IMAGE -- true`` (TCG, 9p), interleaved; the median
 and best wall times and the ratio lkm / virtme-ng. virtme-ng comes from
 PyPI into a private virtualenv under lkm's cache the first time; when it
@@ -14,21 +14,24 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from lkm.testing.debian_kernels import KernelFixture, default_cache_dir, load_manifest
+from benchlib import kernels_by_label, module_tree
+
+from lkm.model.kernels import Kernel
+from lkm.system.paths import cache_path
+from lkm.system.run import CommandError, run
 
 TARGET_SECONDS = 4.0
 
 
 def _timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
     start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    return time.monotonic() - start, proc.returncode, proc.stderr
+    done = run(cmd, check=False, env=env, timeout=300)
+    return time.monotonic() - start, done.status, done.stderr.decode(errors="replace")
 
 
 def _virtme_ng() -> tuple[str | None, str]:
@@ -36,17 +39,13 @@ def _virtme_ng() -> tuple[str | None, str]:
     found = shutil.which("vng")
     if found:
         return found, "from PATH"
-    venv = default_cache_dir() / "bench" / "virtme-ng"
+    venv = Path(cache_path("bench", "virtme-ng"))
     vng = venv / "bin" / "vng"
     if not vng.exists():
         try:
-            subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
-            subprocess.run(
-                [str(venv / "bin" / "pip"), "install", "-q", "virtme-ng"],
-                check=True,
-                capture_output=True,
-            )
-        except (subprocess.CalledProcessError, OSError) as exc:
+            run(["/usr/bin/python3", "-m", "venv", str(venv)])
+            run([str(venv / "bin" / "pip"), "install", "-q", "virtme-ng"])
+        except CommandError as exc:
             return None, f"could not install virtme-ng from PyPI ({exc})"
     return str(vng), "installed from PyPI into lkm's cache"
 
@@ -55,25 +54,24 @@ def _summary(name: str, times: list[float]) -> str:
     return f"  {name:<10} median {statistics.median(times):5.2f} s   best {min(times):5.2f} s"
 
 
-def _tree_copy(kernel: KernelFixture, work: Path) -> Path:
+def _tree_copy(kernel: Kernel, work: Path) -> Path:
     """A hard-linked copy of the kernel's image and module tree: virtme-ng
     runs depmod in the module directory next to the image it boots, and
     the shared fixture must stay as it was fetched."""
-    root = work / kernel.version
+    root = work / kernel.release
     (root / "boot").mkdir(parents=True)
     (root / "lib" / "modules").mkdir(parents=True)
-    os.link(kernel.vmlinuz, root / "boot" / kernel.vmlinuz.name)
-    subprocess.run(
-        ["cp", "-al", str(kernel.moddir), str(root / "lib" / "modules" / kernel.version)],
-        check=True,
-    )
-    return root / "boot" / kernel.vmlinuz.name
+    assert kernel.image is not None
+    image = Path(kernel.image)
+    os.link(image, root / "boot" / image.name)
+    run(["cp", "-al", module_tree(kernel), str(root / "lib" / "modules" / kernel.release)])
+    return root / "boot" / image.name
 
 
-def bench(kernel: KernelFixture, rounds: int, vng: str | None, work: Path) -> None:
+def bench(kernel: Kernel, rounds: int, vng: str | None, work: Path) -> None:
     lkm = str(Path(sys.executable).with_name("lkm"))
-    lkm_cmd = [lkm, "vm", "run", "--kernel", kernel.version, "--", "true"]
-    subprocess.run(lkm_cmd, capture_output=True)  # warm: vmlinux extraction, KVM probe
+    lkm_cmd = [lkm, "vm", "run", "--kernel", kernel.release, "--", "true"]
+    run(lkm_cmd, check=False)  # warm: vmlinux extraction, KVM probe
     env = dict(os.environ, PATH=f"{Path(vng).parent}:{os.environ['PATH']}") if vng else None
     vng_cmd = [
         vng or "vng",
@@ -92,7 +90,7 @@ def bench(kernel: KernelFixture, rounds: int, vng: str | None, work: Path) -> No
     for _ in range(rounds):
         seconds, status, stderr = _timed(lkm_cmd)
         if status != 0:
-            sys.exit(f"lkm vm run failed on {kernel.version}:\n{stderr}")
+            sys.exit(f"lkm vm run failed on {kernel.release}:\n{stderr}")
         lkm_times.append(seconds)
         if vng is not None and not vng_failure:
             seconds, status, stderr = _timed(vng_cmd, env)
@@ -103,7 +101,7 @@ def bench(kernel: KernelFixture, rounds: int, vng: str | None, work: Path) -> No
                 vng_failure = (
                     stderr.strip().splitlines()[-1] if stderr.strip() else f"status {status}"
                 )
-    print(f"lkm vm run -- true on {kernel.label} ({kernel.version}), {rounds} rounds, TCG")
+    print(f"lkm vm run -- true on {kernel.label} ({kernel.release}), {rounds} rounds, TCG")
     print(_summary("lkm", lkm_times) + f"   (target {TARGET_SECONDS:.0f} s)")
     if vng_times:
         print(_summary("virtme-ng", vng_times))
@@ -124,7 +122,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("labels", nargs="*", default=["6.1", "6.12"])
     args = parser.parse_args()
-    fixtures = {k.label: k for k in load_manifest() if k.arch == "amd64"}
+    fixtures = {label: k for label, k in kernels_by_label().items() if k.arch == "amd64"}
     vng, how = _virtme_ng()
     print(f"virtme-ng: {vng} ({how})" if vng else f"virtme-ng unavailable: {how}")
     with tempfile.TemporaryDirectory(prefix="lkm-vm-bench-") as work:

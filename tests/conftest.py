@@ -10,24 +10,64 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import subprocess
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lkm.cli import main as lkm_main
+from lkm.records import Record
+from lkm.system.run import PIPE, Stream, run
 from lkm.testing.debian_kernels import KernelFixture, load_manifest
 from lkm.testing.guest import Guest
 from lkm.vm.qemu import VmSession
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(Record):
     stdout: bytes
     stderr: bytes
     status: int
+
+
+class Ran(Record):
+    """A command the tests ran: its status and output (text when asked)."""
+
+    returncode: int
+    stdout: Any  # bytes, or str with text=True
+    stderr: Any
+
+
+def command(
+    argv: Sequence[str],
+    *,
+    text: bool = False,
+    check: bool = False,
+    input: bytes | None = None,
+    stdin: Stream | None = None,
+    stdout: Stream = PIPE,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    executable: str | None = None,
+) -> Ran:
+    """Run a command (kmod's tools, openssl, make, lkm's script) through
+    lkm's runner; ``check`` raises its CommandError on failure."""
+    streams = {"stdin": stdin} if stdin is not None else {}
+    done = run(
+        [str(a) for a in argv],
+        check=check,
+        input=input,
+        stdout=stdout,
+        cwd=str(cwd) if cwd is not None else None,
+        env=env,
+        timeout=timeout,
+        executable=executable,
+        **streams,  # type: ignore[arg-type]
+    )
+    if text:
+        return Ran(done.status, done.stdout.decode(), done.stderr.decode())
+    return Ran(done.status, done.stdout, done.stderr)
 
 
 def _kmod_tool(name: str) -> str:
@@ -45,9 +85,7 @@ def kmod(tool: str, args: Sequence[str], cwd: str | None = None) -> Result:
     env = dict(os.environ, LC_ALL="C")
     # argv[0] is the bare tool name, as lkm is called in-process: getopt
     # errors start with argv[0].
-    proc = subprocess.run(
-        [tool, *args], executable=_kmod_tool(tool), capture_output=True, env=env, cwd=cwd
-    )
+    proc = command([tool, *args], executable=_kmod_tool(tool), env=env, cwd=cwd)
     return Result(proc.stdout, proc.stderr, proc.returncode)
 
 

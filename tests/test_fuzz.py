@@ -13,12 +13,11 @@ import contextlib
 import functools
 import os
 import shutil
-import subprocess
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import lkm
+from conftest import command, lkm
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -155,7 +154,7 @@ def small_tree(tmp_path_factory: pytest.TempPathFactory, kernel_61: KernelFixtur
         shutil.copy(src, moddir / "kernel" / name)
     shutil.copy(kernel_61.moddir / "modules.builtin", moddir)
     shutil.copy(kernel_61.moddir / "modules.builtin.modinfo", moddir)
-    subprocess.run(["depmod", "-b", str(root), kernel_61.version], check=True)
+    command(["depmod", "-b", str(root), kernel_61.version], check=True)
     return root
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
+
+from conftest import Ran, command
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True)
+def _run(*args: str) -> Ran:
+    return command([sys.executable, "-m", *args], cwd=ROOT, text=True)
 
 
 def test_ruff_check() -> None:

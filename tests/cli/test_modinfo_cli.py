@@ -6,12 +6,11 @@ import json
 import lzma
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import kmod, lkm
+from conftest import command, kmod, lkm
 
 from lkm.testing.debian_kernels import KernelFixture
 
@@ -139,7 +138,7 @@ def test_multicall_link_and_lkm_subcommand(kernel_61: KernelFixture, tmp_path: P
         [LKM_SCRIPT, "modinfo", module],
         [sys.executable, "-m", "lkm", "modinfo", module],
     ):
-        proc = subprocess.run(cmd, capture_output=True)
+        proc = command(cmd)
         assert (proc.stdout, proc.stderr, proc.returncode) == (
             want.stdout,
             want.stderr,
@@ -150,7 +149,7 @@ def test_multicall_link_and_lkm_subcommand(kernel_61: KernelFixture, tmp_path: P
 def test_modprobe_link_behaves_as_modprobe(tmp_path: Path) -> None:
     link = tmp_path / "modprobe"
     link.symlink_to(LKM_SCRIPT)
-    proc = subprocess.run([str(link), "-d", str(tmp_path), "loop"], capture_output=True, text=True)
+    proc = command([str(link), "-d", str(tmp_path), "loop"], text=True)
     assert proc.returncode == 1
     assert proc.stderr.startswith("modprobe: FATAL: Module loop not found in directory ")
 
@@ -198,9 +197,7 @@ def test_workers_keep_output_order(
 
 def test_cli_start_does_not_import_unneeded_modules() -> None:
     code = "import sys, lkm.cli.modinfo; print(' '.join(sorted(sys.modules)))"
-    loaded = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split()
+    loaded = command([sys.executable, "-c", code], text=True, check=True).stdout.split()
     for heavy in (
         "typing",
         "json",

@@ -13,11 +13,10 @@ Deliberate differences, each applied to kmod's output before comparing:
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import lkm
+from conftest import command, lkm
 
 from lkm.model.modprobe_config import ModprobeConfig, logical_lines, parse_cmdline
 
@@ -58,7 +57,7 @@ def test_showconfig_matches_kmod(kernels, label: str, tmp_path: Path, report) ->
     (second / "c.conf").write_text("blacklist from-second-dir\n")
     args = ["-c", "-C", str(first), "-C", str(second), "-d", str(kernel.indexed_root), "-S",
             kernel.version]  # fmt: skip
-    kmod = subprocess.run(["modprobe", *args], capture_output=True)
+    kmod = command(["modprobe", *args])
     mine = lkm("modprobe", args)
     assert kmod.returncode == mine.status == 0
     expected = kmod.stdout.replace(b"pre: looppost: dummy", b"pre: loop post: dummy")
@@ -110,7 +109,7 @@ def test_kernel_command_line_like_kmod() -> None:
 
 def test_host_command_line_options_shown(tmp_path: Path) -> None:
     """The machine's own /proc/cmdline reaches -c as kmod's does."""
-    kmod = subprocess.run(["modprobe", "-c", "-C", str(tmp_path)], capture_output=True)
+    kmod = command(["modprobe", "-c", "-C", str(tmp_path)])
     mine = lkm("modprobe", ["-c", "-C", str(tmp_path)])
     kmod_options = [line for line in kmod.stdout.splitlines() if line.startswith(b"options ")]
     mine_options = [line for line in mine.stdout.splitlines() if line.startswith(b"options ")]
@@ -159,7 +158,7 @@ def test_kernel_command_line_through_proc(kernel_61, cmdline: str, tmp_path: Pat
             " ".join(_quote(word) for word in command) + " 2>&1; echo status=$?\n"
             for command in commands
         )
-        proc = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True)
+        proc = command(["unshare", "--mount", "sh", "-c", script])
         assert proc.returncode == 0, proc.stderr
         results.append(re.sub(rb"libkmod: ERROR \S+ \S+: ", b"modprobe: ERROR: ", proc.stdout))
     kmod_out, mine = results

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import random
 import re
-import subprocess
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import Result, kmod, lkm
+from conftest import Result, command, kmod, lkm
 
 from lkm.testing.debian_kernels import KernelFixture
 
@@ -199,7 +198,7 @@ def test_show_depends_with_configuration(kernels, label: str, tmp_path: Path, re
 def test_modprobe_options_from_the_environment(kernel_61: KernelFixture, template: str) -> None:
     value = template.format(root=kernel_61.indexed_root, version=kernel_61.version)
     env = {"MODPROBE_OPTIONS": value, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
-    reference = subprocess.run(["modprobe", "9p"], capture_output=True, env=env)
+    reference = command(["modprobe", "9p"], env=env)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MODPROBE_OPTIONS", value)
         mine = lkm("modprobe", ["9p"])

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import command
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,17 +40,13 @@ def test_busybox_extracts_what_we_write(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     with archive.open("rb") as stdin:
-        subprocess.run(
-            [BUSYBOX, "cpio", "-i", "-d"], stdin=stdin, cwd=out, check=True, capture_output=True
-        )
+        command([BUSYBOX, "cpio", "-i", "-d"], stdin=stdin.fileno(), cwd=out, check=True)
     assert (out / "bin" / "tool").read_bytes() == b"#!/bin/sh\necho hi\n"
     assert stat.S_IMODE((out / "bin" / "tool").stat().st_mode) == 0o755
     assert os.readlink(out / "bin" / "sh") == "tool"
     assert (out / "data" / "odd-size").read_bytes() == bytes(range(7)) * 3
     assert (out / "empty").is_dir() and (out / "zero").read_bytes() == b""
-    listing = subprocess.run(
-        [BUSYBOX, "cpio", "-t"], input=archive.read_bytes(), capture_output=True, check=True
-    )
+    listing = command([BUSYBOX, "cpio", "-t"], input=archive.read_bytes(), check=True)
     assert listing.stdout.decode().split() == [
         "data",
         "bin",

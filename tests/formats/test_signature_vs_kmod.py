@@ -12,11 +12,10 @@ instead of issuer and serial, garbage, and the legacy X.509 layout.
 from __future__ import annotations
 
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import kmod, lkm
+from conftest import command, kmod, lkm
 
 from lkm.formats.module_file import open_module
 from lkm.formats.signature import SIG_MAGIC, read_signature
@@ -38,7 +37,7 @@ def _key_and_cert(tmp: Path, subject: str, key: str, serial: str) -> tuple[Path,
         if key == "rsa"
         else ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
     )
-    subprocess.run(
+    command(
         [
             "openssl",
             "req",
@@ -57,14 +56,13 @@ def _key_and_cert(tmp: Path, subject: str, key: str, serial: str) -> tuple[Path,
             str(cert_path),
         ],
         check=True,
-        capture_output=True,
     )
     return key_path, cert_path
 
 
 def _pkcs7(tmp: Path, module: bytes, key: Path, cert: Path, digest: str, extra: list[str]) -> bytes:
     (tmp / "module").write_bytes(module)
-    result = subprocess.run(
+    result = command(
         [
             "openssl",
             "cms",
@@ -85,7 +83,6 @@ def _pkcs7(tmp: Path, module: bytes, key: Path, cert: Path, digest: str, extra: 
             *extra,
         ],
         check=True,
-        capture_output=True,
     )
     return result.stdout
 

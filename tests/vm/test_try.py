@@ -10,11 +10,11 @@ there, and the report printed on stdout.
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import command
 
 from lkm.testing.debian_kernels import KernelFixture
 from lkm.workflows.scaffold import create
@@ -25,10 +25,10 @@ LKM = str(Path(sys.executable).with_name("lkm"))
 def lkm_try(
     directory: Path, kernel: KernelFixture, test: list[str] | None = None
 ) -> tuple[int, str]:
-    command = [LKM, "try", str(directory), "--kernel", kernel.version, "-j2"]
+    argv = [LKM, "try", str(directory), "--kernel", kernel.version, "-j2"]
     if test:
-        command += ["--", *test]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=900)
+        argv += ["--", *test]
+    proc = command(argv, text=True, timeout=900)
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -219,7 +219,7 @@ def test_bad_starts_are_one_line(kernel_61: KernelFixture, tmp_path: Path) -> No
         ([str(tmp_path / "hello"), "--kernel", "9.9.9-nothing"], "no kernel 9.9.9-nothing"),
     ]
     for args, words in cases:
-        proc = subprocess.run([LKM, "try", *args], capture_output=True, text=True)
+        proc = command([LKM, "try", *args], text=True)
         assert proc.returncode == 1
         assert proc.stderr.startswith("lkm try: ") and proc.stderr.count("\n") == 1, proc.stderr
         assert words in proc.stderr

@@ -6,13 +6,13 @@ quickly with the console tail."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import lkm
+from conftest import command, lkm
 
 from lkm.testing.debian_kernels import KernelFixture
 from lkm.vm import qemu
@@ -21,8 +21,27 @@ from lkm.vm.kernel_image import bootable_image
 LKM = str(Path(sys.executable).with_name("lkm"))
 
 
+@pytest.fixture
+def host_module_tree() -> Iterator[str]:
+    """A module tree of another kernel on the host, for the test's length:
+    the guest must not show it (and the test must not depend on whether
+    the host has any). Removed afterwards, /lib/modules too if it made it."""
+    base = Path("/lib/modules")
+    made_base = not base.exists()
+    tree = base / "lkm-test-not-the-booted-kernel"
+    tree.mkdir(parents=True)
+    try:
+        yield tree.name
+    finally:
+        tree.rmdir()
+        if made_base:
+            base.rmdir()
+
+
 @pytest.mark.parametrize("label", ["6.1", "6.12"])
-def test_status_output_and_module_tree(kernels: list[KernelFixture], label: str, report) -> None:  # type: ignore[no-untyped-def]
+def test_status_output_and_module_tree(  # type: ignore[no-untyped-def]
+    kernels: list[KernelFixture], label: str, host_module_tree: str, report
+) -> None:
     kernel = next(k for k in kernels if k.label == label)
     start = time.monotonic()
     script = (
@@ -48,10 +67,9 @@ def test_host_python_and_lkm_inside(kernel_612: KernelFixture, tmp_path: Path) -
     """The checkout's lkm runs in the guest against the booted kernel's
     tree; the kernel console is kept where --console says."""
     console = tmp_path / "console.log"
-    proc = subprocess.run(
+    proc = command(
         [LKM, "vm", "run", "--kernel", kernel_612.version, "--console", str(console),
          "--", LKM, "modinfo", "-F", "name", "loop"],
-        capture_output=True,
         timeout=300,
     )  # fmt: skip
     assert (proc.returncode, proc.stdout) == (0, b"loop\n"), proc.stderr
@@ -116,23 +134,22 @@ def test_default_kernel_is_the_hosts_when_installed(
 
     release = os.uname().release
     fallback = choose_kernel(None, root=str(tmp_path))
-    assert fallback.version == [k for k in kernels if k.arch == "amd64"][-1].version
-    assert fallback.image.endswith(f"vmlinuz-{fallback.version}")
+    assert fallback.release == [k for k in kernels if k.arch == "amd64"][-1].version
+    assert fallback.image.endswith(f"vmlinuz-{fallback.release}")
     (tmp_path / "boot").mkdir()
     (tmp_path / "boot" / f"vmlinuz-{release}").write_bytes(b"image")
     (tmp_path / "lib" / "modules" / release).mkdir(parents=True)
     host = choose_kernel(None, root=str(tmp_path))
-    assert host.image == f"{tmp_path}/boot/vmlinuz-{release}" and host.version == release
-    assert choose_kernel("6.1").version == next(k for k in kernels if k.label == "6.1").version
+    assert host.image == f"{tmp_path}/boot/vmlinuz-{release}" and host.release == release
+    assert choose_kernel("6.1").release == next(k for k in kernels if k.label == "6.1").version
 
 
 def test_virtiofs_share(kernel_61: KernelFixture) -> None:
     """--share virtiofs: the host's root through virtiofsd (qemu-system-x86
     brings one), the command and its output as with 9p."""
-    proc = subprocess.run(
+    proc = command(
         [LKM, "vm", "run", "--kernel", "6.1", "--share", "virtiofs", "--", "sh", "-c",
          "grep -o '^lkmhost [^ ]* virtiofs ro' /proc/mounts; test -r /etc/os-release"],
-        capture_output=True,
         timeout=300,
     )  # fmt: skip
     # The chroot sees the share where the module tree is bind-mounted.

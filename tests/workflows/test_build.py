@@ -4,11 +4,11 @@ the one-line explanations for the failures people hit."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import Ran, command
 
 from lkm.formats.module_file import open_module
 from lkm.testing.debian_kernels import KernelFixture
@@ -17,8 +17,8 @@ from lkm.workflows.scaffold import TEMPLATES, create, module_names
 LKM = str(Path(sys.executable).with_name("lkm"))
 
 
-def _lkm(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([LKM, *args], capture_output=True, text=True, env=env)
+def _lkm(args: list[str], env: dict[str, str] | None = None) -> Ran:
+    return command([LKM, *args], text=True, env=env)
 
 
 @pytest.mark.parametrize("template", TEMPLATES)
@@ -48,7 +48,7 @@ def test_plain_make_works_too(kernel_61: KernelFixture, tmp_path: Path) -> None:
     directory = tmp_path / "plain"
     create(str(directory))
     headers = kernel_61.root + f"/usr/src/linux-headers-{kernel_61.version}"
-    proc = subprocess.run(["make", "-C", str(directory), f"KDIR={headers}"], capture_output=True)
+    proc = command(["make", "-C", str(directory), f"KDIR={headers}"])
     assert proc.returncode == 0 and (directory / "plain.ko").exists()
 
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import kmod, lkm
+from conftest import command, kmod, lkm
 from test_depmod_vs_kmod import tree_copy
 
 from lkm.testing.debian_kernels import KernelFixture
@@ -73,9 +72,8 @@ def test_errsyms_with_system_map(
     assert warnings > 50
     # The console script ends the process at once after a run (os._exit,
     # see lkm.cli.left_for_exit): every line must still be out by then.
-    script = subprocess.run(
+    script = command(
         [LKM, "depmod", *args, "-b", str(lr), kernel_61.version, "--no-cache"],
-        capture_output=True,
     )
     assert (script.returncode, script.stdout, script.stderr) == (
         in_process.status,
@@ -138,9 +136,8 @@ def _build(kernel: KernelFixture, directory: Path, sources: dict[str, str]) -> l
             "#include <linux/module.h>\n" + text + '\nMODULE_LICENSE("GPL");\n'
         )
     (directory / "Kbuild").write_text("obj-m := " + " ".join(f"{n}.o" for n in sources) + "\n")
-    proc = subprocess.run(
+    proc = command(
         ["make", "-C", str(kernel.headers), f"M={directory}", "modules"],
-        capture_output=True,
         text=True,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from test_depmod_vs_kmod import tree_copy
 
+from lkm.system.run import NULL, Process, start
 from lkm.testing.debian_kernels import KernelFixture
 from lkm.workflows.depmod import OUTPUT_FILES
 
@@ -25,7 +24,7 @@ FILES = OUTPUT_FILES
 ROUNDS = 12
 
 
-def _depmod(root: Path, version: str, cache: Path) -> subprocess.Popen[bytes]:
+def _depmod(root: Path, version: str, cache: Path) -> Process:
     cmd = [
         sys.executable,
         "-m",
@@ -37,7 +36,7 @@ def _depmod(root: Path, version: str, cache: Path) -> subprocess.Popen[bytes]:
         str(root),
         version,
     ]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return start(cmd, stdout=NULL, stderr=NULL)
 
 
 def _snapshot(moddir: Path) -> dict[str, bytes]:
@@ -72,8 +71,7 @@ def test_kill_at_random_moments(kernel_61: KernelFixture, tmp_path: Path, report
         _restore(moddir, old)
         process = _depmod(root, kernel_61.version, cache)
         time.sleep(rng.uniform(0.2, 1.3) * duration)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        process.kill()  # SIGKILL, then reaped
         states = set()
         for name in FILES:
             data = (moddir / name).read_bytes()

@@ -11,11 +11,10 @@ writes ``modules.weakdep``, and ``-n`` prints its header.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import kmod, lkm
+from conftest import command, kmod, lkm
 
 from lkm.formats.kmod_index import KmodIndex
 from lkm.testing.debian_kernels import KernelFixture
@@ -35,7 +34,7 @@ def tree_copy(kernel: KernelFixture, root: Path) -> Path:
     """Hard-linked copy of a kernel's unpacked module tree (no indexes)."""
     target = root / "lib" / "modules" / kernel.version
     target.parent.mkdir(parents=True)
-    subprocess.run(["cp", "-al", str(kernel.moddir), str(target)], check=True)
+    command(["cp", "-al", str(kernel.moddir), str(target)], check=True)
     return target
 
 

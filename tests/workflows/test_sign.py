@@ -14,7 +14,6 @@ import io
 import os
 import shutil
 import stat
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import Result, kmod
+from conftest import Result, command, kmod
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -52,7 +51,7 @@ def lkm(tool: str, args: list[str]) -> Result:
 
 
 def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
+    command(["openssl", *args], check=True)
 
 
 @dataclass(frozen=True)
@@ -129,10 +128,9 @@ def signed_module(tmp_path_factory: pytest.TempPathFactory, module: Path, keys: 
 
 
 def _sign_file(binary: Path, options: list[str], key: Key, source: Path, dest: Path) -> bytes:
-    subprocess.run(
+    command(
         [str(binary), *options, str(key.key), str(key.cert), str(source), str(dest)],
         check=True,
-        capture_output=True,
     )
     return dest.read_bytes()
 
@@ -141,10 +139,9 @@ def test_keys_have_the_shapes_intended(keys: list[Key]) -> None:
     assert keys[0].key.read_text().startswith("-----BEGIN PRIVATE KEY-----")
     assert keys[1].key.read_text().startswith("-----BEGIN RSA PRIVATE KEY-----")
     assert keys[1].cert.read_bytes()[:2] == b"\x30\x82"
-    text = subprocess.run(
+    text = command(
         ["openssl", "x509", "-in", str(keys[0].cert), "-noout", "-issuer", "-subject"],
         check=True,
-        capture_output=True,
         text=True,
     ).stdout
     assert "issuer=CN = lkm test CA" in text and "subject=O = lkm tests" in text
@@ -228,10 +225,10 @@ def test_ecdsa_has_sign_files_structure(
     assert (refused.status, refused.stderr) == (1, (
         f"lkm sign: {key.key}: an ECDSA key signs with sha1, sha224, sha256, sha384, sha512 "
         "(as sign-file does), not sha3-256\n").encode())  # fmt: skip
-    subprocess.run(
+    command(
         ["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", str(tmp_path / "sig.p7"),
          "-content", str(module), "-certfile", str(key.cert), "-noverify", "-out", os.devnull],
-        check=True, capture_output=True,
+        check=True,
     )  # fmt: skip
 
 
@@ -293,8 +290,8 @@ def test_keygen_certificate(tmp_path: Path, sign_files: list[Path], module: Path
     assert certificate.subject.rfc4514_string() == "CN=Mine"
     assert certificate.public_key().key_size == 2048  # type: ignore[union-attr]
     assert (certificate.not_valid_after_utc - certificate.not_valid_before_utc).days == 10
-    text = subprocess.run(["openssl", "x509", "-inform", "DER", "-in", str(cert), "-noout",
-                           "-text"], check=True, capture_output=True, text=True).stdout  # fmt: skip
+    text = command(["openssl", "x509", "-inform", "DER", "-in", str(cert), "-noout",
+                           "-text"], check=True, text=True).stdout  # fmt: skip
     for line in ("CA:FALSE", "Digital Signature", "Code Signing", "X509v3 Subject Key Identifier",
                  "X509v3 Authority Key Identifier"):  # fmt: skip
         assert line in text
@@ -347,7 +344,7 @@ def bad_inputs(tmp_path: Path, module: Path, keys: list[Key]) -> Iterator[dict[s
     paths["program"] = tmp_path / "true"
     shutil.copy("/bin/true", paths["program"])
     paths["xz"] = tmp_path / "m.ko.xz"
-    subprocess.run(["xz", "-k", "-c", str(module)], stdout=paths["xz"].open("wb"), check=True)
+    paths["xz"].write_bytes(command(["xz", "-k", "-c", str(module)], check=True).stdout)
     paths["public"] = tmp_path / "public.pem"
     _openssl("pkey", "-in", str(keys[0].key), "-pubout", "-out", str(paths["public"]))
     paths["encrypted"] = tmp_path / "encrypted.pem"
@@ -446,9 +443,7 @@ def test_output_leaves_the_input_alone_and_in_place_keeps_the_mode(
 def test_usage_errors(module: Path, keys: list[Key]) -> None:
     two = lkm("sign", [str(module), str(module), "-o", "x", "--key", "k", "--cert", "c"])
     assert (two.status, two.stderr) == (2, b"lkm sign: --output takes one MODULE\n")
-    missing = subprocess.run(
-        [str(Path(sys.executable).with_name("lkm")), "sign", str(module)], capture_output=True
-    )
+    missing = command([str(Path(sys.executable).with_name("lkm")), "sign", str(module)])
     assert missing.returncode == 2 and b"--key" in missing.stderr
 
 
@@ -500,8 +495,6 @@ def test_cryptography_is_imported_only_to_sign(signed_module: Path) -> None:
         "import lkm.cli.sign, lkm.workflows.sign, lkm.workflows.keygen; "
         "print(' '.join(sorted(sys.modules)))"
     )
-    loaded = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split()
+    loaded = command([sys.executable, "-c", code], text=True, check=True).stdout.split()
     assert "lkm.workflows.sign" in loaded
     assert not [name for name in loaded if name.startswith("cryptography")]

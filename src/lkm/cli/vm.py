@@ -3,10 +3,10 @@
 Boots a real kernel under QEMU, runs CMD inside (the host's root is
 visible read-only, writes stay in the VM's memory) and exits with CMD's
 status, printing its stdout and stderr. The kernel: a path to a
-``vmlinuz-VERSION`` image next to ``lib/modules/VERSION``, or the version
-or label (``6.1``, ``6.12``) of a Debian fixture kernel; by default the
-host's running kernel when its image and modules are installed, else the
-newest fixture kernel.
+``vmlinuz-VERSION`` image next to ``lib/modules/VERSION``, or the release
+or label (``6.1``, ``6.12``) of an installed or cached kernel; by default
+the host's running kernel when its image and modules are installed, else
+the newest cached kernel.
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "vm") -> int
             return 0
         result = run_vm(
             kernel.image,
-            kernel.moddir,
-            kernel.version,
+            kernel.modules,
+            kernel.release,
             command,
             timeout=float(options.get("--timeout", "120")),
             memory=options.get("--memory", "1G"),

@@ -246,6 +246,22 @@ class KernelModules:
         finally:
             os.close(fd)
 
+    def kmsg_from_now(self) -> int:
+        """A non-blocking ``/dev/kmsg`` descriptor past the newest record:
+        :func:`kmsg_records` on it gives what is logged from now on."""
+        fd = os.open(os.path.join(self.dev, "kmsg"), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        os.lseek(fd, 0, os.SEEK_END)
+        return fd
+
+    def tainted(self) -> int:
+        """The kernel's taint flags (``/proc/sys/kernel/tainted``), 0 when unreadable."""
+        text = _read_text(os.path.join(self.proc, "sys", "kernel", "tainted")) or ""
+        return int(text.strip() or "0")
+
+    def cmdline(self) -> str | None:
+        """The kernel command line (``/proc/cmdline``), None when unreadable."""
+        return _read_text(os.path.join(self.proc, "cmdline"))
+
     def kallsyms(self) -> Iterator[str]:
         """``/proc/kallsyms`` lines without their line break."""
         with open(os.path.join(self.proc, "kallsyms"), encoding="utf-8") as f:

@@ -24,6 +24,7 @@ from lkm.records import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
+    import resource
     import subprocess
     from typing import IO
 
@@ -273,6 +274,14 @@ class Process:
             return self._popen.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
+
+    def wait_with_usage(self) -> tuple[int, resource.struct_rusage]:
+        """Wait for it to end: its exit status and its resource usage (peak
+        memory in ``ru_maxrss``, KiB), as ``wait4`` reports them."""
+        _, wait_status, usage = os.wait4(self._popen.pid, 0)
+        status = os.waitstatus_to_exitcode(wait_status)
+        self._popen.returncode = status  # reaped here: Popen must not wait again
+        return status, usage
 
     def terminate(self) -> None:
         if self._popen.poll() is None:

@@ -26,12 +26,14 @@ import lzma
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from lkm.records import Record
+from lkm.system.paths import INDEXED, KERNELS, cache_dir
+from lkm.system.run import CommandError, run
 
 MANIFEST_NAME = "manifest.json"
 # Bumped whenever the cache layout changes, so stale caches are rebuilt.
@@ -43,8 +45,7 @@ class FixtureError(Exception):
     """Fetching or unpacking the Debian kernels failed."""
 
 
-@dataclass(frozen=True)
-class KernelFixture:
+class KernelFixture(Record):
     """One unpacked Debian kernel."""
 
     version: str  # uname -r of the kernel, e.g. the ABI-suffixed release
@@ -77,20 +78,16 @@ class KernelFixture:
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("LKM_CACHE")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "lkm"
+    """lkm's cache directory (:func:`lkm.system.paths.cache_dir`)."""
+    return Path(cache_dir())
 
 
 def _run(cmd: Sequence[str], cwd: Path | None = None, check: bool = True) -> str:
-    proc = subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise FixtureError(
-            f"{' '.join(cmd)} failed with status {proc.returncode}: {proc.stderr.strip()}"
-        )
-    return proc.stdout
+    try:
+        done = run(cmd, cwd=str(cwd) if cwd is not None else None, check=check)
+    except CommandError as exc:
+        raise FixtureError(str(exc)) from None
+    return done.text
 
 
 def _depends(package: str, apt_options: Sequence[str] = ()) -> list[str]:
@@ -100,7 +97,7 @@ def _depends(package: str, apt_options: Sequence[str] = ()) -> list[str]:
 
 
 def _has_candidate(package: str) -> bool:
-    out = subprocess.run(["apt-cache", "policy", package], capture_output=True, text=True).stdout
+    out = _run(["apt-cache", "policy", package], check=False)
     match = re.search(r"Candidate:\s+(\S+)", out)
     return match is not None and match.group(1) != "(none)"
 
@@ -259,7 +256,7 @@ def fetch(cache: Path) -> list[KernelFixture]:
         if shutil.which(tool) is None:
             raise FixtureError(f"{tool} not found; run ./dev setup first")
     cache.mkdir(parents=True, exist_ok=True)
-    for sub in ("kernels", "indexed", "recompressed"):
+    for sub in (KERNELS, INDEXED, "recompressed"):
         (cache / sub).mkdir(exist_ok=True)
     fixtures: list[KernelFixture] = []
     try:
@@ -275,10 +272,10 @@ def fetch(cache: Path) -> list[KernelFixture]:
     for label, packages in resolved.items():
         version = packages[0].removeprefix("linux-image-")
         debs = downloads[label]
-        root = cache / "kernels" / version
+        root = cache / KERNELS / version
         _unpack(debs, root)
         _relink_headers_makefile(root)
-        indexed = cache / "indexed" / version
+        indexed = cache / INDEXED / version
         _index_with_kmod(root, version, indexed)
         recompressed = cache / "recompressed" / version
         fixture = KernelFixture(
@@ -294,7 +291,9 @@ def fetch(cache: Path) -> list[KernelFixture]:
     fixtures.extend(_fetch_foreign(cache))
     manifest = {
         "layout": LAYOUT_VERSION,
-        "kernels": [asdict(f) for f in fixtures],
+        "kernels": [
+            {name: getattr(f, name) for name in KernelFixture.__fields__} for f in fixtures
+        ],
     }
     tmp = cache / (MANIFEST_NAME + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
@@ -347,9 +346,9 @@ def _fetch_foreign(cache: Path) -> list[KernelFixture]:
             raise FixtureError(f"no {arch} kernel image found through {meta}")
         image = images[0]
         version = image.removeprefix("linux-image-")
-        root = cache / "kernels" / version
+        root = cache / KERNELS / version
         _unpack(_download([image], cache / "debs", options), root)
-        indexed = cache / "indexed" / version
+        indexed = cache / INDEXED / version
         _index_with_kmod(root, version, indexed)
         fixtures.append(
             KernelFixture(
@@ -384,6 +383,10 @@ def _relink_headers_makefile(root: Path) -> None:
         fixed = re.sub(r"^include /usr/src/", f"include {root}/usr/src/", text, flags=re.M)
         if fixed != text:
             makefile.write_text(fixed)
+
+
+def _as_json(fixture: KernelFixture) -> dict[str, object]:
+    return {name: getattr(fixture, name) for name in KernelFixture.__fields__}
 
 
 def load_manifest(cache: Path | None = None) -> list[KernelFixture]:

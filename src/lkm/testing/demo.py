@@ -11,17 +11,17 @@ says the same. Exits non-zero when a step fails.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import tempfile
 
+from lkm.system.run import INHERIT, run
 
-def _step(title: str, args: list[str], cwd: str) -> subprocess.CompletedProcess[bytes]:
+
+def _step(title: str, args: list[str], cwd: str) -> int:
+    """Run ``lkm ARGS``, its output shown as it comes; its exit status."""
     print(f"\n# {title}\n$ lkm {' '.join(args)}", flush=True)
-    proc = subprocess.run([sys.executable, "-m", "lkm", *args], cwd=cwd, capture_output=True)
-    sys.stdout.buffer.write(proc.stdout + proc.stderr)
-    sys.stdout.flush()
-    return proc
+    argv = [sys.executable, "-m", "lkm", *args]
+    return run(argv, check=False, cwd=cwd, stdout=INHERIT, stderr=INHERIT).status
 
 
 def main() -> int:
@@ -33,13 +33,12 @@ def main() -> int:
             ("what the module says about itself", ["modinfo", "hello/hello.ko"]),
         ]
         for title, args in steps:
-            if _step(title, args, work).returncode != 0:
+            if _step(title, args, work) != 0:
                 print(f"\ndemo: 'lkm {' '.join(args)}' failed", file=sys.stderr)
                 return 1
         kmod = shutil.which("modinfo") or "/sbin/modinfo"
-        mine = subprocess.run([sys.executable, "-m", "lkm", "modinfo", "hello/hello.ko"],
-                              cwd=work, capture_output=True)  # fmt: skip
-        theirs = subprocess.run([kmod, "hello/hello.ko"], cwd=work, capture_output=True)
+        mine = run([sys.executable, "-m", "lkm", "modinfo", "hello/hello.ko"], cwd=work)
+        theirs = run([kmod, "hello/hello.ko"], cwd=work, check=False)
         same = mine.stdout == theirs.stdout
         print(f"--> kmod's modinfo prints {'the same bytes' if same else 'something else'}")
         return 0 if same else 1

@@ -57,9 +57,11 @@ def init_script(module_names: list[str], kernel: str, moddir: str, share: str = 
 
     Each step runs chrooted in an overlay of the host root (writable,
     changes kept in memory; host files everywhere stay visible, /tmp
-    included) in which /lib/modules/KERNEL is the booted kernel's module
-    tree. The host hands over step N as ``/scratch/step-N.cmd`` (a shell
-    script, created by rename so it is never seen half-written); the guest
+    included) in which /lib/modules holds only the booted kernel's module
+    tree (the host's own trees, if any, are hidden under a tmpfs: what the
+    guest sees does not depend on what the host has installed). The host
+    hands over step N as ``/scratch/step-N.cmd`` (a shell script, created
+    by rename so it is never seen half-written); the guest
     leaves its stdout and stderr beside it and writes ``step-N.status``
     last. ``/scratch/quit`` powers the guest off. Boot is quiet; after it
     every kernel message goes to the console, where the host finds each
@@ -79,7 +81,9 @@ mkdir -p /rw/upper /rw/work
 mount -t overlay overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work /root \\
     || echo LKM-VM: cannot mount the overlay
 for d in proc sys dev; do mkdir -p /root/$d; mount --bind /$d /root/$d; done
-mkdir -p /root/lib/modules/{kernel} /root/scratch
+mkdir -p /root/lib/modules /root/scratch
+mount -t tmpfs -o mode=0755 tmpfs /root/lib/modules
+mkdir -p /root/lib/modules/{kernel}
 mount --bind /host{moddir} /root/lib/modules/{kernel}
 mount --bind /scratch /root/scratch
 dmesg -n 8

@@ -13,16 +13,15 @@ import hashlib
 import os
 
 from lkm.errors import FormatError
+from lkm.system.paths import VM, cache_path
 
 
 def bootable_image(bzimage: str, cache_dir: str | None = None) -> str:
     """The path QEMU's ``-kernel`` should get for ``bzimage``."""
-    from lkm.testing.debian_kernels import default_cache_dir
-
     st = os.stat(bzimage)
     key = f"{os.path.realpath(bzimage)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
-    directory = os.path.join(cache_dir or str(default_cache_dir()), "vm")
+    directory = os.path.join(cache_dir, VM) if cache_dir else cache_path(VM)
     cached = os.path.join(directory, f"vmlinux-{digest}")
     refusal = cached + ".nopvh"
     if os.path.exists(cached):

@@ -20,12 +20,13 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
 
 from lkm.errors import LkmError
+from lkm.records import Record
+from lkm.system.paths import KVM_PROBE, cache_path
+from lkm.system.run import NULL, PIPE, Process, start
 from lkm.vm import virtiofs
 from lkm.vm.initramfs import HOST_TAG, SCRATCH_TAG, build_initramfs
 from lkm.vm.kernel_image import bootable_image
@@ -71,8 +72,7 @@ def console_tail(console: str, count: int = CONSOLE_TAIL) -> str:
     return "\n".join(lines[start:])
 
 
-@dataclass(frozen=True)
-class StepResult:
+class StepResult(Record):
     """One command run in the guest."""
 
     command: str
@@ -91,8 +91,7 @@ class StepResult:
         )
 
 
-@dataclass(frozen=True)
-class VmResult:
+class VmResult(Record):
     status: int
     stdout: bytes
     stderr: bytes
@@ -163,8 +162,8 @@ class VmSession:
         self.scratch = os.path.join(self._work, "scratch")
         self.console_path = console or os.path.join(self._work, "console.log")
         self._steps = 0
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._virtiofsd: subprocess.Popen[bytes] | None = None
+        self._proc: Process | None = None
+        self._virtiofsd: Process | None = None
         if share not in ("9p", "virtiofs"):
             raise VmError(f"unknown share '{share}': 9p or virtiofs")
         try:
@@ -177,7 +176,7 @@ class VmSession:
             socket = None
             if share == "virtiofs":
                 socket = os.path.join(self._work, "virtiofs.sock")
-                self._virtiofsd = virtiofs.start(socket)
+                self._virtiofsd = virtiofs.start_daemon(socket)
             cmd = qemu_command(
                 image,
                 initrd,
@@ -188,9 +187,7 @@ class VmSession:
                 socket,
                 panic_on_oops,
             )
-            self._proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-            )
+            self._proc = start(cmd, stdin=NULL, stdout=NULL, stderr=PIPE)
         except BaseException:
             self.close()
             raise
@@ -241,8 +238,8 @@ class VmSession:
 
     def _fail(self, when: str) -> None:
         log = self.console
-        pipe = self._proc.stderr if self._proc is not None else None
-        stderr = pipe.read().decode(errors="replace") if pipe is not None else ""
+        output = self._proc.error_output() if self._proc is not None else b""
+        stderr = output.decode(errors="replace")
         if "Kernel panic" in log:
             reason = "the kernel panicked"
         elif "Oops" in log or "BUG:" in log:
@@ -253,24 +250,20 @@ class VmSession:
         raise VmError(f"{reason} {when}{detail}", console_tail(log))
 
     def _kill(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
+        if self._proc is not None:
             self._proc.kill()
-            self._proc.wait()
 
     def close(self, timeout: float = 30.0) -> None:
         """Power the guest off (killing it if it does not stop) and clean up."""
         if self._proc is not None and self._proc.poll() is None:
             with open(os.path.join(self.scratch, "quit"), "w"):
                 pass
-            try:
-                self._proc.wait(timeout)
-            except subprocess.TimeoutExpired:
+            if self._proc.wait(timeout) is None:
                 self._kill()
-        if self._proc is not None and self._proc.stderr is not None:
-            self._proc.stderr.close()
+        if self._proc is not None:
+            self._proc.close()
         if self._virtiofsd is not None:
-            self._virtiofsd.kill()
-            self._virtiofsd.communicate()
+            self._virtiofsd.close()
         shutil.rmtree(self._work, ignore_errors=True)
 
 
@@ -295,11 +288,14 @@ def run(
 # -- KVM or TCG ---------------------------------------------------------------
 
 
-def kvm_usable(kernel_image: str, cache_dir: str | None = None) -> bool:
-    """Whether KVM can boot ``kernel_image`` here; remembered per host boot."""
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+def kvm_usable(
+    kernel_image: str, cache_dir: str | None = None, dev: str = "/dev", proc: str = "/proc"
+) -> bool:
+    """Whether KVM can boot ``kernel_image`` here; remembered per host boot
+    (``/proc``'s boot id). ``dev``, ``proc``: the host's directories."""
+    if not os.access(f"{dev}/kvm", os.R_OK | os.W_OK):
         return False
-    cache = _kvm_cache_path(cache_dir)
+    cache = _kvm_cache_path(cache_dir, proc)
     remembered = _read(cache).strip()
     if remembered in ("kvm", "tcg"):
         return remembered == "kvm"
@@ -310,11 +306,11 @@ def kvm_usable(kernel_image: str, cache_dir: str | None = None) -> bool:
     return usable
 
 
-def _kvm_cache_path(cache_dir: str | None) -> str:
-    from lkm.testing.debian_kernels import default_cache_dir
-
-    boot_id = _read("/proc/sys/kernel/random/boot_id").strip() or "unknown"
-    return os.path.join(cache_dir or str(default_cache_dir()), "kvm-probe", boot_id)
+def _kvm_cache_path(cache_dir: str | None, proc: str) -> str:
+    boot_id = _read(f"{proc}/sys/kernel/random/boot_id").strip() or "unknown"
+    if cache_dir:
+        return os.path.join(cache_dir, KVM_PROBE, boot_id)
+    return cache_path(KVM_PROBE, boot_id)
 
 
 def _probe_kvm(kernel_image: str) -> bool:
@@ -329,19 +325,13 @@ def _probe_kvm(kernel_image: str) -> bool:
             "-serial", f"file:{console}", "-kernel", kernel_image,
             "-append", "console=ttyS0 panic=-1",
         ]  # fmt: skip
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + KVM_PROBE_SECONDS
-        try:
-            while time.monotonic() < deadline and proc.poll() is None:
+        with start(cmd, stdin=NULL, stdout=NULL, stderr=NULL) as probe:
+            deadline = time.monotonic() + KVM_PROBE_SECONDS
+            while time.monotonic() < deadline and probe.poll() is None:
                 if "Linux version" in _read(console):
                     return True
                 time.sleep(0.05)
             return False
-        finally:
-            proc.kill()
-            proc.wait()
 
 
 def _read(path: str) -> str:

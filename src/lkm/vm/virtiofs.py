@@ -10,10 +10,10 @@ command; virtiofs needs guest memory shared with the daemon.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 
 from lkm.errors import LkmError
+from lkm.system.run import NULL, PIPE, Process, start
 from lkm.vm.initramfs import HOST_TAG
 
 # (path, command-line dialect): Rust's long options or the C one's -o.
@@ -32,7 +32,7 @@ def find_virtiofsd() -> tuple[str, str] | None:
     return None
 
 
-def start(socket: str) -> subprocess.Popen[bytes]:
+def start_daemon(socket: str) -> Process:
     """A virtiofsd sharing / through ``socket``, once the socket exists."""
     found = find_virtiofsd()
     if found is None:
@@ -44,15 +44,13 @@ def start(socket: str) -> subprocess.Popen[bytes]:
     else:
         args = [f"--socket-path={socket}", "-o", "source=/", "-o", "cache=none",
                 "-o", "sandbox=chroot", "-f"]  # fmt: skip
-    daemon = subprocess.Popen(
-        [path, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
+    daemon = start([path, *args], stdin=NULL, stdout=NULL, stderr=PIPE)
     deadline = time.monotonic() + START_SECONDS
     while not os.path.exists(socket):
         if daemon.poll() is not None or time.monotonic() > deadline:
             daemon.kill()
-            _, stderr = daemon.communicate()
+            stderr = daemon.error_output()
+            daemon.close()
             last = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
             raise VirtiofsError(f"{path} did not start: {last[0]}")
         time.sleep(0.01)

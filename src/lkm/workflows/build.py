@@ -15,19 +15,19 @@ import glob
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from lkm.errors import LkmError
+from lkm.model.kernels import KernelNotFound, find_kernel, not_found_message
+from lkm.records import Record
+from lkm.system.run import ProgramNotFound, stream
 
 
 class BuildError(LkmError):
     """A build that cannot start or failed; the message says why and what to do."""
 
 
-@dataclass(frozen=True)
-class Headers:
+class Headers(Record):
     """A kernel headers tree kbuild can build against."""
 
     path: str
@@ -41,8 +41,7 @@ class Headers:
         return text.split()[0] if text else "gcc"
 
 
-@dataclass(frozen=True)
-class BuildResult:
+class BuildResult(Record):
     modules: tuple[str, ...]  # built .ko files
     headers: Headers
 
@@ -62,75 +61,19 @@ def _read_config(path: str) -> dict[str, str]:
     return config
 
 
-def _release_of(path: str) -> str | None:
-    try:
-        with open(f"{path}/include/config/kernel.release", encoding="utf-8") as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
-def _is_headers_tree(path: str) -> bool:
-    return os.path.isfile(f"{path}/Makefile") and (
-        os.path.isfile(f"{path}/.config") or os.path.isfile(f"{path}/include/config/auto.conf")
-    )
-
-
-def header_candidates(version: str, search_roots: tuple[str, ...] = ("",)) -> list[str]:
-    """Where headers for ``version`` live: ``/lib/modules/V/build``, Debian's
-    ``/usr/src/linux-headers-V``, each under every root (lkm's unpacked
-    Debian kernels are such roots)."""
-    found = []
-    for root in search_roots:
-        found += [f"{root}/lib/modules/{version}/build", f"{root}/usr/src/linux-headers-{version}"]
-    return found
-
-
-def fixture_roots() -> tuple[str, ...]:
-    """Roots of the Debian kernels lkm unpacked (``lkm.testing.debian_kernels``)."""
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return tuple(sorted(glob.glob(f"{cache}/lkm/kernels/*")))
-
-
-def _fixture_version(spec: str) -> str:
-    """The release of the Debian fixture kernel labelled ``spec`` (``6.1``,
-    ``6.12``), as ``lkm vm`` and ``lkm try`` accept it; else ``spec``."""
-    from lkm.testing.debian_kernels import load_manifest
-
-    for fixture in load_manifest():
-        if spec == fixture.label and fixture.arch == "amd64":
-            return fixture.version
-    return spec
-
-
 def find_headers(kernel: str | None) -> Headers:
-    """Headers for a kernel release, or the headers tree ``kernel`` names.
+    """Headers for a kernel (a release, a label, a headers tree or an image
+    beside its headers; see :func:`lkm.model.kernels.find_kernel`).
 
-    Without ``kernel``: the running kernel's, else the newest kernel lkm
-    unpacked.
+    Without ``kernel``: the running kernel's, else the newest cached kernel's.
     """
-    if kernel is not None and ("/" in kernel or os.path.isdir(kernel)):
-        if not _is_headers_tree(kernel):
-            raise BuildError(
-                f"{kernel}: not a kernel headers tree (no Makefile and .config); "
-                "point --kernel at e.g. /usr/src/linux-headers-VERSION"
-            )
-        path = os.path.abspath(kernel)
-        config = _read_config(path)
-        return Headers(path, _release_of(path) or os.path.basename(path), config)
-    roots = ("", *fixture_roots())
-    versions = [_fixture_version(kernel)] if kernel else [os.uname().release]
-    if kernel is None:
-        versions += [os.path.basename(root) for root in reversed(roots[1:])]
-    for version in versions:
-        for candidate in header_candidates(version, roots):
-            if _is_headers_tree(candidate):
-                return Headers(candidate, version, _read_config(candidate))
-    wanted = kernel or os.uname().release
-    raise BuildError(
-        f"no kernel headers for {wanted}: install the Debian package linux-headers-{wanted}, "
-        "or pass --kernel HEADERS_DIR"
-    )
+    try:
+        found = find_kernel(kernel, need="headers")
+    except KernelNotFound as exc:
+        raise BuildError(str(exc)) from None
+    if found.headers is None:  # an image with no headers beside it
+        raise BuildError(not_found_message(found.release, "headers"))
+    return Headers(found.headers, found.release, _read_config(found.headers))
 
 
 def check_toolchain(headers: Headers, which: Callable[[str], str | None] = shutil.which) -> None:
@@ -186,17 +129,12 @@ def build(
     command = ["make", "-C", headers.path, f"M={directory}", "modules"]
     if jobs:
         command.insert(1, f"-j{jobs}")
-    lines: list[str] = []
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
-    ) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            output(line.rstrip("\n"))
-        status = proc.wait()
-    if status != 0:
-        raise BuildError(explain_failure("".join(lines), headers, status))
+    try:
+        done = stream(command, output)
+    except ProgramNotFound:
+        raise BuildError("make is not installed: install the Debian package make") from None
+    if done.status != 0:
+        raise BuildError(explain_failure(done.text, headers, done.status))
     built = tuple(sorted(glob.glob(f"{directory}/*.ko")))
     return BuildResult(built, headers)
 

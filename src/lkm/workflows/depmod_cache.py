@@ -1,7 +1,7 @@
 """depmod's cache: re-read only the modules that changed, re-render only
 the outputs whose inputs changed.
 
-Three files per module directory, under ``$XDG_CACHE_HOME/lkm/depmod``
+Three files per module directory, under ``depmod/`` in lkm's cache directory
 (``--cache-dir``), each written through a temporary file and a rename:
 
 - the *index* (:func:`cache_path`): for every module path, the file's
@@ -45,6 +45,7 @@ from itertools import chain
 from operator import itemgetter
 
 from lkm import __version__
+from lkm.system import paths
 from lkm.system.atomic import replace_file
 from lkm.workflows.depmod_discover import FoundModule
 from lkm.workflows.depmod_facts import ModuleFacts, ScanFailure
@@ -74,8 +75,8 @@ Result = ModuleFacts | ScanFailure
 
 
 def default_cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "lkm", "depmod")
+    """``depmod`` in lkm's cache directory (:func:`lkm.system.paths.cache_dir`)."""
+    return paths.cache_path(paths.DEPMOD)
 
 
 def cache_path(cache_dir: str, moddir: str) -> str:

@@ -866,15 +866,17 @@ class KernelActions:
         return 0
 
     def run_command(self, module: Module, command: str) -> int:
-        """system(3): ``/bin/sh -c COMMAND`` with MODPROBE_MODULE set."""
-        import subprocess
+        """system(3): ``/bin/sh -c COMMAND`` with MODPROBE_MODULE set, its
+        output and input lkm's own; the shell's status (128 + N for signal N)."""
+        from lkm.system.run import INHERIT, CommandError, run, shell_status
 
         env = dict(os.environ, **self.env, MODPROBE_MODULE=module.name)
+        argv = ["/bin/sh", "-c", command]
         try:
-            status = subprocess.call(["/bin/sh", "-c", command], env=env)
-        except OSError:
+            done = run(argv, check=False, stdin=INHERIT, stdout=INHERIT, stderr=INHERIT, env=env)
+        except CommandError:
             return -1
-        return status if status >= 0 else 128 - status
+        return shell_status(done.status)
 
 
 DEFAULT_LOAD = LoadFlags()

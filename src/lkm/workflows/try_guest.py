@@ -72,9 +72,8 @@ def _in_child(call: str, target: str, work: Callable[[], None]) -> dict[str, obj
 class KernelLog:
     """``/dev/kmsg`` from now on, drained phase by phase."""
 
-    def __init__(self) -> None:
-        self._fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        os.lseek(self._fd, 0, os.SEEK_END)
+    def __init__(self, kernel: KernelModules) -> None:
+        self._fd = kernel.kmsg_from_now()
 
     def drain(self, phase: str) -> list[dict[str, object]]:
         """The records written since the last drain, tagged with ``phase``."""
@@ -92,11 +91,6 @@ class KernelLog:
         return records
 
 
-def _tainted() -> int:
-    with open("/proc/sys/kernel/tainted") as f:
-        return int(f.read().strip() or "0")
-
-
 def _lsmod_lines(kernel: KernelModules, names: set[str]) -> list[str]:
     """What lsmod prints for ``names``, its header first."""
     from lkm.workflows.live import loaded_modules, lsmod_table
@@ -106,30 +100,25 @@ def _lsmod_lines(kernel: KernelModules, names: set[str]) -> list[str]:
 
 
 def _run_test(argv: list[str], cwd: str) -> dict[str, object]:
-    import subprocess  # only here: its imports cost a quarter second under TCG
+    # Imported only here: the runner's imports cost a quarter second under TCG.
+    from lkm.system.run import CommandError, CommandTimeout, ProgramNotFound, run
 
     # The tools next to this interpreter (lkm itself) come first on PATH.
     bindir = os.path.dirname(sys.executable)
     env = dict(os.environ, PATH=f"{bindir}:{os.environ.get('PATH', '/usr/sbin:/usr/bin')}")
     started = time.monotonic()
     try:
-        proc = subprocess.run(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=TEST_TIMEOUT,
-            check=False,
-        )
-    except FileNotFoundError:
+        done = run(argv, check=False, cwd=cwd, env=env, timeout=TEST_TIMEOUT)
+    except ProgramNotFound:
         return _test_result(127, f"{argv[0]}: command not found\n", started)
-    except subprocess.TimeoutExpired:
+    except CommandTimeout:
         return _test_result(124, f"timed out after {TEST_TIMEOUT:.0f} s\n", started)
+    except CommandError as exc:
+        return _test_result(126, f"{exc}\n", started)
     return {
-        "status": proc.returncode,
-        "stdout": proc.stdout.decode("utf-8", "replace"),
-        "stderr": proc.stderr.decode("utf-8", "replace"),
+        "status": done.status,
+        "stdout": done.stdout.decode("utf-8", "replace"),
+        "stderr": done.stderr.decode("utf-8", "replace"),
         "seconds": time.monotonic() - started,
     }
 
@@ -170,8 +159,8 @@ def run(
     """Load ``modules`` ((name, path), in order), run ``test`` in ``cwd``,
     unload; the report (see the module's docstring)."""
     kernel = KernelModules()
-    log = KernelLog()
-    report: dict[str, object] = {"taint_before": _tainted()}
+    log = KernelLog(kernel)
+    report: dict[str, object] = {"taint_before": kernel.tainted()}
     loads = _load_kernel_dependencies(kernel_dependencies)
     loaded: list[str] = []
     for name, path in modules:
@@ -197,7 +186,7 @@ def run(
         unloads.append(_in_child("rmmod", name, partial(kernel.remove, name)))
     report["unload"] = unloads
     report["log_unload"] = log.drain("unload")
-    report["taint_after"] = _tainted()
+    report["taint_after"] = kernel.tainted()
     return report
 
 

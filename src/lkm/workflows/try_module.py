@@ -394,8 +394,10 @@ def try_module(
         boot = choose_kernel(headers.version)
     else:
         boot = choose_kernel(kernel)
-        headers = find_headers(boot.version)
-    report = TryReport(directory, boot.version, headers.path)
+        # An image path: the headers unpacked beside it, else the release's.
+        beside = kernel is not None and os.path.isfile(kernel)
+        headers = find_headers(kernel if beside else boot.release)
+    report = TryReport(directory, boot.release, headers.path)
     output(f"== build {directory} against {headers.path}")
     started = time.monotonic()
     built = build(directory, headers.path, jobs, output)
@@ -404,11 +406,11 @@ def try_module(
         raise TryError(f"{directory}: the build made no .ko file")
     report.modules, kernel_dependencies = load_order(list(built.modules))
     names = " ".join(name for name, _ in report.modules)
-    output(f"== boot {boot.version} and try {names}")
+    output(f"== boot {boot.release} and try {names}")
     started = time.monotonic()
     try:
         with VmSession(
-            boot.image, boot.moddir, boot.version, console=console, panic_on_oops=False
+            boot.image, boot.modules, boot.release, console=console, panic_on_oops=False
         ) as vm:
             vm.run("true", timeout)
             report.seconds["boot"] = time.monotonic() - started
