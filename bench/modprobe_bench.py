@@ -11,8 +11,8 @@ Two parts, for each tree (6.1 and 6.12 by default):
 2. Throughput: one concrete alias per ``alias`` line of modules.alias
    (``*`` empty, ``?`` as ``0``, a bracket class as its first character;
    negated classes skipped), each resolved to its load list in one Python
-   process with the library (``Resolver.lookup`` + ``Engine.probe_list``,
-   what ``-D`` lists), and to its modules only (what ``-R`` prints). kmod
+   process with the library (``Modprobe.run`` of ``-D -a``: lookups and
+   load lists), and to its modules only (``-R -a``). kmod
    runs over the same list with ``-a`` (many names per process, in chunks
    under the argument limit): ``-R -a`` for lookups, ``-D -a`` for load
    lists; and ``-R`` one alias per process on a sample, as a caller
@@ -168,46 +168,31 @@ def _print_per_call(
 
 
 def _library(kernel: Kernel, aliases: list[str]) -> tuple[float, float, list[str], int]:
-    """One pass over the aliases in this process, as one run would: (seconds
-    in all, set-up and lookups and load lists; seconds in the lookups alone;
-    the module names the lookups found, as -R -a prints them; aliases that
-    resolve to nothing). One pass, not two, to stay in the time budget: a
-    lookup costs about a millisecond."""
-    from lkm.errors import AliasError
-    from lkm.model.moddir import ModuleDirectory
-    from lkm.model.modprobe_config import DEFAULT_PATHS, read_config
-    from lkm.workflows.modprobe import Engine, RecordingActions, Resolver, SimulatedKernel
+    """The aliases through the library's front door in this process, as
+    ``modprobe -R -a`` and ``modprobe -D -a`` walk them: (seconds for the
+    load lists, -D; seconds for the lookups alone, -R; the module names
+    -R prints; aliases that resolve to nothing)."""
+    from lkm.workflows.modprobe import LOG_TOOL, Modprobe, Request
 
-    moddir = module_tree(kernel)
-    try:
-        with open("/proc/cmdline", encoding="utf-8", errors="surrogateescape") as f:
-            cmdline: str | None = f.read()
-    except OSError:
-        cmdline = None
     clock = time.perf_counter
     names: list[str] = []
-    missing = 0
-    in_lookups = 0.0
+    missing: list[str] = []
+
+    def report(priority: int, text: str) -> None:
+        if priority == LOG_TOOL:
+            missing.append(text)
+
     start = clock()
     # The configuration kmod reads too: modprobe.d, modules.softdep, cmdline.
-    config = read_config(moddir, list(DEFAULT_PATHS), cmdline)
-    with ModuleDirectory(moddir) as directory:
-        resolver = Resolver(directory, config)
-        state = SimulatedKernel()
-        engine = Engine(resolver, state, RecordingActions(state, resolver))
-        for alias in aliases:
-            before = clock()
-            try:
-                modules = resolver.lookup(alias)
-            except AliasError:
-                modules = []
-            in_lookups += clock() - before
-            if not modules:
-                missing += 1
-            for module in modules:
-                names.append(module.name)
-                engine.probe_list(module, False)
-    return clock() - start, in_lookups, names, missing
+    with Modprobe.for_system(tree_root(kernel), kernel.release, report=report) as modprobe:
+        modprobe.run(Request(lookup_only=True, use_all=True), aliases, names.append)
+    lookups = clock() - start
+    start = clock()
+    with Modprobe.for_system(
+        tree_root(kernel), kernel.release, report=lambda _p, _t: None, show=lambda _s: None
+    ) as modprobe:
+        modprobe.run(Request(show_depends=True, dry_run=True, use_all=True), aliases, print)
+    return clock() - start, lookups, [n.rstrip("\n") for n in names], len(missing)
 
 
 def _kmod_all(kmod: str, kernel: Kernel, flag: str, aliases: list[str]) -> tuple[float, bytes]:

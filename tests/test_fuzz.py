@@ -305,10 +305,9 @@ def test_modprobe_plans_any_configuration_and_name(
     """Whatever the configuration and the name, a plan comes back: a status
     and one-line messages, never an exception or a hang (softdep cycles
     included)."""
-    from lkm.cli.modprobe import _split_env_options
     from lkm.model.modprobe_config import ModprobeConfig, parse_config
     from lkm.system.kernel import KernelModules
-    from lkm.workflows.modprobe import LoadFlags, Modprobe, RemoveFlags
+    from lkm.workflows.modprobe import LoadFlags, Modprobe, RemoveFlags, split_env_options
 
     kernel = next(k for k in load_manifest() if k.label == "6.1")
     config = ModprobeConfig()
@@ -321,4 +320,4 @@ def test_modprobe_plans_any_configuration_and_name(
         ):
             assert isinstance(plan.status, int)
             assert all(text.count("\n") == 1 and text.endswith("\n") for _, text in plan.messages)
-    _split_env_options("".join(config_parts))
+    split_env_options("".join(config_parts))

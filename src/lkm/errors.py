@@ -31,6 +31,11 @@ class FormatError(LkmError, ValueError):
     :class:`FileFormatError` adds the file name."""
 
 
+class NotElfError(FormatError):
+    """Bytes that are not an ELF file at all (bad magic): kmod tells this
+    apart from a damaged ELF file (ENOEXEC rather than EINVAL)."""
+
+
 class FileFormatError(FormatError):
     """A file whose content is malformed: names the file and the problem."""
 
@@ -42,6 +47,10 @@ class FileFormatError(FormatError):
 
 class ModuleFormatError(FileFormatError):
     """A kernel module (``.ko``, maybe compressed) that cannot be read."""
+
+
+class NotElfModuleError(ModuleFormatError):
+    """A module file (after decompression) that is not ELF at all."""
 
 
 class IndexFormatError(FileFormatError):

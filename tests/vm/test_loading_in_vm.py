@@ -220,3 +220,51 @@ def test_forced_load_taints_and_follow_sees_it(vm: Guest) -> None:
     assert "F" in out[0]
     assert any("unknown parameter 'lkm_follow' ignored" in line for line in out[1:])
     vm.check([LKM, "rmmod", "dummy"])
+
+
+# A kernel without finit_module, made in the guest: the syscall layer
+# answers ENOSYS for it and passes init_module and delete_module through.
+NO_FINIT = """
+import errno, sys
+from lkm.system.kernel import KernelCallError, KernelModules, Syscalls
+from lkm.workflows.modprobe import Modprobe
+
+class NoFinitModule(Syscalls):
+    def finit_module(self, fd, params, flags, target):
+        raise KernelCallError(errno.ENOSYS, "finit_module", target)
+
+kernel = KernelModules(syscalls=NoFinitModule())
+loop, unsigned_dummy = sys.argv[1:]
+kernel.insert(loop, "max_loop=3")
+print(open("/sys/module/loop/parameters/max_loop").read().strip())
+with Modprobe.for_system(kernel=kernel) as modprobe:
+    plan = modprobe.load("garp")
+    print(plan.status, *[step.module for step in plan.steps])
+kernel.insert(unsigned_dummy, force=True)
+print(open("/sys/module/dummy/taint").read().strip())
+"""
+
+
+def test_without_finit_module_init_module_loads_the_files_bytes(
+    vm: Guest, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """kmod's fallback on a real kernel: a plain .ko on 6.1, a .ko.xz the
+    kernel could decompress on 6.12 (decompressed by lkm for init_module),
+    modprobe by name with dependencies, and a forced load through kmod's
+    image edits (of an unsigned module: the kernel rejects an edited signed
+    one with EKEYREJECTED, for kmod as for lkm)."""
+    loop, dummy = module_path(vm, "loop"), module_path(vm, "dummy")
+    assert loop.endswith(".ko" if vm.kernel.label == "6.1" else ".ko.xz")
+    work = tmp_path_factory.mktemp(f"no-finit-{vm.kernel.label}")
+    with open_module(on_host(vm, dummy)) as module:
+        (work / "dummy.ko").write_bytes(unsigned(module.data[: len(module.data)]))
+    out = vm.check([sys.executable, "-c", NO_FINIT, loop, str(work / "dummy.ko")]).stdout
+    lines = out.decode().splitlines()
+    assert lines[0] == "3" and "F" in lines[2], lines  # F: forced (E: unsigned)
+    status, *loaded = lines[1].split()
+    # garp last, after whichever of its dependencies earlier tests left unloaded
+    assert status == "0" and loaded[-1] == "garp" and set(loaded) <= {"llc", "stp", "garp"}
+    states = vm.check("cat /sys/module/llc/initstate /sys/module/stp/initstate").stdout
+    assert states == b"live\nlive\n"
+    vm.check([LKM, "rmmod", "loop", "dummy"])
+    vm.check([LKM, "modprobe", "-r", "garp"])

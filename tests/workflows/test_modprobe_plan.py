@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from lkm.cli.modprobe import _options_from_array, _split_env_options, _strtoul
 from lkm.formats.kmod_index_writer import IndexBuilder
 from lkm.model.modprobe_config import read_config
 from lkm.system.kernel import KernelModules
@@ -26,7 +25,13 @@ from lkm.workflows.modprobe import (
     LoadFlags,
     Modprobe,
     RemoveFlags,
+    Request,
     Step,
+    SymbolsUnreadable,
+    options_from_words,
+    parse_wait,
+    split_env_options,
+    symbol_crcs,
 )
 
 # name -> dependencies as modules.dep lists them (the last one loads first)
@@ -226,13 +231,13 @@ def test_install_command_environment(moddir: Path, tmp_path: Path) -> None:
     ],
 )
 def test_modprobe_options_split_like_kmod(env: str, words: list[str]) -> None:
-    assert _split_env_options(env) == words
+    assert split_env_options(env) == words
 
 
 def test_command_line_options_are_quoted_like_kmod() -> None:
-    assert _options_from_array([]) is None
-    assert _options_from_array(["a=1", "b=x y", "c='q r'", "flag"]) == "a=1 b=\"x y\" c='q r' flag"
-    assert [_strtoul(v) for v in ("10", "0x10", "010", "1x", "")] == [10, 16, 8, None, None]
+    assert options_from_words([]) is None
+    assert options_from_words(["a=1", "b=x y", "c='q r'", "flag"]) == "a=1 b=\"x y\" c='q r' flag"
+    assert [parse_wait(v) for v in ("10", "0x10", "010", "1x", "")] == [10, 16, 8, None, None]
 
 
 def test_softdep_cycle_removal_ends(moddir: Path, tmp_path: Path) -> None:
@@ -240,3 +245,69 @@ def test_softdep_cycle_removal_ends(moddir: Path, tmp_path: Path) -> None:
     kernel = _kernel(tmp_path, {"d": [], "e": []})
     modprobe = _modprobe(moddir, kernel, "softdep d post: e\nsoftdep e post: d\n")
     assert _names(modprobe.plan_remove("d").steps) == [("rmmod", "e"), ("rmmod", "d")]
+
+
+def test_a_path_operand_loads_that_file_as_the_command_line_does(
+    moddir: Path, tmp_path: Path
+) -> None:
+    modprobe = _modprobe(moddir, _kernel(tmp_path, {}))
+    own = tmp_path / "mine.ko"
+    own.write_bytes(b"")
+    relative = "./" + str(own.relative_to(Path.cwd())) if own.is_relative_to(Path.cwd()) else None
+    plan = modprobe.plan_load(str(own), options="x=1")
+    assert plan.steps == (Step("insmod", "mine", path=str(own), options="x=1"),)
+    if relative is not None:
+        assert modprobe.plan_load(relative).steps[0].path == relative
+    missing = modprobe.plan_load(str(tmp_path / "gone.ko"))
+    assert missing.status == -errno.ENOENT and missing.steps == ()
+    assert missing.messages == (
+        (-1, f"Failed to get module from path {tmp_path}/gone.ko: No such file or directory\n"),
+    )
+
+
+def test_request_maps_options_to_flags_as_kmod() -> None:
+    forced = Request(force=True).load_flags()
+    assert forced.force_modversion and forced.force_vermagic
+    assert Request(force_vermagic=True).load_flags() == LoadFlags(force_vermagic=True)
+    assert Request(show_depends=True, dry_run=True).load_flags() == LoadFlags(
+        ignore_loaded=True, dry_run=True
+    )
+    removing = Request(remove=True, force=True, wait_msec=5, remove_holders=True).remove_flags()
+    assert removing == RemoveFlags(force=True, wait_msec=5, remove_holders=True)
+
+
+def test_run_walks_the_names_as_the_command_does(moddir: Path, tmp_path: Path) -> None:
+    """The per-name loop behind ``lkm modprobe``: -R prints, -a loads every
+    name and keeps going past a missing one, without -a the rest are options."""
+    steps: list[Step] = []
+    messages: list[tuple[int, str]] = []
+    emitted: list[str] = []
+    conf = moddir.parent / "run.conf"
+    conf.write_text("")
+    modprobe = Modprobe(
+        str(moddir), read_config(str(moddir), [str(conf)], ""), _kernel(tmp_path, {}),
+        report=lambda p, t: messages.append((p, t)), show=steps.append,
+    )  # fmt: skip
+    assert modprobe.run(Request(lookup_only=True), ["pci:v1234d0001"], emitted.append) == 0
+    assert sorted(emitted) == ["a\n", "d\n"] and steps == []
+    status = modprobe.run(Request(use_all=True, dry_run=True), ["d", "nothing", "e"], print)
+    assert status == -errno.ENOENT
+    assert [s.module for s in steps] == ["d", "c", "e"]
+    assert messages == [(-1, f"Module nothing not found in directory {moddir}\n")]
+    steps.clear()
+    assert modprobe.run(Request(dry_run=True), ["d", "x=1", "y=a b"], print) == 0
+    assert steps == [Step("insmod", "d", path=f"{moddir}/kernel/d.ko", options='x=1 y="a b"')]
+
+
+def test_symbol_crcs_tells_kmods_errnos_apart(tmp_path: Path) -> None:
+    not_elf = tmp_path / "text.ko"
+    not_elf.write_bytes(b"just some text, not a module at all\n" * 4)
+    damaged = tmp_path / "damaged.ko"
+    damaged.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(100))
+    for path, code in ((not_elf, errno.ENOEXEC), (damaged, errno.EINVAL)):
+        with pytest.raises(SymbolsUnreadable) as caught:
+            symbol_crcs(str(path), exports=False)
+        assert caught.value.code == code, path
+    with pytest.raises(SymbolsUnreadable) as caught:
+        symbol_crcs(str(tmp_path / "gone.ko"), exports=True)
+    assert caught.value.code == errno.ENOENT

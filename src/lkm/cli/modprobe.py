@@ -35,14 +35,13 @@ import os
 
 from lkm.cli.options import UsageError, parse, version_text
 from lkm.errors import LkmError
+from lkm.workflows.modprobe import one_line, parse_wait, split_env_options
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
     from typing import BinaryIO
 
-    from lkm.model.moddir import ModuleDirectory
-    from lkm.model.modprobe_config import ModprobeConfig
-    from lkm.workflows.modprobe import Engine, Module, Step
+    from lkm.workflows.modprobe import Modprobe, Request, Step
 
 PROG = "modprobe"
 SHORTOPTS = "arw:RibfDcnC:d:S:sqvVh"
@@ -166,8 +165,6 @@ class Log:
             priority = self.settings.tool_priority
         if priority > self.settings.verbose:
             return
-        from lkm.workflows.modprobe import one_line
-
         text = one_line(text)  # kmod would print a line break in a name as it is
         name = _PRIORITY_NAMES.get(priority, f"LOG-{priority:03d}")
         if self.settings.syslog:
@@ -186,7 +183,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
     settings = Settings()
     log = Log(err, settings)
     try:
-        argv = [*_split_env_options(os.environ.get("MODPROBE_OPTIONS")), *args]
+        argv = [*split_env_options(os.environ.get("MODPROBE_OPTIONS")), *args]
         opts, operands = parse(argv0, argv, SHORTOPTS, LONGOPTS)
     except UsageError as exc:
         err.write(f"{exc}\n".encode())
@@ -222,7 +219,7 @@ def _apply_options(
         elif opt == "--remove-holders":
             s.remove_holders = True
         elif opt == "-w":
-            msec = _strtoul(value)
+            msec = parse_wait(value)
             if msec is None:
                 Log(err, s)(LOG_ERR, f"unexpected wait value '{value}'.\n")
                 return 1
@@ -277,109 +274,20 @@ def _apply_options(
     return None
 
 
-def _strtoul(text: str) -> int | None:
-    """strtoul(text, &end, 0) with the whole text used: decimal, 0x hex, 0 octal."""
-    body = text.strip().lstrip("+")
-    try:
-        if body.lower().startswith("0x"):
-            return int(body[2:], 16)
-        if body.startswith("0") and len(body) > 1:
-            return int(body[1:], 8)
-        return int(body, 10)
-    except ValueError:
-        return None
+def _request(s: Settings) -> Request:
+    from lkm.workflows.modprobe import Request
 
-
-def _split_env_options(env: str | None) -> list[str]:
-    """MODPROBE_OPTIONS into words exactly as kmod splits it: at each space
-    (two spaces make an empty word), a word that starts with a quote ends
-    at the closing one, quotes inside a word are dropped."""
-    if env is None:
-        return []
-    chars = list(env)
-    words: list[str] = []
-    start = 0
-    quote: int | None = None
-    i = 0
-    while i < len(chars):
-        char = chars[i]
-        if quote is None:
-            if char == " ":
-                words.append("".join(chars[start:i]))
-                start = i + 1
-            elif char in "\"'":
-                quote = i
-        elif char == chars[quote]:
-            if quote == start:
-                words.append("".join(chars[start + 1 : i]))
-                start = i + 1
-            else:
-                del chars[i]
-                del chars[quote]
-                i -= 2
-            quote = None
-        i += 1
-    if start < i:
-        words.append("".join(chars[start:i]))
-    return words
-
-
-def _module_dir(settings: Settings) -> str:
-    from lkm.model.moddir import module_dir_path
-
-    return module_dir_path(settings.root, settings.version)
-
-
-def _read_cmdline() -> str | None:
-    try:
-        with open("/proc/cmdline", encoding="utf-8", errors="surrogateescape") as f:
-            return f.read()
-    except OSError:
-        return None
+    return Request(
+        remove=s.remove, use_all=s.use_all, lookup_only=s.lookup_only,
+        show_depends=s.show_depends, dry_run=s.dry_run, ignore_commands=s.ignore_commands,
+        use_blacklist=s.use_blacklist, first_time=s.first_time, force=s.force,
+        force_modversion=s.force_modversion, force_vermagic=s.force_vermagic,
+        remove_holders=s.remove_holders, wait_msec=s.wait_msec,
+    )  # fmt: skip
 
 
 def _run(settings: Settings, operands: list[str], out: BinaryIO, log: Log) -> int:
-    from lkm.model.modprobe_config import DEFAULT_PATHS, read_config
-
-    moddir = _module_dir(settings)
-    config = read_config(
-        moddir, settings.configs or list(DEFAULT_PATHS), _read_cmdline(),
-        lambda message: log(LOG_ERR, f"{message}\n"),
-    )  # fmt: skip
-    if settings.show_config:
-        return _show_config(config, moddir, out)
-    if settings.dump_modversions or settings.show_exports:
-        return _show_symbols(settings, operands[0], out, log)
-
-    from lkm.model.moddir import ModuleDirectory
-
-    with ModuleDirectory(moddir) as directory:
-        engine = _engine(settings, directory, config, out, log)
-        if settings.remove:
-            return _remove_all(settings, engine, operands)
-        if settings.use_all:
-            status = 0
-            for name in operands:
-                result = _insert(settings, engine, name, None, out, log)
-                if result < 0:
-                    status = result
-            return status
-        extra = _options_from_array(operands[1:])
-        return _insert(settings, engine, operands[0], extra, out, log)
-
-
-def _engine(
-    settings: Settings,
-    directory: ModuleDirectory,
-    config: ModprobeConfig,
-    out: BinaryIO,
-    log: Log,
-) -> Engine:
-    from lkm.system.kernel import KernelModules
-    from lkm.workflows.modprobe import Engine, KernelActions, Resolver
-
-    resolver = Resolver(directory, config, log)
-    kernel = KernelModules()
+    from lkm.workflows.modprobe import Modprobe
 
     def show(step: Step) -> None:
         out.write(step.show().encode("utf-8", "surrogateescape"))
@@ -388,131 +296,35 @@ def _engine(
         if step.action in ("rmmod", "remove"):
             out.flush()
 
+    def emit(text: str) -> None:
+        out.write(text.encode("utf-8", "surrogateescape"))
+
     env = {} if settings.env_options is None else {"MODPROBE_OPTIONS": settings.env_options}
-    actions = KernelActions(kernel, env)
-    return Engine(resolver, kernel, actions, log, show if settings.showing else None)
+    with Modprobe.for_system(
+        settings.root, settings.version, settings.configs, report=log,
+        show=show if settings.showing else None, env=env,
+    ) as modprobe:  # fmt: skip
+        if settings.show_config:
+            return _show_config(modprobe, out)
+        if settings.dump_modversions or settings.show_exports:
+            return _show_symbols(settings, operands[0], out, log)
+        return modprobe.run(_request(settings), operands, emit)
 
 
-def _options_from_array(words: list[str]) -> str | None:
-    """Command-line parameters joined as kmod does: a value holding a space
-    is quoted unless it already starts with a quote."""
-    if not words:
-        return None
-    parts = []
-    for word in words:
-        key, eq, value = word.partition("=")
-        if eq and value[:1] not in ('"', "'") and " " in value:
-            word = f'{key}="{value}"'
-        parts.append(word)
-    return " ".join(parts)
+def _show_config(modprobe: Modprobe, out: BinaryIO) -> int:
+    from lkm.workflows.modprobe import index_dump
 
-
-def _insert(
-    settings: Settings, engine: Engine, alias: str, extra: str | None, out: BinaryIO, log: Log
-) -> int:
-    from lkm.errors import AliasError
-    from lkm.system.kernel import insert_error_text
-    from lkm.workflows.modprobe import LoadFlags
-
-    resolver = engine.resolver
-    modules: list[Module]
-    if alias.startswith("/") or alias.startswith("./"):
-        try:
-            os.stat(alias)
-        except OSError as exc:
-            log(-1, f"Failed to get module from path {alias}: {os.strerror(exc.errno or 0)}\n")
-            return -errno.ENOENT
-        modules = [resolver.from_path(alias)]
-    else:
-        try:
-            modules = resolver.lookup(alias)
-        except AliasError:
-            modules = []
-        if not modules:
-            log(-1, f"Module {alias} not found in directory {resolver.moddir.path}\n")
-            return -errno.ENOENT
-    flags = LoadFlags(
-        ignore_loaded=settings.show_depends,
-        ignore_commands=settings.ignore_commands,
-        use_blacklist=settings.use_blacklist,
-        first_time=settings.first_time,
-        dry_run=settings.dry_run,
-        force_modversion=settings.force_modversion or settings.force,
-        force_vermagic=settings.force_vermagic or settings.force,
-    )
-    status = 0
-    for module in modules:
-        if settings.lookup_only:
-            out.write(f"{module.name}\n".encode("utf-8", "surrogateescape"))
-            status = 0
-            continue
-        status = engine.probe(module, flags, extra)
-        if status >= 0:
-            status = 0  # a blacklisted module is not an error
-        else:
-            reason = insert_error_text(-status, "modprobe")
-            log(LOG_ERR, f"could not insert '{module.name}': {reason}\n")
-    return status
-
-
-def _remove_all(settings: Settings, engine: Engine, names: list[str]) -> int:
-    from lkm.errors import AliasError
-    from lkm.workflows.modprobe import RemoveFlags
-
-    flags = RemoveFlags(
-        ignore_commands=settings.ignore_commands,
-        ignore_loaded=settings.show_depends,
-        first_time=settings.first_time,
-        dry_run=settings.dry_run,
-        force=settings.force,
-        wait_msec=settings.wait_msec,
-    )
-    status = 0
-    for name in names:
-        try:
-            modules = engine.resolver.lookup(name)
-        except AliasError:
-            status = -errno.EINVAL
-            continue
-        if not modules:
-            engine.report(-1, f"Module {name} not found.\n")
-            status = -errno.ENOENT
-            continue
-        for module in modules:
-            result = engine.remove(module, flags, settings.remove_holders)
-            if result < 0:
-                status = result
-                break
-    return status
-
-
-def _show_config(config: ModprobeConfig, moddir: str, out: BinaryIO) -> int:
-    out.write(config.show().encode("utf-8", "surrogateescape"))
+    out.write(modprobe.config.show().encode("utf-8", "surrogateescape"))
     out.write(b"\n# End of configuration files. Dumping indexes now:\n\n")
     out.flush()
-    out.write(_index_dump(moddir).encode("utf-8", "surrogateescape"))
+    out.write(index_dump(modprobe.directory).encode("utf-8", "surrogateescape"))
     return 0
-
-
-def _index_dump(moddir: str) -> str:
-    """kmod's index_dump of modules.alias.bin and modules.symbols.bin."""
-    from lkm.model.moddir import ModuleDirectory
-
-    lines: list[str] = []
-    with ModuleDirectory(moddir) as directory:
-        for basename in ("modules.alias", "modules.symbols"):
-            index = directory.index(basename)
-            if index is None:
-                continue
-            for key, values in index.items():
-                lines.extend(f"alias {key} {v.value}\n" for v in values)
-    return "".join(lines)
 
 
 def _show_symbols(settings: Settings, filename: str, out: BinaryIO, log: Log) -> int:
     """--dump-modversions (symbol versions a module needs) or --show-exports
     (what it exports): ``0x%08x\\tSYMBOL`` lines."""
-    from lkm.formats.module_file import open_module
+    from lkm.workflows.modprobe import SymbolsUnreadable, symbol_crcs
 
     try:
         os.stat(filename)
@@ -521,21 +333,9 @@ def _show_symbols(settings: Settings, filename: str, out: BinaryIO, log: Log) ->
         return -errno.ENOENT
     what = "modversions" if settings.dump_modversions else "symbols"
     try:
-        with open_module(filename) as module:
-            if settings.dump_modversions:
-                pairs = [(v.crc, v.name) for v in module.versions()]
-            else:
-                pairs = [(s.crc or 0, s.name) for s in module.exports()]
-                if not pairs:  # kmod finds no symbol table to read
-                    raise FileNotFoundError(errno.ENOENT, filename)
-    except OSError as exc:
-        log(-1, f"could not get {what} of {filename}: {os.strerror(exc.errno or errno.EIO)}\n")
-        return -errno.ENOENT
-    except LkmError as exc:
-        # kmod's words: ENOEXEC for a file that is not ELF at all, EINVAL
-        # for a damaged one (lkm's own reason is what ``lkm modinfo`` prints)
-        code = errno.ENOEXEC if "bad magic" in str(exc) else errno.EINVAL
-        log(-1, f"could not get {what} of {filename}: {os.strerror(code)}\n")
-        return -code
+        pairs = symbol_crcs(filename, exports=settings.show_exports)
+    except SymbolsUnreadable as exc:
+        log(-1, f"could not get {what} of {filename}: {exc}\n")
+        return -exc.code
     out.write("".join(f"0x{crc:08x}\t{name}\n" for crc, name in pairs).encode())
     return 0

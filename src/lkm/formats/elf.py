@@ -24,7 +24,7 @@ from array import array
 from collections.abc import Callable
 from itertools import compress, repeat
 
-from lkm.errors import FormatError
+from lkm.errors import FormatError, NotElfError
 from lkm.formats.file_regions import FileRegions
 from lkm.records import Record
 
@@ -120,7 +120,9 @@ class ElfFile:
         "_sh_names",
         "_sh_offsets",
         "_sh_sizes",
+        "_shdr_size",
         "_shnum",
+        "_shoff",
         "big_endian",
         "data",
         "endian",
@@ -135,7 +137,7 @@ class ElfFile:
         header = data[:64]  # the larger (ELF64) header; checked against size below
         ident = header[:EI_NIDENT]
         if size <= EI_NIDENT or ident[:4] != ELFMAG:
-            raise FormatError("not an ELF file (bad magic)")
+            raise NotElfError("not an ELF file (bad magic)")
         elf_class, elf_data = ident[4], ident[5]
         if elf_class not in _EHDR:
             raise FormatError(f"unknown ELF class {elf_class}")
@@ -162,6 +164,8 @@ class ElfFile:
                 f"extends beyond the end of the file ({size} bytes)"
             )
         self._read_section_table(data[shoff : shoff + shnum * shdr_size])
+        self._shoff: int = shoff
+        self._shdr_size = shdr_size
         self._shnum = shnum
         if shstrndx == SHN_UNDEF or shstrndx >= shnum:
             raise FormatError(f"section name table index {shstrndx} is invalid")
@@ -206,6 +210,11 @@ class ElfFile:
         # Find where the name occurs in the name table (as a whole string or
         # the tail of a longer one), then which headers point there: both
         # searches run in C, which matters when reading thousands of modules.
+        index = self.section_index(name)
+        return None if index is None else self._bounds(index)
+
+    def section_index(self, name: str) -> int | None:
+        """Index of the first in-bounds section called ``name`` (see find_section)."""
         target = name.encode() + b"\0"
         names = self._names
         sh_names = self._sh_names
@@ -216,7 +225,11 @@ class ElfFile:
             if index is not None and (best is None or index < best):
                 best = index
             nameoff = names.find(target, nameoff + 1)
-        return None if best is None else self._bounds(best)
+        return best
+
+    def section_header_offset(self, index: int) -> int:
+        """Where section ``index``'s header starts in the file."""
+        return self._shoff + index * self._shdr_size
 
     def section_data(self, name: str) -> bytes | None:
         bounds = self.find_section(name)

@@ -24,6 +24,8 @@ from lkm.errors import (
     FormatError,
     ModuleFileNotFoundError,
     ModuleFormatError,
+    NotElfError,
+    NotElfModuleError,
 )
 from lkm.formats import compression
 from lkm.formats.compression import Compression
@@ -467,7 +469,7 @@ def _open_fd(fd: int, path: str) -> ModuleFile:
         return ModuleFile(data, path, kind)
     except FormatError as exc:
         mapping.close()
-        raise ModuleFormatError(path, str(exc)) from None
+        raise _module_format_error(path, exc) from None
     except BaseException:
         mapping.close()
         raise
@@ -487,7 +489,7 @@ def _open_by_position(fd: int, path: str) -> ModuleFile:
         data = compression.decompress(regions[:size], kind)
     except FormatError as exc:
         os.close(fd)
-        raise ModuleFormatError(path, str(exc)) from None
+        raise _module_format_error(path, exc) from None
     except OSError as exc:
         os.close(fd)
         raise ModuleFormatError(path, exc.strerror or str(exc)) from None
@@ -498,7 +500,13 @@ def _open_by_position(fd: int, path: str) -> ModuleFile:
     try:
         return ModuleFile(data, path, kind)
     except FormatError as exc:
-        raise ModuleFormatError(path, str(exc)) from None
+        raise _module_format_error(path, exc) from None
+
+
+def _module_format_error(path: str, exc: FormatError) -> ModuleFormatError:
+    """The parser's error with the file's name, keeping "not ELF at all" apart."""
+    kind = NotElfModuleError if isinstance(exc, NotElfError) else ModuleFormatError
+    return kind(path, str(exc))
 
 
 def _compression_of(data: ElfSource) -> Compression:

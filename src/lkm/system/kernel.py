@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterator
 
 from lkm.errors import FormatError, LkmError, ModuleFormatError
+from lkm.records import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
@@ -78,44 +79,32 @@ class KernelCallError(LkmError, OSError):
         self.target = target
 
 
-class ProcModule:
-    """One line of ``/proc/modules``.
+class ProcModule(Record):
+    """One line of ``/proc/modules``."""
 
-    A plain class: insmod, rmmod and lsmod start faster without importing
-    dataclasses (and through it inspect and re).
-    """
-
-    __slots__ = ("address", "name", "refcount", "size", "state", "taints", "used_by")
-
-    def __init__(
-        self,
-        name: str,
-        size: int,
-        refcount: int | None,  # None: the kernel cannot unload modules ("-")
-        used_by: tuple[str, ...],
-        state: str,  # Live, Loading or Unloading
-        address: str,
-        taints: str,  # "(OE)" and the like, "" when clean
-    ) -> None:
-        self.name = name
-        self.size = size
-        self.refcount = refcount
-        self.used_by = used_by
-        self.state = state
-        self.address = address
-        self.taints = taints
-
-    def __repr__(self) -> str:
-        return f"ProcModule({self.name!r}, size={self.size}, refcount={self.refcount})"
+    name: str
+    size: int
+    refcount: int | None  # None: the kernel cannot unload modules ("-")
+    used_by: tuple[str, ...]
+    state: str  # Live, Loading or Unloading
+    address: str
+    taints: str  # "(OE)" and the like, "" when clean
 
 
 class KernelModules:
     """The module interface of one kernel, seen through ``proc`` and ``sys``."""
 
-    def __init__(self, proc: str = "/proc", sys: str = "/sys", dev: str = "/dev") -> None:
+    def __init__(
+        self,
+        proc: str = "/proc",
+        sys: str = "/sys",
+        dev: str = "/dev",
+        syscalls: Syscalls | None = None,
+    ) -> None:
         self.proc = proc
         self.sys = sys
         self.dev = dev
+        self.syscalls = syscalls if syscalls is not None else Syscalls()
 
     # -- loading and unloading -------------------------------------------
 
@@ -135,6 +124,8 @@ class KernelModules:
         (``force_modversion`` and ``force_vermagic`` ask for one each).
         A compressed file goes to the kernel as it is when the kernel
         decompresses that format itself; otherwise lkm decompresses it.
+        A kernel without ``finit_module`` (ENOSYS) gets the file's bytes
+        through ``init_module``, as kmod gives them.
         """
         from lkm.formats.compression import MAGIC_PROBE_SIZE, Compression, detect
 
@@ -147,24 +138,66 @@ class KernelModules:
         try:
             kind = detect(os.pread(fd, MAGIC_PROBE_SIZE, 0))
             if kind is Compression.NONE:
-                return _finit_module(fd, params, flags, path)
-            if decompress == "kernel" or (
-                decompress == "auto" and self.compression() == kind.value
-            ):
-                return _finit_module(fd, params, flags | MODULE_INIT_COMPRESSED_FILE, path)
-            image = _decompressed(fd, kind, path)
+                if self._finit(fd, params, flags, path):
+                    return
+                image = _whole_file(fd)
+            else:
+                by_kernel = decompress == "kernel" or (
+                    decompress == "auto" and self.compression() == kind.value
+                )
+                if by_kernel and self._finit(fd, params, flags | MODULE_INIT_COMPRESSED_FILE, path):
+                    return
+                image = _decompressed(fd, kind, path)
         finally:
             os.close(fd)
+        if flags and self._finit_memory(image, params, flags, path):
+            return
         if flags:
-            # init_module has no flags: hand the kernel the decompressed
-            # image through a memory file so it can honour them.
-            return _finit_memory(image, params, flags, path)
-        _init_module(image, params, path)
+            # No finit_module: kmod's way of forcing through init_module,
+            # which has no flags, is to edit the image the kernel checks.
+            from lkm.formats.module_strip import strip_for_forced_load
+
+            image = strip_for_forced_load(
+                image,
+                path,
+                versions=bool(flags & MODULE_INIT_IGNORE_MODVERSIONS),
+                vermagic=bool(flags & MODULE_INIT_IGNORE_VERMAGIC),
+            )
+        self.syscalls.init_module(image, params, path)
+
+    def _finit(self, fd: int, params: str, flags: int, path: str) -> bool:
+        """finit_module; False when the kernel has none (ENOSYS, before
+        Linux 3.8), so the caller falls back to init_module as kmod does."""
+        try:
+            self.syscalls.finit_module(fd, params, flags, path)
+        except KernelCallError as exc:
+            if exc.code == errno.ENOSYS:
+                return False
+            raise
+        return True
+
+    def _finit_memory(self, image: bytes, params: str, flags: int, path: str) -> bool:
+        """finit_module of a decompressed image, through a memory file so the
+        kernel can honour ``flags`` (init_module has none); False without
+        finit_module or memory files."""
+        try:
+            fd = os.memfd_create("lkm-module", os.MFD_CLOEXEC)
+        except OSError as exc:
+            if exc.errno == errno.ENOSYS:
+                return False
+            raise
+        try:
+            view = memoryview(image)
+            while view:
+                view = view[os.write(fd, view) :]
+            return self._finit(fd, params, flags, path)
+        finally:
+            os.close(fd)
 
     def remove(self, name: str, force: bool = False) -> None:
         """Unload module ``name``; never waits for its users (O_NONBLOCK)."""
         flags = os.O_NONBLOCK | (os.O_TRUNC if force else 0)
-        _delete_module(name, flags)
+        self.syscalls.delete_module(name, flags)
 
     def compression(self) -> str | None:
         """The format the kernel decompresses itself (gzip, xz, zstd), if any."""
@@ -319,7 +352,58 @@ def _decompressed(fd: int, kind: Compression, path: str) -> bytes:
         raise ModuleFormatError(path, str(exc)) from None
 
 
+def _whole_file(fd: int) -> bytes:
+    return os.pread(fd, os.fstat(fd).st_size, 0)
+
+
 # -- the system calls, through libc's syscall() -----------------------------
+
+
+class Syscalls:
+    """The three module system calls, through libc's ``syscall()``; each
+    raises :class:`KernelCallError` with the kernel's errno.
+
+    :class:`KernelModules` takes another object with these methods, so a
+    test can make the kernel answer what it likes (``ENOSYS`` from
+    ``finit_module``, say) and see what lkm does next.
+    """
+
+    def finit_module(self, fd: int, params: str, flags: int, target: str) -> None:
+        import ctypes
+
+        numbers = _syscall_numbers()
+        if numbers is None:
+            raise KernelCallError(errno.ENOSYS, "finit_module", target)
+        result = _libc().syscall(
+            ctypes.c_long(numbers[2]), ctypes.c_int(fd), ctypes.c_char_p(params.encode()),
+            ctypes.c_int(flags),
+        )  # fmt: skip
+        _check(result, "finit_module", target)
+
+    def init_module(self, image: bytes, params: str, target: str) -> None:
+        import ctypes
+
+        libc = _libc()
+        numbers = _syscall_numbers()
+        size = ctypes.c_ulong(len(image))
+        args = (ctypes.c_char_p(image), size, ctypes.c_char_p(params.encode()))
+        if numbers is None:
+            result = libc.init_module(*args)
+        else:
+            result = libc.syscall(ctypes.c_long(numbers[0]), *args)
+        _check(result, "init_module", target)
+
+    def delete_module(self, name: str, flags: int) -> None:
+        import ctypes
+
+        libc = _libc()
+        numbers = _syscall_numbers()
+        args = (ctypes.c_char_p(name.encode()), ctypes.c_uint(flags))
+        if numbers is None:
+            result = libc.delete_module(*args)
+        else:
+            result = libc.syscall(ctypes.c_long(numbers[1]), *args)
+        _check(result, "delete_module", name)
 
 
 def _libc() -> ctypes.CDLL:
@@ -337,53 +421,3 @@ def _check(result: int, call: str, target: str) -> None:
 
     if result != 0:
         raise KernelCallError(ctypes.get_errno(), call, target)
-
-
-def _finit_module(fd: int, params: str, flags: int, path: str) -> None:
-    import ctypes
-
-    numbers = _syscall_numbers()
-    if numbers is None:
-        raise KernelCallError(errno.ENOSYS, "finit_module", path)
-    result = _libc().syscall(
-        ctypes.c_long(numbers[2]), ctypes.c_int(fd), ctypes.c_char_p(params.encode()),
-        ctypes.c_int(flags),
-    )  # fmt: skip
-    _check(result, "finit_module", path)
-
-
-def _finit_memory(image: bytes, params: str, flags: int, path: str) -> None:
-    fd = os.memfd_create("lkm-module", os.MFD_CLOEXEC)
-    try:
-        view = memoryview(image)
-        while view:
-            view = view[os.write(fd, view) :]
-        _finit_module(fd, params, flags, path)
-    finally:
-        os.close(fd)
-
-
-def _init_module(image: bytes, params: str, path: str) -> None:
-    import ctypes
-
-    libc = _libc()
-    numbers = _syscall_numbers()
-    args = (ctypes.c_char_p(image), ctypes.c_ulong(len(image)), ctypes.c_char_p(params.encode()))
-    if numbers is None:
-        result = libc.init_module(*args)
-    else:
-        result = libc.syscall(ctypes.c_long(numbers[0]), *args)
-    _check(result, "init_module", path)
-
-
-def _delete_module(name: str, flags: int) -> None:
-    import ctypes
-
-    libc = _libc()
-    numbers = _syscall_numbers()
-    args = (ctypes.c_char_p(name.encode()), ctypes.c_uint(flags))
-    if numbers is None:
-        result = libc.delete_module(*args)
-    else:
-        result = libc.syscall(ctypes.c_long(numbers[1]), *args)
-    _check(result, "delete_module", name)

@@ -38,6 +38,7 @@ from lkm.errors import AliasError
 from lkm.errors import one_line as escape_line_breaks
 from lkm.model.moddir import ModuleDirectory, normalize_alias, normalize_modname
 from lkm.model.modprobe_config import ModprobeConfig
+from lkm.records import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
@@ -332,131 +333,40 @@ class Actions(Protocol):
         ...
 
 
-class _Record:
-    """Keyword-built, compared by value, printed by field: what a frozen
-    dataclass gives, without importing dataclasses (≈25 ms of every
-    ``lkm modprobe`` start)."""
-
-    __slots__: tuple[str, ...] = ()
-
-    def __init__(self, **values: object) -> None:
-        for name in self.__slots__:
-            object.__setattr__(self, name, values.pop(name))
-        if values:
-            raise TypeError(f"unknown fields {sorted(values)} for {type(self).__name__}")
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and all(
-            getattr(self, n) == getattr(other, n) for n in self.__slots__
-        )
-
-    def __hash__(self) -> int:
-        return hash(tuple(getattr(self, n) for n in self.__slots__))
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
-        return f"{type(self).__name__}({fields})"
-
-
-class LoadFlags(_Record):
+class LoadFlags(Record):
     """kmod's KMOD_PROBE_* flags, as modprobe's options set them."""
 
-    __slots__ = (
-        "dry_run",
-        "first_time",
-        "force_modversion",
-        "force_vermagic",
-        "ignore_commands",
-        "ignore_loaded",
-        "use_blacklist",
-    )  # fmt: skip
-    ignore_loaded: bool  # -D: plan as if nothing were loaded
-    ignore_commands: bool  # -i
-    use_blacklist: bool  # -b: a blacklisted module is not loaded at all
-    first_time: bool  # --first-time
-    dry_run: bool  # -n
-    force_modversion: bool
-    force_vermagic: bool
-
-    def __init__(
-        self,
-        *,
-        ignore_loaded: bool = False,
-        ignore_commands: bool = False,
-        use_blacklist: bool = False,
-        first_time: bool = False,
-        dry_run: bool = False,
-        force_modversion: bool = False,
-        force_vermagic: bool = False,
-    ) -> None:
-        super().__init__(
-            ignore_loaded=ignore_loaded, ignore_commands=ignore_commands,
-            use_blacklist=use_blacklist, first_time=first_time, dry_run=dry_run,
-            force_modversion=force_modversion, force_vermagic=force_vermagic,
-        )  # fmt: skip
+    ignore_loaded: bool = False  # -D: plan as if nothing were loaded
+    ignore_commands: bool = False  # -i
+    use_blacklist: bool = False  # -b: a blacklisted module is not loaded at all
+    first_time: bool = False  # --first-time
+    dry_run: bool = False  # -n
+    force_modversion: bool = False
+    force_vermagic: bool = False
 
 
-class RemoveFlags(_Record):
+class RemoveFlags(Record):
     """What modprobe -r's options say."""
 
-    __slots__ = (
-        "dry_run",
-        "first_time",
-        "force",
-        "ignore_commands",
-        "ignore_loaded",
-        "quiet_inuse",
-        "remove_holders",
-        "wait_msec",
-    )  # fmt: skip
-    ignore_commands: bool  # -i
-    ignore_loaded: bool  # -D
-    first_time: bool
-    dry_run: bool
-    force: bool
-    remove_holders: bool
-    wait_msec: int
-    quiet_inuse: bool
-
-    def __init__(
-        self,
-        *,
-        ignore_commands: bool = False,
-        ignore_loaded: bool = False,
-        first_time: bool = False,
-        dry_run: bool = False,
-        force: bool = False,
-        remove_holders: bool = False,
-        wait_msec: int = 0,
-        quiet_inuse: bool = False,
-    ) -> None:
-        super().__init__(
-            ignore_commands=ignore_commands, ignore_loaded=ignore_loaded, first_time=first_time,
-            dry_run=dry_run, force=force, remove_holders=remove_holders, wait_msec=wait_msec,
-            quiet_inuse=quiet_inuse,
-        )  # fmt: skip
+    ignore_commands: bool = False  # -i
+    ignore_loaded: bool = False  # -D
+    first_time: bool = False
+    dry_run: bool = False
+    force: bool = False
+    remove_holders: bool = False
+    wait_msec: int = 0
+    quiet_inuse: bool = False
 
 
-class Step(_Record):
+class Step(Record):
     """One thing modprobe does: ``insmod`` a file, run an ``install`` or
     ``remove`` command, note a ``builtin`` module, or ``rmmod`` a module."""
 
-    __slots__ = ("action", "command", "module", "options", "path")
     action: str
     module: str
-    path: str | None
-    options: str
-    command: str | None
-
-    def __init__(
-        self,
-        action: str,
-        module: str,
-        path: str | None = None,
-        options: str = "",
-        command: str | None = None,
-    ) -> None:
-        super().__init__(action=action, module=module, path=path, options=options, command=command)
+    path: str | None = None
+    options: str = ""
+    command: str | None = None
 
     def show(self) -> str:
         """The line kmod's ``--show-depends`` / ``-v`` prints for it."""
@@ -474,19 +384,16 @@ class Step(_Record):
 ShowStep = Callable[[Step], None]
 
 
-class ProbeList:
+class ProbeList(Record, frozen=False):
     """The modules one load walks through, in order; ``required`` holds the
     keys of the module and its hard dependencies (a failure of any other
     one, a softdep, is ignored); ``ignorecmd`` says which of them skip
     their install command (kmod: those with softdeps, and the requested
     module under -i)."""
 
-    __slots__ = ("ignorecmd", "order", "required")
-
-    def __init__(self, order: list[Module], required: set[str], ignorecmd: dict[str, bool]) -> None:
-        self.order = order
-        self.required = required
-        self.ignorecmd = ignorecmd
+    order: list[Module]
+    required: set[str]
+    ignorecmd: dict[str, bool]
 
 
 class Engine:
@@ -886,32 +793,190 @@ DEFAULT_REMOVE = RemoveFlags()
 # -- the library's front door ---------------------------------------------------
 
 
-class Plan(_Record):
+class Plan(Record):
     """What a modprobe run would do: its steps, and how it would end
     (0, a negative errno, or BLACKLISTED/BLACKLISTED_ALIAS); ``messages``
     are (syslog priority, text) pairs."""
 
-    __slots__ = ("messages", "request", "status", "steps")
     request: str
     steps: tuple[Step, ...]
     status: int
-    messages: tuple[tuple[int, str], ...]
+    messages: tuple[tuple[int, str], ...] = ()
 
-    def __init__(
-        self,
-        request: str,
-        steps: tuple[Step, ...],
-        status: int,
-        messages: tuple[tuple[int, str], ...] = (),
-    ) -> None:
-        super().__init__(request=request, steps=steps, status=status, messages=messages)
+
+class Request(Record):
+    """What a ``modprobe`` command line asks for, apart from where to look
+    (root, version, configuration) and how loudly to say it."""
+
+    remove: bool = False  # -r
+    use_all: bool = False  # -a: every operand is a module (loads; -r always takes all)
+    lookup_only: bool = False  # -R: print what the names resolve to
+    show_depends: bool = False  # -D: plan as if nothing were loaded, print it
+    dry_run: bool = False  # -n (and -D)
+    ignore_commands: bool = False  # -i
+    use_blacklist: bool = False  # -b
+    first_time: bool = False  # --first-time
+    force: bool = False  # -f: both force flags (and -r's O_TRUNC)
+    force_modversion: bool = False
+    force_vermagic: bool = False
+    remove_holders: bool = False  # --remove-holders
+    wait_msec: int = 0  # -w
+
+    def load_flags(self) -> LoadFlags:
+        return LoadFlags(
+            ignore_loaded=self.show_depends,
+            ignore_commands=self.ignore_commands,
+            use_blacklist=self.use_blacklist,
+            first_time=self.first_time,
+            dry_run=self.dry_run,
+            force_modversion=self.force_modversion or self.force,
+            force_vermagic=self.force_vermagic or self.force,
+        )
+
+    def remove_flags(self) -> RemoveFlags:
+        return RemoveFlags(
+            ignore_commands=self.ignore_commands,
+            ignore_loaded=self.show_depends,
+            first_time=self.first_time,
+            dry_run=self.dry_run,
+            force=self.force,
+            remove_holders=self.remove_holders,
+            wait_msec=self.wait_msec,
+        )
+
+
+def is_path_operand(name: str) -> bool:
+    """``modprobe ./x.ko`` or ``/abs/x.ko`` names a file (kmod 34), not a module."""
+    return name.startswith("/") or name.startswith("./")
+
+
+def options_from_words(words: list[str]) -> str | None:
+    """Command-line parameters joined as kmod does: a value holding a space
+    is quoted unless it already starts with a quote."""
+    if not words:
+        return None
+    parts = []
+    for word in words:
+        key, eq, value = word.partition("=")
+        if eq and value[:1] not in ('"', "'") and " " in value:
+            word = f'{key}="{value}"'
+        parts.append(word)
+    return " ".join(parts)
+
+
+def split_env_options(env: str | None) -> list[str]:
+    """MODPROBE_OPTIONS into words exactly as kmod splits it: at each space
+    (two spaces make an empty word), a word that starts with a quote ends
+    at the closing one, quotes inside a word are dropped."""
+    if env is None:
+        return []
+    chars = list(env)
+    words: list[str] = []
+    start = 0
+    quote: int | None = None
+    i = 0
+    while i < len(chars):
+        char = chars[i]
+        if quote is None:
+            if char == " ":
+                words.append("".join(chars[start:i]))
+                start = i + 1
+            elif char in "\"'":
+                quote = i
+        elif char == chars[quote]:
+            if quote == start:
+                words.append("".join(chars[start + 1 : i]))
+                start = i + 1
+            else:
+                del chars[i]
+                del chars[quote]
+                i -= 2
+            quote = None
+        i += 1
+    if start < i:
+        words.append("".join(chars[start:i]))
+    return words
+
+
+def parse_wait(text: str) -> int | None:
+    """``-w``'s value as strtoul(text, &end, 0) with all of it used
+    (decimal, 0x hex, 0 octal); None when it is not a number."""
+    body = text.strip().lstrip("+")
+    try:
+        if body.lower().startswith("0x"):
+            return int(body[2:], 16)
+        if body.startswith("0") and len(body) > 1:
+            return int(body[1:], 8)
+        return int(body, 10)
+    except ValueError:
+        return None
+
+
+class SymbolsUnreadable(Exception):
+    """``--dump-modversions``/``--show-exports`` found nothing to read;
+    ``code`` is kmod's errno for it."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(os.strerror(code))
+        self.code = code
+
+
+def symbol_crcs(filename: str, exports: bool) -> list[tuple[int, str]]:
+    """(CRC, symbol) pairs: the symbol versions a module needs
+    (``--dump-modversions``) or, with ``exports``, what it exports
+    (``--show-exports``).
+
+    Raises :class:`SymbolsUnreadable` with kmod's errno: ENOENT for an
+    unreadable file or no symbol table, ENOEXEC for a file that is not ELF
+    at all, EINVAL for a damaged one.
+    """
+    from lkm.errors import LkmError, NotElfModuleError
+    from lkm.formats.module_file import open_module
+
+    try:
+        with open_module(filename) as module:
+            if not exports:
+                return [(v.crc, v.name) for v in module.versions()]
+            pairs = [(s.crc or 0, s.name) for s in module.exports()]
+    except NotElfModuleError:
+        raise SymbolsUnreadable(errno.ENOEXEC) from None
+    except FileNotFoundError:
+        raise SymbolsUnreadable(errno.ENOENT) from None
+    except OSError as exc:
+        raise SymbolsUnreadable(exc.errno or errno.EIO) from None
+    except LkmError:
+        raise SymbolsUnreadable(errno.EINVAL) from None
+    if not pairs:  # kmod finds no symbol table to read
+        raise SymbolsUnreadable(errno.ENOENT)
+    return pairs
+
+
+def index_dump(directory: ModuleDirectory) -> str:
+    """kmod's index_dump of modules.alias.bin and modules.symbols.bin, as
+    ``modprobe -c`` ends with it."""
+    lines: list[str] = []
+    for basename in ("modules.alias", "modules.symbols"):
+        index = directory.index(basename)
+        if index is None:
+            continue
+        for key, values in index.items():
+            lines.extend(f"alias {key} {v.value}\n" for v in values)
+    return "".join(lines)
+
+
+Emit = Callable[[str], None]
 
 
 class Modprobe:
-    """modprobe for callers that are not a shell.
+    """modprobe as a library: what ``lkm modprobe`` does, for any caller.
 
+    ``run`` takes a :class:`Request` and the command's operands and does
+    all of it (the per-name walk, paths, ``-R``, ``-a``, ``-r``);
     ``plan_load``/``plan_remove`` compute what would happen against a
-    snapshot of the kernel (nothing is changed); ``load``/``remove`` do it.
+    snapshot of the kernel (nothing is changed) and ``load``/``remove`` do
+    it, each returning a :class:`Plan`. ``report`` receives messages as
+    (syslog priority, text), ``show`` the steps as they are taken, ``env``
+    what install and remove commands get added to their environment.
     """
 
     def __init__(
@@ -919,12 +984,47 @@ class Modprobe:
         moddir: str,
         config: ModprobeConfig | None = None,
         kernel: KernelModules | None = None,
+        *,
+        report: Report = _no_report,
+        show: ShowStep | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         from lkm.system.kernel import KernelModules
 
         self.directory = ModuleDirectory(moddir)
         self.config = config if config is not None else ModprobeConfig()
         self.kernel = kernel if kernel is not None else KernelModules()
+        self.report = report
+        self.show = show
+        self.env = env or {}
+
+    @classmethod
+    def for_system(
+        cls,
+        root: str | None = None,
+        version: str | None = None,
+        config_paths: list[str] | None = None,
+        kernel: KernelModules | None = None,
+        *,
+        report: Report = _no_report,
+        show: ShowStep | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Modprobe:
+        """The module directory of ``root`` and ``version`` (the running
+        kernel's by default) with its modprobe.d configuration (and the
+        kernel command line's ``modprobe.*`` options), as ``modprobe`` reads them;
+        configuration errors go to ``report``."""
+        from lkm.model.moddir import module_dir_path
+        from lkm.model.modprobe_config import DEFAULT_PATHS, read_config
+        from lkm.system.kernel import KernelModules
+
+        kernel = kernel if kernel is not None else KernelModules()
+        moddir = module_dir_path(root, version)
+        config = read_config(
+            moddir, config_paths or list(DEFAULT_PATHS), kernel.cmdline(),
+            lambda message: report(LOG_ERR, f"{message}\n"),
+        )  # fmt: skip
+        return cls(moddir, config, kernel, report=report, show=show, env=env)
 
     def close(self) -> None:
         self.directory.close()
@@ -935,6 +1035,95 @@ class Modprobe:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- the command ------------------------------------------------------------
+
+    def run(self, request: Request, operands: list[str], emit: Emit) -> int:
+        """``modprobe``'s work after its options: 0 or a negative errno.
+        ``emit`` gets ``-R``'s lines."""
+        resolver = Resolver(self.directory, self.config, self.report)
+        engine = Engine(
+            resolver, self.kernel, KernelActions(self.kernel, self.env), self.report, self.show
+        )
+        if request.remove:
+            return self._remove_all(engine, request.remove_flags(), operands)
+        if not request.use_all:
+            extra = options_from_words(operands[1:])
+            return self._insert(engine, request, operands[0], extra, emit)
+        status = 0
+        for name in operands:
+            result = self._insert(engine, request, name, None, emit)
+            if result < 0:
+                status = result
+        return status
+
+    def _insert(
+        self, engine: Engine, request: Request, name: str, extra: str | None, emit: Emit
+    ) -> int:
+        from lkm.system.kernel import insert_error_text
+
+        modules = self._modules_to_load(engine, name)
+        if isinstance(modules, int):
+            return modules
+        flags = request.load_flags()
+        status = 0
+        for module in modules:
+            if request.lookup_only:
+                emit(f"{module.name}\n")
+                status = 0
+                continue
+            status = engine.probe(module, flags, extra)
+            if status >= 0:
+                status = 0  # a blacklisted module is not an error
+            else:
+                reason = insert_error_text(-status, "modprobe")
+                self.report(LOG_ERR, f"could not insert '{module.name}': {reason}\n")
+        return status
+
+    def _modules_to_load(self, engine: Engine, name: str) -> list[Module] | int:
+        """What ``name`` (a module, an alias or a file's path) loads; a
+        negative errno, reported, when nothing."""
+        if is_path_operand(name):
+            try:
+                os.stat(name)
+            except OSError as exc:
+                reason = os.strerror(exc.errno or 0)
+                engine.report(LOG_TOOL, f"Failed to get module from path {name}: {reason}\n")
+                return -errno.ENOENT
+            return [engine.resolver.from_path(name)]
+        try:
+            modules = engine.resolver.lookup(name)
+        except AliasError:
+            modules = []
+        if not modules:
+            where = self.directory.path
+            engine.report(LOG_TOOL, f"Module {name} not found in directory {where}\n")
+            return -errno.ENOENT
+        return modules
+
+    def _remove_all(self, engine: Engine, flags: RemoveFlags, names: list[str]) -> int:
+        status = 0
+        for name in names:
+            result = self._remove_one(engine, flags, name)
+            if result < 0:
+                status = result
+        return status
+
+    def _remove_one(self, engine: Engine, flags: RemoveFlags, name: str) -> int:
+        try:
+            modules = engine.resolver.lookup(name)
+        except AliasError:
+            return -errno.EINVAL
+        if not modules:
+            engine.report(LOG_TOOL, f"Module {name} not found.\n")
+            return -errno.ENOENT
+        for module in modules:
+            result = engine.remove(module, flags, flags.remove_holders)
+            if result < 0:
+                return result  # kmod stops removing at the first failure
+        return 0
+
+    # -- one name, as data -------------------------------------------------------
+
     def resolve(self, name: str) -> list[str]:
         """Module names ``name`` resolves to (``modprobe -R``)."""
         return [m.name for m in Resolver(self.directory, self.config).lookup(name)]
@@ -942,7 +1131,8 @@ class Modprobe:
     def plan_load(
         self, name: str, options: str | None = None, flags: LoadFlags = DEFAULT_LOAD
     ) -> Plan:
-        """What ``modprobe NAME OPTIONS`` would do now (nothing is loaded)."""
+        """What ``modprobe NAME OPTIONS`` would do now (nothing is loaded);
+        ``name`` may be a module file's path."""
         return self._execute(name, False, True, lambda e, m: e.probe(m, flags, options))
 
     def plan_remove(self, name: str, flags: RemoveFlags = DEFAULT_REMOVE) -> Plan:
@@ -977,27 +1167,27 @@ class Modprobe:
             kernel = state = SimulatedKernel.snapshot(self.kernel)
             actions = RecordingActions(state, resolver)
         else:
-            kernel, actions = self.kernel, KernelActions(self.kernel)
+            kernel, actions = self.kernel, KernelActions(self.kernel, self.env)
         engine = Engine(resolver, kernel, actions, report, steps.append)
-        status = self._walk(name, resolver, engine, walk, removing)
+        status = self._walk(name, engine, walk, removing)
         return Plan(name, tuple(steps), status, tuple(messages))
 
     def _walk(
-        self,
-        name: str,
-        resolver: Resolver,
-        engine: Engine,
-        walk: Callable[[Engine, Module], int],
-        removing: bool,
+        self, name: str, engine: Engine, walk: Callable[[Engine, Module], int], removing: bool
     ) -> int:
-        try:
-            modules = resolver.lookup(name)
-        except AliasError:
-            modules = []
-        if not modules:
-            where = "." if removing else f" in directory {self.directory.path}"
-            engine.report(LOG_TOOL, f"Module {name} not found{where}\n")
-            return -errno.ENOENT
+        if removing:
+            try:
+                modules = engine.resolver.lookup(name)
+            except AliasError:
+                modules = []
+            if not modules:
+                engine.report(LOG_TOOL, f"Module {name} not found.\n")
+                return -errno.ENOENT
+        else:
+            found = self._modules_to_load(engine, name)
+            if isinstance(found, int):
+                return found
+            modules = found
         status = 0
         for module in modules:
             status = walk(engine, module)
@@ -1017,7 +1207,14 @@ __all__ = [
     "Plan",
     "RecordingActions",
     "RemoveFlags",
+    "Request",
     "Resolver",
     "SimulatedKernel",
     "Step",
+    "SymbolsUnreadable",
+    "index_dump",
+    "options_from_words",
+    "parse_wait",
+    "split_env_options",
+    "symbol_crcs",
 ]
