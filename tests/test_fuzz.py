@@ -104,9 +104,9 @@ def _read_everything(path: Path, mapped: bool) -> object:
         with open_module(str(path), mapped=mapped) as module:
             return (
                 info_entries(module),
-                module.exports(),
+                list(module.exports()),
                 module.versions(),
-                module.needed(),
+                list(module.needed()),
                 module.signature,
             )
     except LkmError as exc:

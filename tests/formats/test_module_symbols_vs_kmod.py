@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import Result, kmod
 
+from lkm.errors import LkmError
 from lkm.formats.module_file import open_module
 from lkm.testing.debian_kernels import KernelFixture
 
@@ -36,8 +37,10 @@ def test_exports_and_versions(kernels: list[KernelFixture], label: str, report) 
             versions = [(v.crc, v.name) for v in module.versions()]
             symbols = module.elf.symbols() or []
         with open_module(str(path), mapped=False) as module:  # depmod's reader
-            assert module.export_pairs() == [(name, crc) for crc, name in exports], path
-            assert module.export_names() == [name for _, name in exports], path
+            assert module.exports().names == [name for _, name in exports], path
+            columns = module.exports()
+            pairs = list(zip(columns.names, columns.crcs, strict=True))
+            assert pairs == [(n, c) for c, n in exports], path
             table = module.elf.symbol_columns()
             undefined = [row for row, symbol in enumerate(symbols) if symbol.shndx == 0]
             assert table is None or table.undefined_rows() == undefined, path
@@ -54,7 +57,7 @@ def test_needed_symbols_cover_undefined_and_versions(kernel_61: KernelFixture) -
     entries no symbol refers to (module_layout) come last."""
     path = next(p for p in kernel_61.modules() if p.name == "loop.ko")
     with open_module(str(path)) as module:
-        needed = module.needed()
+        needed = list(module.needed())
         versions = {v.name: v.crc for v in module.versions()}
         undefined = [s.name for s in module.elf.symbols() or [] if s.shndx == 0 and s.name]
     names = [s.name for s in needed]
@@ -78,9 +81,9 @@ def test_read_by_position_equals_mapped(kernels: list[KernelFixture], label: str
                 answers.append(
                     (
                         module.modinfo(),
-                        module.exports(),
+                        list(module.exports()),
                         module.versions(),
-                        module.needed(),
+                        list(module.needed()),
                         module.signature,
                     )
                 )
@@ -97,9 +100,24 @@ def test_import_names_are_needed_names(kernels: list[KernelFixture], label: str,
     names = 0
     for path in paths:
         with open_module(str(path), mapped=False) as module:
-            needed, _, _ = module.needed_columns()
-            imports = module.import_names()
+            needed = module.needed().names
+            imports = module.needed().distinct_names()  # a fresh one: the names-only path
         assert imports == list(dict.fromkeys(needed)), path
         names += len(imports)
     assert names > 10 * len(paths)
     report(f"import names = needed names on {label}: {len(paths)} modules, {names} names")
+
+
+def test_reading_a_closed_module_is_an_error_naming_it(kernel_61: KernelFixture) -> None:
+    """Columns are read on first use: after close() that is one LkmError
+    naming the file, on both ways of opening."""
+    path = next(p for p in kernel_61.modules() if p.name == "mii.ko")  # exports with CRCs
+    for mapped in (True, False):
+        with open_module(str(path), mapped=mapped) as module:
+            exports, needed = module.exports(), module.needed()
+            names = exports.names  # read while open: kept
+        assert exports.names is names  # what was read while open stays
+        late_reads = (lambda: exports.crcs, lambda: needed.names, module.modinfo)  # noqa: B023
+        for late in late_reads:
+            with pytest.raises(LkmError, match=f"{path}: read after the module file was closed"):
+                late()

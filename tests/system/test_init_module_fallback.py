@@ -17,7 +17,7 @@ import pytest
 from lkm.formats.compression import Compression, compress
 from lkm.formats.elf import ElfFile
 from lkm.formats.module_file import open_module
-from lkm.formats.module_strip import SH_FLAGS_AT, SHF_ALLOC
+from lkm.formats.module_strip import SHF_ALLOC
 from lkm.system.kernel import (
     MODULE_INIT_COMPRESSED_FILE,
     KernelCallError,
@@ -102,8 +102,8 @@ def _section_flags(image: bytes, name: str) -> int:
     elf = ElfFile(image)
     index = elf.section_index(name)
     assert index is not None
-    word = elf.endian + ("Q" if elf.is64 else "I")
-    at = elf.section_header_offset(index) + SH_FLAGS_AT
+    word = elf.endian + elf.layout.word
+    at = elf.section_header_offset(index) + elf.layout.shdr.offset("sh_flags")
     flags: int = struct.unpack_from(word, image, at)[0]
     return flags
 

@@ -10,8 +10,8 @@ import pytest
 from test_depmod_vs_kmod import BINARY, TEXT, detach, tree_copy
 
 from lkm.testing.debian_kernels import KernelFixture
-from lkm.workflows.depmod_cache import cache_path
-from lkm.workflows.depmod_run import DepmodSettings, run_depmod
+from lkm.workflows.depmod import DepmodSettings, run_depmod
+from lkm.workflows.depmod.cache import cache_path
 
 FILES = (*TEXT, *BINARY, "modules.weakdep")
 
@@ -24,7 +24,7 @@ def _run(root: Path, version: str, cache: Path | None) -> tuple[dict[str, bytes]
         use_cache=cache is not None,
         cache_dir=str(cache) if cache else None,
     )
-    status = run_depmod(settings, lambda level, text: messages.append(f"{level}: {text}"))
+    status = run_depmod(settings, lambda level, text: messages.append(f"{level}: {text}")).status
     assert status == 0, messages
     moddir = root / "lib" / "modules" / version
     return {name: (moddir / name).read_bytes() for name in FILES}, messages
@@ -51,11 +51,45 @@ def _reads(messages: list[str]) -> str:
     return next(m for m in messages if "lkm cache" in m)
 
 
+# The part of the 6.1 tree these tests use: copied, not hard-linked. A
+# module's identity includes its inode's change time, which any hard link
+# made to the fixture's inodes (another test's tree copy, another suite
+# running at the same time) moves: shared inodes made every module look
+# changed now and then, and the stored facts were never read.
+PRIVATE_PARTS = (
+    "kernel/drivers/block",
+    "kernel/lib",
+    "kernel/crypto",
+    "kernel/net/802",
+    "kernel/net/llc",
+    "kernel/drivers/net/dummy.ko",
+    "kernel/drivers/net/veth.ko",
+    "modules.builtin",
+    "modules.builtin.modinfo",
+    "modules.order",
+)
+
+
+def private_tree(kernel: KernelFixture, root: Path) -> Path:
+    """Part of a kernel's module tree with inodes of its own."""
+    target = root / "lib" / "modules" / kernel.version
+    for part in PRIVATE_PARTS:
+        source = kernel.moddir / part
+        (target / part).parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target / part)
+        else:
+            shutil.copy2(source, target / part)
+    return root
+
+
+def module_count(root: Path) -> int:
+    return sum(1 for _ in (root / "lib").rglob("*.ko"))
+
+
 @pytest.fixture
 def tree(kernel_61: KernelFixture, tmp_path: Path) -> Path:
-    root = tmp_path / "root"
-    tree_copy(kernel_61, root)
-    return root
+    return private_tree(kernel_61, tmp_path / "root")
 
 
 def test_touching_one_module_rereads_only_it(
@@ -63,13 +97,11 @@ def test_touching_one_module_rereads_only_it(
 ) -> None:
     cache = tmp_path / "cache"
     full, messages = _run(tree, kernel_61.version, cache)
-    assert _reads(messages).endswith(
-        f"read {len(kernel_61.modules())} of {len(kernel_61.modules())} modules"
-    )
+    assert _reads(messages).endswith(f"read {module_count(tree)} of {module_count(tree)} modules")
     loop = detach(next((tree / "lib").rglob("loop.ko")))
     os.utime(loop, (1 << 31, 1 << 31))
     again, messages = _run(tree, kernel_61.version, cache)
-    assert _reads(messages).endswith(f"read 1 of {len(kernel_61.modules())} modules")
+    assert _reads(messages).endswith(f"read 1 of {module_count(tree)} modules")
     assert again == full
 
 
@@ -98,7 +130,7 @@ def test_changed_module_is_read_again(kernel_61: KernelFixture, tree: Path, tmp_
     _run(tree, kernel_61.version, cache)
     _dummy_becomes_veth(tree)
     cached, messages = _run(tree, kernel_61.version, cache)
-    assert _reads(messages).endswith(f"read 1 of {len(kernel_61.modules())} modules")
+    assert _reads(messages).endswith(f"read 1 of {module_count(tree)} modules")
     uncached, _ = _run(tree, kernel_61.version, None)
     assert cached == uncached
     assert b"alias rtnl-link-veth dummy\n" in cached["modules.alias"]
@@ -125,19 +157,17 @@ def test_bad_cache_is_ignored(
         out.write_bytes(rendered[:-50] + bytes([rendered[-50] ^ 1]) + rendered[-49:])
     else:
         other = tmp_path / "other"
-        tree_copy(kernel_61, other)
+        private_tree(kernel_61, other)
         shutil.copy(
             location, cache_path(str(cache), str(other / "lib" / "modules" / kernel_61.version))
         )
         _outputs, messages = _run(other, kernel_61.version, cache)
         assert _reads(messages).endswith(
-            f"read {len(kernel_61.modules())} of {len(kernel_61.modules())} modules"
+            f"read {module_count(tree)} of {module_count(tree)} modules"
         )
         return
     again, messages = _run(tree, kernel_61.version, cache)
-    assert _reads(messages).endswith(
-        f"read {len(kernel_61.modules())} of {len(kernel_61.modules())} modules"
-    )
+    assert _reads(messages).endswith(f"read {module_count(tree)} of {module_count(tree)} modules")
     assert again == full
 
 
@@ -154,7 +184,7 @@ def test_touched_module_with_same_facts_renders_nothing(
     loop = detach(next((tree / "lib").rglob("loop.ko")))
     os.utime(loop)
     again, messages = _run(tree, kernel_61.version, cache)
-    assert _reads(messages).endswith(f"read 1 of {len(kernel_61.modules())} modules")
+    assert _reads(messages).endswith(f"read 1 of {module_count(tree)} modules")
     assert _rendered(messages) is None  # outputs written from the cache
     assert again == first
 
@@ -190,6 +220,10 @@ def test_damaged_facts_store_is_not_trusted(
     else:  # another run's store: a different token
         _run(tree, kernel_61.version, tmp_path / "other")
         store.write_bytes(_cache_file(tmp_path / "other", tree, kernel_61, ".facts").read_bytes())
+    # What another suite running meanwhile does (and what once made every
+    # module look changed, so the store was never read): link the
+    # fixture's inodes again.
+    tree_copy(kernel_61, tmp_path / "elsewhere")
     # A changed module makes the run read the stored facts.
     _dummy_becomes_veth(tree)
     cached, messages = _run(tree, kernel_61.version, cache)

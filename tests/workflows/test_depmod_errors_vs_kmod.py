@@ -71,7 +71,7 @@ def test_errsyms_with_system_map(
     warnings = in_process.stderr.count(b"WARNING")
     assert warnings > 50
     # The console script ends the process at once after a run (os._exit,
-    # see lkm.cli.left_for_exit): every line must still be out by then.
+    # see lkm.cli.keep_until_exit): every line must still be out by then.
     script = command(
         [LKM, "depmod", *args, "-b", str(lr), kernel_61.version, "--no-cache"],
     )

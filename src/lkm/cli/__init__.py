@@ -106,17 +106,18 @@ def main(
     return run_tool(argv[1], argv[2:], out, err)
 
 
-# Set by entry(): objects a tool leaves for the end of the process.
+# Set by entry(): what tools leave for the end of the process.
 _left_for_exit: list[object] | None = None
 
 
-def left_for_exit() -> list[object] | None:
-    """Where a tool may put objects it is done with when the process ends
-    right after it: as the console script, the process then ends at once
-    (``os._exit``) instead of freeing them one by one, which for depmod's
-    hundreds of thousands of objects costs milliseconds that matter. None
-    when a tool is run in-process (tests, library use): nothing is kept."""
-    return _left_for_exit
+def keep_until_exit(value: object) -> None:
+    """Leave ``value`` to the end of the process when it ends right after
+    the tool: as the console script, the process then ends at once
+    (``os._exit``) instead of freeing it object by object, which for
+    depmod's hundreds of thousands of objects costs milliseconds that
+    matter. Run in-process (tests, library use), nothing is kept."""
+    if _left_for_exit is not None:
+        _left_for_exit.append(value)
 
 
 def entry() -> None:

@@ -14,11 +14,11 @@ import os
 import re
 
 from lkm import __version__
-from lkm.cli import left_for_exit
+from lkm.cli import keep_until_exit
 from lkm.cli.options import UsageError, parse
 from lkm.errors import LkmError
 from lkm.formats.kmod_index_writer import Layout
-from lkm.workflows.depmod_run import DepmodSettings, run_depmod
+from lkm.workflows.depmod import DepmodSettings, run_depmod
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
@@ -96,42 +96,42 @@ def parse_args(args: list[str], argv0: str, log: Logger, out: BinaryIO) -> Depmo
     parsed, operands = parse(argv0, args, SHORTOPTS, LONGOPTS)
     for opt, value in parsed:
         if opt in ("-a", "--all"):
-            opts.all = True
+            opts = opts.replace(all=True)
         elif opt in ("-A", "--quick"):
-            opts.quick = True
+            opts = opts.replace(quick=True)
         elif opt in ("-b", "--basedir"):
-            opts.basedir = _absolute(value)
+            opts = opts.replace(basedir=_absolute(value))
         elif opt in ("-m", "--moduledir"):
-            opts.moduledir = value
+            opts = opts.replace(moduledir=value)
         elif opt in ("-o", "--outdir"):
-            opts.outdir = _absolute(value)
+            opts = opts.replace(outdir=_absolute(value))
         elif opt in ("-C", "--config"):
-            opts.config.append(value)
+            opts = opts.replace(config=(*opts.config, value))
         elif opt in ("-E", "--symvers"):
-            opts.symvers = value
+            opts = opts.replace(symvers=value)
         elif opt in ("-F", "--filesyms"):
-            opts.system_map = value
+            opts = opts.replace(system_map=value)
         elif opt in ("-e", "--errsyms"):
-            opts.print_unknown = True
+            opts = opts.replace(print_unknown=True)
         elif opt in ("-v", "--verbose"):
-            opts.verbose += 1
+            opts = opts.replace(verbose=opts.verbose + 1)
         elif opt in ("-n", "--show", "--dry-run"):
-            opts.dry_run = True
+            opts = opts.replace(dry_run=True)
         elif opt in ("-P", "--symbol-prefix"):
             if len(value) != 1:
                 raise Fatal("-P only takes a single char")
-            opts.prefix = value
+            opts = opts.replace(prefix=value)
         elif opt in ("-w", "--warn"):
-            opts.warn_dups = True
+            opts = opts.replace(warn_dups=True)
         elif opt == "--no-cache":
-            opts.use_cache = False
+            opts = opts.replace(use_cache=False)
         elif opt == "--cache-dir":
-            opts.cache_dir = value
+            opts = opts.replace(cache_dir=value)
         elif opt == "--index-layout":
             layouts = {layout.value: layout for layout in Layout}
             if value not in layouts:
                 raise Fatal(f"--index-layout takes {' or '.join(layouts)}, not {value}")
-            opts.layout = layouts[value]
+            opts = opts.replace(layout=layouts[value])
         elif opt in ("-h", "--help"):
             out.write(HELP.format(prog=PROG).encode())
             return 0
@@ -144,11 +144,11 @@ def parse_args(args: list[str], argv0: str, log: Logger, out: BinaryIO) -> Depmo
         if not _VERSION.match(operands[0]):
             log("ERROR", f"Bad version passed {operands[0]}")
             return 1
-        opts.version = operands[0]
-        opts.files = operands[1:]
+        opts = opts.replace(version=operands[0])
+        opts = opts.replace(files=tuple(operands[1:]))
     else:
-        opts.version = os.uname().release
-    opts.all = opts.all or not opts.files
+        opts = opts.replace(version=os.uname().release)
+    opts = opts.replace(all=opts.all or not opts.files)
     return opts
 
 
@@ -173,7 +173,9 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
         enabled = gc.isenabled()
         gc.disable()
         try:
-            return run_depmod(parsed, log, show, print_files, left_for_exit())
+            result = run_depmod(parsed, log, show, print_files)
+            keep_until_exit(result)
+            return result.status
         finally:
             if enabled:
                 gc.enable()

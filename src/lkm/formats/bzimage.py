@@ -17,6 +17,7 @@ import struct
 
 from lkm.errors import FormatError
 from lkm.formats.compression import Compression, decompress, detect
+from lkm.formats.elf_layout import elf_layout
 
 _HEADER_MAGIC = b"HdrS"  # at 0x202
 _PT_NOTE = 4
@@ -51,19 +52,20 @@ def has_pvh_entry(elf: bytes) -> bool:
     """Whether a 64-bit little-endian ELF kernel carries the PVH entry note."""
     if elf[:6] != b"\x7fELF\x02\x01":
         return False
-    if len(elf) < 0x40:
+    layout = elf_layout(True, "<")
+    ehdr, phdr = layout.ehdr, layout.phdr
+    if len(elf) < ehdr.size:
         return False
-    (phoff,) = struct.unpack_from("<Q", elf, 0x20)
-    phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
+    header = dict(zip(ehdr.names, ehdr.struct.unpack_from(elf), strict=True))
+    phoff, phentsize, phnum = header["e_phoff"], header["e_phentsize"], header["e_phnum"]
     for i in range(phnum):
-        header = phoff + i * phentsize
-        if phentsize < 40 or header + 40 > len(elf):
+        at = phoff + i * phentsize
+        if phentsize < phdr.size or at + phdr.size > len(elf):
             return False  # headers past the end: not a kernel QEMU can boot
-        (p_type,) = struct.unpack_from("<I", elf, header)
-        if p_type != _PT_NOTE:
+        fields = dict(zip(phdr.names, phdr.struct.unpack_from(elf, at), strict=True))
+        if fields["p_type"] != _PT_NOTE:
             continue
-        (offset,) = struct.unpack_from("<Q", elf, header + 8)
-        (size,) = struct.unpack_from("<Q", elf, header + 32)
+        offset, size = fields["p_offset"], fields["p_filesz"]
         if _notes_have_pvh(elf[offset : offset + size]):
             return True
     return False

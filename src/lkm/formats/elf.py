@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import enum
 import mmap
-import struct
 import sys
 from array import array
 from collections.abc import Callable
 from itertools import compress, repeat
+from operator import itemgetter
 
 from lkm.errors import FormatError, NotElfError
+from lkm.formats.elf_layout import elf_layout
 from lkm.formats.file_regions import FileRegions
 from lkm.records import Record
 
@@ -43,17 +44,6 @@ EM_SPARCV9 = 43
 # sparc gcc creates undefined references for global register variables;
 # they are not real imports (kmod and module-init-tools skip them).
 STT_REGISTER = 13
-
-# Where sh_name, sh_offset and sh_size sit in a section header, counted
-# in the header's own words (u32 for both, plus u64 for ELF64's offset
-# and size), with the header's length in those words.
-_SH_COLUMNS = {True: (0, 16, 3, 4, 8), False: (0, 10, 4, 5, 10)}
-
-# e_shoff, e_shentsize, e_shnum, e_shstrndx; e_machine separately.
-_EHDR = {
-    ELFCLASS32: (52, "I", 32, 46, 40),
-    ELFCLASS64: (64, "Q", 40, 58, 64),
-}
 
 
 class Bind(enum.IntEnum):
@@ -127,6 +117,7 @@ class ElfFile:
         "data",
         "endian",
         "is64",
+        "layout",
         "machine",
         "size",
     )
@@ -139,11 +130,8 @@ class ElfFile:
         if size <= EI_NIDENT or ident[:4] != ELFMAG:
             raise NotElfError("not an ELF file (bad magic)")
         elf_class, elf_data = ident[4], ident[5]
-        if elf_class not in _EHDR:
+        if elf_class not in (ELFCLASS32, ELFCLASS64):
             raise FormatError(f"unknown ELF class {elf_class}")
-        ehdr_size, word, shoff_at, shent_at, shdr_size = _EHDR[elf_class]
-        if size <= ehdr_size:
-            raise FormatError(f"truncated ELF header ({size} bytes)")
         if elf_data == ELFDATA2LSB:
             endian = "<"
         elif elf_data == ELFDATA2MSB:
@@ -151,11 +139,16 @@ class ElfFile:
         else:
             raise FormatError(f"unknown ELF byte order {elf_data}")
         self.is64 = elf_class == ELFCLASS64
+        self.layout = layout = elf_layout(self.is64, endian)
+        ehdr, shdr_size = layout.ehdr, layout.shdr.size
+        if size <= ehdr.size:
+            raise FormatError(f"truncated ELF header ({size} bytes)")
         self.big_endian = endian == ">"
         self.endian = endian
-        (self.machine,) = struct.unpack_from(endian + "H", header, 18)
-        (shoff,) = struct.unpack_from(endian + word, header, shoff_at)
-        shentsize, shnum, shstrndx = struct.unpack_from(endian + "HHH", header, shent_at)
+        fields = dict(zip(ehdr.names, ehdr.struct.unpack_from(header), strict=True))
+        self.machine: int = fields["e_machine"]
+        shoff: int = fields["e_shoff"]
+        shentsize, shnum, shstrndx = fields["e_shentsize"], fields["e_shnum"], fields["e_shstrndx"]
         if shentsize != shdr_size:
             raise FormatError(f"section header size is {shentsize}, expected {shdr_size}")
         if shoff + shnum * shdr_size > size:
@@ -183,12 +176,13 @@ class ElfFile:
         """The three columns lookups need, as arrays: no int object per
         header field (a module has dozens of sections, a tree thousands
         of modules)."""
-        name_at, name_step, offset_at, size_at, step = _SH_COLUMNS[self.is64]
+        shdr, word_size = self.layout.shdr, self.layout.word_size
         halves = array("I", table)
-        words = array("Q", table) if self.is64 else halves
-        self._sh_names = halves[name_at::name_step]
-        self._sh_offsets = words[offset_at::step]
-        self._sh_sizes = words[size_at::step]
+        words = array(self.layout.word, table) if self.is64 else halves
+        u32_step, word_step = shdr.size // 4, shdr.size // word_size
+        self._sh_names = halves[shdr.offset("sh_name") // 4 :: u32_step]
+        self._sh_offsets = words[shdr.offset("sh_offset") // word_size :: word_step]
+        self._sh_sizes = words[shdr.offset("sh_size") // word_size :: word_step]
         if self.endian != _NATIVE:
             self._sh_names.byteswap()
             self._sh_offsets.byteswap()
@@ -268,20 +262,16 @@ class ElfFile:
             return None
         str_off, str_size = strtab
         sym_off, sym_size = symtab
-        if self.is64:
-            fmt, entsize = self.endian + "IBBHQQ", 24
-        else:
-            fmt, entsize = self.endian + "IIIBBH", 16
+        sym = self.layout.sym
+        entsize = sym.size
         if sym_size % entsize:
             return None
         raw = self.data[sym_off + entsize : sym_off + sym_size]
         result: list[ElfSymbol] = []
         str_end = str_off + str_size
-        for index, fields in enumerate(struct.iter_unpack(fmt, raw), start=1):
-            if self.is64:
-                name_off, info, _other, shndx, value, size = fields
-            else:
-                name_off, value, size, info, _other, shndx = fields
+        in_order = itemgetter(*map(sym.names.index, _SYMBOL_FIELDS))
+        for index, fields in enumerate(sym.struct.iter_unpack(raw), start=1):
+            name_off, info, shndx, value, size = in_order(fields)
             name = self.cstring(str_off + name_off, str_end) if name_off < str_size else None
             result.append(ElfSymbol(index, name, value, size, info, shndx))
         return result
@@ -298,15 +288,14 @@ class ElfFile:
         if strtab is None or symtab is None:
             return None
         sym_off, sym_size = symtab
-        entsize = 24 if self.is64 else 16
+        entsize = self.layout.sym.size
         if sym_size % entsize:
             return None
         return SymbolColumns(self, strtab, sym_off + entsize, sym_size - entsize)
 
 
-# Byte offsets inside one symbol entry of name, info and shndx, for ELF64
-# and ELF32 (the value column is cut from words: see values_of).
-_SYMBOL_LAYOUT = {True: (0, 4, 6), False: (0, 12, 14)}
+# The fields ElfSymbol takes, in its order (the classes' orders differ).
+_SYMBOL_FIELDS = ("st_name", "st_info", "st_shndx", "st_value", "st_size")
 # A byte of a section index → 1 when it is 0 (see undefined_rows).
 _UNDEFINED = bytes([1]) + bytes(255)
 # st_info byte → 1 when its binding (high nibble) is STB_WEAK (2).
@@ -331,6 +320,7 @@ class SymbolColumns:
         "entsize",
         "infos",
         "is64",
+        "layout",
         "names",
         "str_size",
         "strings",
@@ -342,14 +332,14 @@ class SymbolColumns:
         self.endian = elf.endian
         self.strings = elf.data[strtab[0] : strtab[0] + strtab[1]]
         self.str_size = len(self.strings)
-        self.entsize = entsize = 24 if elf.is64 else 16
-        name_at, info_at, _ = _SYMBOL_LAYOUT[elf.is64]
+        self.layout = sym = elf.layout.sym
+        self.entsize = entsize = sym.size
         self.table = raw = elf.data[offset : offset + size]
         words = array("I", raw)
         if elf.endian != _NATIVE:
             words.byteswap()
-        self.names = words[name_at // 4 :: entsize // 4]
-        self.infos = raw[info_at::entsize]
+        self.names = words[sym.offset("st_name") // 4 :: entsize // 4]
+        self.infos = raw[sym.offset("st_info") :: entsize]
         self._shndxs: array[int] | None = None
 
     @property
@@ -357,11 +347,10 @@ class SymbolColumns:
         """Section index of each row (made when first asked for: finding
         the undefined rows does without it)."""
         if self._shndxs is None:
-            _, _, shndx_at = _SYMBOL_LAYOUT[self.is64]
             halves = array("H", self.table)
             if self.endian != _NATIVE:
                 halves.byteswap()
-            self._shndxs = halves[shndx_at // 2 :: self.entsize // 2]
+            self._shndxs = halves[self.layout.offset("st_shndx") // 2 :: self.entsize // 2]
         return self._shndxs
 
     def __len__(self) -> int:
@@ -374,9 +363,10 @@ class SymbolColumns:
     def values_of(self, rows: list[int]) -> list[int]:
         """The values (``st_value``) of ``rows``, from one column copied
         out of the table in C."""
-        # ELF64 words: name+info+other+shndx, value, size; ELF32: name,
-        # value, size, info+other+shndx.
-        column = array("Q", self.table)[1::3] if self.is64 else array("I", self.table)[1::4]
+        word = "Q" if self.is64 else "I"
+        width = array(word).itemsize
+        at, step = self.layout.offset("st_value") // width, self.entsize // width
+        column = array(word, self.table)[at::step]
         if self.endian != _NATIVE:
             column.byteswap()
         return list(map(column.__getitem__, rows))
@@ -421,7 +411,7 @@ class SymbolColumns:
         Found in the table's bytes: the index's two byte columns OR-ed as
         two big integers give a byte per row that is 0 only for SHN_UNDEF,
         in either byte order; no Python object per row but the result."""
-        _, _, shndx_at = _SYMBOL_LAYOUT[self.is64]
+        shndx_at = self.layout.offset("st_shndx")
         count = len(self.names)
         low = int.from_bytes(self.table[shndx_at :: self.entsize], "little")
         high = int.from_bytes(self.table[shndx_at + 1 :: self.entsize], "little")

@@ -22,6 +22,7 @@ from operator import itemgetter, not_
 
 from lkm.errors import (
     FormatError,
+    LkmError,
     ModuleFileNotFoundError,
     ModuleFormatError,
     NotElfError,
@@ -42,6 +43,7 @@ from lkm.formats.elf import (
     ElfSource,
     SymbolColumns,
 )
+from lkm.formats.elf_layout import MODVERSION_SIZE
 from lkm.formats.file_regions import FileRegions
 from lkm.formats.module_names import (
     MODULE_EXTENSIONS as MODULE_EXTENSIONS,  # re-exported: callers import them from here too
@@ -53,10 +55,10 @@ from lkm.records import Record
 # Each __versions entry: a CRC word (4 or 8 bytes) then the name, 64 bytes.
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     from lkm.formats.signature import ModuleSignature
 
-MODVERSION_SIZE = 64
-_MODVERSION_NAME = {True: struct.Struct("8x56s"), False: struct.Struct("4x60s")}
 _CRC_PREFIX = "__crc_"
 
 
@@ -73,6 +75,103 @@ class ModVersion(Record):
 
     name: str
     crc: int
+
+
+class Exports:
+    """A module's exported symbols as columns: ``names``, ``crcs`` (0
+    without modversions) and ``binds``, the last two read on first use;
+    iterating gives :class:`Symbol` records."""
+
+    __slots__ = ("_binds", "_crcs", "_read_binds", "_read_crcs", "names")
+
+    def __init__(
+        self,
+        names: list[str],
+        read_crcs: Callable[[], list[int]] | None = None,
+        read_binds: Callable[[], list[Bind]] | None = None,
+    ) -> None:
+        self.names = names
+        self._read_crcs = read_crcs
+        self._read_binds = read_binds
+        self._crcs: list[int] | None = None
+        self._binds: list[Bind] | None = None
+
+    @property
+    def crcs(self) -> list[int]:
+        if self._crcs is None:
+            read = self._read_crcs
+            self._crcs = read() if read is not None else [0] * len(self.names)
+        return self._crcs
+
+    @property
+    def binds(self) -> list[Bind]:
+        if self._binds is None:
+            read = self._read_binds
+            self._binds = read() if read is not None else [Bind.GLOBAL] * len(self.names)
+        return self._binds
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __iter__(self) -> Iterator[Symbol]:
+        return map(Symbol, self.names, self.crcs, self.binds)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Exports) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class NeededSymbols:
+    """The symbols a module imports, as kmod lists them: undefined
+    ``.symtab`` entries in table order (weak ones marked WEAK), then the
+    ``__versions`` entries no symbol referred to (``module_layout`` and the
+    like), their CRCs from ``__versions``. Columns (``names``, ``crcs``,
+    ``weak``) read together on first use; iterating gives :class:`Symbol`
+    records (bind WEAK or UNDEF)."""
+
+    __slots__ = ("_columns", "_image")
+
+    def __init__(self, image: ModuleImage) -> None:
+        self._image = image
+        self._columns: tuple[list[str], list[int], list[bool]] | None = None
+
+    def _read(self) -> tuple[list[str], list[int], list[bool]]:
+        if self._columns is None:
+            self._columns = self._image._needed_columns()
+        return self._columns
+
+    @property
+    def names(self) -> list[str]:
+        return self._read()[0]
+
+    @property
+    def crcs(self) -> list[int]:
+        return self._read()[1]
+
+    @property
+    def weak(self) -> list[bool]:
+        return self._read()[2]
+
+    def distinct_names(self) -> list[str]:
+        """Each needed name once, in order of first appearance — the
+        names alone, for working out dependencies: without the CRCs and
+        weak flags or the work of matching them."""
+        if self._columns is not None:
+            return list(dict.fromkeys(self._columns[0]))
+        return self._image._distinct_needed_names()
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __iter__(self) -> Iterator[Symbol]:
+        binds = [Bind.WEAK if weak else Bind.UNDEF for weak in self.weak]
+        return map(Symbol, self.names, self.crcs, binds)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NeededSymbols) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def split_modinfo(raw: bytes) -> list[tuple[str, str]]:
@@ -178,8 +277,8 @@ class ModuleImage:
         """CRCs and names (bytes, up to the first NUL) of the
         ``__versions`` entries, each column made in a few C calls."""
         raw = self.data[offset : offset + size]
-        width = 8 if self.elf.is64 else 4
-        words = array("Q" if self.elf.is64 else "I", raw)[:: MODVERSION_SIZE // width]
+        layout = self.elf.layout
+        words = array(layout.word, raw)[:: MODVERSION_SIZE // layout.word_size]
         if self.elf.endian != NATIVE_BYTE_ORDER:
             words.byteswap()
         return words.tolist(), self._modversion_names_in(raw)
@@ -189,26 +288,13 @@ class ModuleImage:
         return self._modversion_names_in(self.data[offset : offset + size])
 
     def _modversion_names_in(self, raw: bytes) -> list[bytes]:
-        fields = map(itemgetter(0), _MODVERSION_NAME[self.elf.is64].iter_unpack(raw))
+        fields = map(itemgetter(0), self.elf.layout.modversion_name.iter_unpack(raw))
         return list(map(itemgetter(0), map(bytes.partition, fields, repeat(b"\0"))))
 
-    def exports(self) -> list[Symbol]:
-        """Exported symbols with CRCs (see :meth:`export_entries`)."""
-        return [Symbol(name, crc, bind) for name, crc, bind in self.export_entries()]
-
-    def export_entries(self) -> list[tuple[str, int, Bind]]:
-        """Exported symbols as (name, crc, bind) tuples (see
-        :meth:`export_pairs`)."""
-        found = self._crc_exports()
-        if found is None:
-            return [(name, 0, Bind.GLOBAL) for name in self._ksymtab_strings()]
-        names, rows, table = found
-        binds = [_bind(table.infos[row] >> 4) for row in rows]
-        return list(zip(names, self._export_crcs(rows, table), binds, strict=True))
-
-    def export_pairs(self) -> list[tuple[str, int]]:
-        """Exported symbols as (name, crc) pairs, what depmod reads from
-        thousands of modules: without an object per symbol beyond its pair.
+    def exports(self) -> Exports:
+        """Exported symbols, as columns: the names at once, CRCs and
+        bindings when first asked for (depmod working out dependencies
+        reads thousands of modules' names and nothing else).
 
         From ``__crc_*`` symbols in ``.symtab`` when there are any (the CRC
         is the symbol value, or the u32 it points at inside a section);
@@ -218,15 +304,13 @@ class ModuleImage:
         """
         found = self._crc_exports()
         if found is None:
-            return [(name, 0) for name in self._ksymtab_strings()]
+            return Exports(self._ksymtab_strings())
         names, rows, table = found
-        return list(zip(names, self._export_crcs(rows, table), strict=True))
-
-    def export_names(self) -> list[str]:
-        """The names of :meth:`export_pairs`, without reading any CRC: for
-        working out dependencies only."""
-        found = self._crc_exports()
-        return self._ksymtab_strings() if found is None else found[0]
+        return Exports(
+            names,
+            lambda: self._export_crcs(rows, table),
+            lambda: [_bind(table.infos[row] >> 4) for row in rows],
+        )
 
     def _crc_exports(self) -> tuple[list[str], list[int], SymbolColumns] | None:
         """Names and rows of the ``__crc_`` symbols, the names made in a
@@ -279,25 +363,12 @@ class ModuleImage:
             return []
         return [name for name in text.decode("utf-8", "surrogateescape").split("\0") if name]
 
-    def needed(self) -> list[Symbol]:
-        """Symbols the module imports, with CRCs (see :meth:`needed_entries`)."""
-        return [
-            Symbol(name, crc, Bind.WEAK if weak else Bind.UNDEF)
-            for name, crc, weak in self.needed_entries()
-        ]
+    def needed(self) -> NeededSymbols:
+        """Symbols the module imports, as columns read on first use (see
+        :class:`NeededSymbols`)."""
+        return NeededSymbols(self)
 
-    def needed_entries(self) -> list[tuple[str, int, bool]]:
-        """(name, crc, weak) of the symbols the module imports (see
-        :meth:`needed_columns`)."""
-        names, crcs, weak = self.needed_columns()
-        return list(zip(names, crcs, weak, strict=True))
-
-    def import_names(self) -> list[str]:
-        """Every name the module imports, once each, for working out
-        dependencies only: the undefined ``.symtab`` symbols in table
-        order, then the ``__versions`` names not among them. The names of
-        :meth:`needed_columns`, first seen in the same order, without the
-        CRCs and weak flags or the work of matching them."""
+    def _distinct_needed_names(self) -> list[str]:
         _, version_names = self._version_columns(crcs=False)
         _, _, raw_names = self._undefined_symbols()
         return _decode_all(list(dict.fromkeys(raw_names + version_names)))
@@ -330,14 +401,9 @@ class ModuleImage:
             rows, raw_names = [rows[i] for i in kept], [raw_names[i] for i in kept]
         return table, rows, raw_names
 
-    def needed_columns(self) -> tuple[list[str], list[int], list[bool]]:
+    def _needed_columns(self) -> tuple[list[str], list[int], list[bool]]:
         """Names, CRCs (from ``__versions``) and weak flags of the symbols
-        the module imports, as three columns.
-
-        Undefined ``.symtab`` entries in table order (weak ones marked
-        WEAK), then the ``__versions`` entries no symbol referred to
-        (``module_layout`` and the like), as kmod lists them.
-        """
+        the module imports, as three columns (see :class:`NeededSymbols`)."""
         version_crcs, version_names = self._version_columns(crcs=True)
         table, rows, raw_names = self._undefined_symbols()
         names = _decode_all(raw_names)
@@ -413,6 +479,10 @@ class ModuleFile(ModuleImage):
         super().__init__(data)
 
     def close(self) -> None:
+        """Release the file; reading from the module after this raises
+        :class:`~lkm.errors.LkmError` naming it."""
+        closed: ElfSource = _Closed(self.path)  # type: ignore[assignment]
+        self.data = self.elf.data = closed
         if self._mmap is not None:
             self._mmap.close()
             self._mmap = None
@@ -425,6 +495,28 @@ class ModuleFile(ModuleImage):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Closed:
+    """Stands in for a closed module's bytes: every read is an error
+    naming the file, not a crash on a closed map or descriptor."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def _fail(self) -> LkmError:
+        return LkmError(f"{self.path}: read after the module file was closed")
+
+    def __getitem__(self, _key: object) -> bytes:
+        raise self._fail()
+
+    def __len__(self) -> int:
+        raise self._fail()
+
+    def __getattr__(self, _name: str) -> object:
+        raise self._fail()
 
 
 def open_module(path: str, *, mapped: bool = True) -> ModuleFile:

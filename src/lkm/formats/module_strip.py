@@ -19,7 +19,6 @@ from lkm.errors import FormatError, ModuleFormatError
 from lkm.formats.elf import ElfFile
 
 SHF_ALLOC = 0x2
-SH_FLAGS_AT = 8  # after sh_name and sh_type, in ELF32 and ELF64 alike
 VERMAGIC = b"vermagic="
 
 
@@ -41,8 +40,8 @@ def _unallocate(elf: ElfFile, image: bytearray, section: str) -> None:
     index = elf.section_index(section)
     if index is None:
         return
-    word = elf.endian + ("Q" if elf.is64 else "I")
-    at = elf.section_header_offset(index) + SH_FLAGS_AT
+    word = elf.endian + elf.layout.word
+    at = elf.section_header_offset(index) + elf.layout.shdr.offset("sh_flags")
     (flags,) = struct.unpack_from(word, image, at)
     struct.pack_into(word, image, at, flags & ~SHF_ALLOC)
 

@@ -1,9 +1,12 @@
-"""Run one list of independent jobs on two cores: half in a forked child.
+"""The second core, and isolation: work in forked children.
 
 Reading thousands of modules is CPU-bound Python (and xz decompression);
-threads would share one interpreter lock, so the second half goes to a
-forked process and its result comes back pickled through a pipe. Pickle is
-safe here: the data comes from our own child, never from a file.
+threads would share one interpreter lock, so half the work goes to a
+forked :class:`Worker` whose results come back through pipes
+(:func:`split_map` for one list of independent jobs), pickled unless the
+caller has something faster. Pickle is safe here: the data comes from
+our own child, never from a file. :func:`in_child` runs one call where
+its crash cannot take this process with it.
 
 ``LKM_JOBS=1`` (or one CPU, or no fork) runs everything in-process.
 """
@@ -17,6 +20,7 @@ import struct
 from collections.abc import Callable, Sequence
 
 from lkm.errors import LkmError
+from lkm.records import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
@@ -24,8 +28,6 @@ if TYPE_CHECKING:
 
     T = TypeVar("T")
     R = TypeVar("R")
-
-_LENGTH = struct.Struct("<Q")
 
 
 class WorkerError(LkmError, RuntimeError):
@@ -50,7 +52,8 @@ def split_map(
     parent_share: float = 0.5,
     codec: tuple[Callable[[R], bytes], Callable[[bytes], R]] | None = None,
 ) -> list[R]:
-    """``[work(first part), work(second part)]``, the second in a child.
+    """``[work(first part), work(second part)]``, the second in a
+    :class:`Worker`.
 
     With fewer than ``min_items`` items, parallelism off (or fork
     impossible), returns ``[work(items)]``. An LkmError in the child comes
@@ -59,94 +62,77 @@ def split_map(
     decode) carries the child's result through the pipe as bytes when
     something faster than pickle fits the data.
     """
-    if len(items) < min_items or jobs() < 2 or not hasattr(os, "fork"):
+    if len(items) < min_items:
         return [work(items)]
     split = int(len(items) * parent_share)
-    read_end, write_end = os.pipe()
-    try:
-        pid = os.fork()
-    except OSError:
-        os.close(read_end)
-        os.close(write_end)
-        return [work(items)]  # no second process to be had: do it all here
-    if pid == 0:  # pragma: no cover - runs in the child
-        os.close(read_end)
-        encode = codec[0] if codec is not None else None
-        _child(work, items[split:], write_end, encode)
-    os.close(write_end)
-    finished = False
-    try:
-        first = work(items[:split])
-        payload = _read_all(read_end)
-        finished = True
-    finally:
-        os.close(read_end)
-        if not finished:
-            os.kill(pid, signal.SIGKILL)  # our half failed: theirs is moot
-        _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0 or len(payload) < _LENGTH.size:
-        raise WorkerError("worker process failed")
-    try:
-        ok, second = pickle.loads(payload[_LENGTH.size :])
-    except Exception as exc:
-        raise WorkerError(f"worker result unreadable: {exc}") from None
-    if not ok:
-        kind, message = second
-        if kind == "lkm":
-            raise WorkerError(message)
-        raise RuntimeError(f"worker process raised:\n{message}")  # a bug: keep its traceback
     if codec is not None:
-        second = codec[1](second)
+        encode, decode = codec
+    else:
+        encode, decode = _pickled, pickle.loads
+
+    def second_half(channel: Channel) -> None:
+        channel.send(encode(work(items[split:])))
+
+    worker = start_worker(second_half)
+    if worker is None:
+        return [work(items)]  # no second process to be had: do it all here
+    with worker:  # our half failing kills theirs: it is moot
+        first = work(items[:split])
+        second = decode(worker.receive())
+        worker.finish()
     return [first, second]
 
 
-def _child(
-    work: Callable[[Sequence[T]], R],
-    items: Sequence[T],
-    fd: int,
-    encode: Callable[[R], bytes] | None,
-) -> None:
-    """Runs in the forked child: do the work, send the result, exit."""
-    code = 0
-    try:
+def _pickled(value: object) -> bytes:
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class ChildEnd(Record):
+    """How a call made in an isolated child ended: its exit code, the
+    signal that killed it, or the error it could not make the call for."""
+
+    exit_code: int | None = None
+    signal: int | None = None
+    error: str | None = None
+
+
+_CHILD_FAILED = 255  # the child could not make the call; its pipe says why
+
+
+def in_child(work: Callable[[], int]) -> ChildEnd:
+    """Run ``work()`` (returning an exit code) in a forked child, so that
+    whatever kills the child (a kernel oops in a module's init function
+    kills the task that loaded it) leaves this process standing."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        os.close(read_end)
+        code = _CHILD_FAILED
         try:
-            value = work(items)
-            result: tuple[bool, object] = (True, encode(value) if encode else value)
-        except LkmError as exc:
-            result = (False, ("lkm", str(exc)))
-        except BaseException:
-            import traceback
-
-            result = (False, ("bug", traceback.format_exc()))
-        try:
-            data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:
-            data = pickle.dumps((False, ("lkm", f"worker result not picklable: {exc}")))
-        view = memoryview(_LENGTH.pack(len(data)) + data)
-        while view:
-            view = view[os.write(fd, view) :]
-    except BaseException:
-        code = 1
-    finally:
-        os._exit(code)
-
-
-def _read_all(fd: int) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        chunk = os.read(fd, 1 << 20)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
+            code = work()
+        except (LkmError, OSError) as exc:
+            os.write(write_end, str(exc).encode(errors="replace"))
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        problem = pipe.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return ChildEnd(signal=os.WTERMSIG(status))
+    code = os.WEXITSTATUS(status)
+    if code == _CHILD_FAILED:
+        return ChildEnd(error=problem)
+    return ChildEnd(exit_code=code)
 
 
 # -- a worker that talks back --------------------------------------------------
 #
-# split_map hands a child one job and takes one answer. A worker exchanges
-# several messages with its parent, so that it can go on with a second job
-# once the parent has told it what it needs (depmod: the child renders the
-# alias index after the parent sent the .modinfo of its half). Each
-# message is a frame: its length, its kind, the bytes.
+# One mechanism for the second core: a worker exchanges messages (frames:
+# length, kind, bytes) with its parent. split_map sends one job's answer;
+# depmod's scan goes on with a second job once the parent has told it
+# what it needs (the child renders the alias index after the parent sent
+# the .modinfo of its half).
 
 _FRAME = struct.Struct("<QB")
 _DATA, _LKM_ERROR, _BUG = 0, 1, 2

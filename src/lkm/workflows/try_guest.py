@@ -22,12 +22,11 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from lkm.errors import LkmError
 from lkm.formats.kmsg import parse_record
+from lkm.system.fork import in_child
 from lkm.system.kernel import KernelCallError, KernelModules, kmsg_records
 
 TEST_TIMEOUT = 600.0
-_CHILD_FAILED = 255  # the child could not make the call; its pipe says why
 
 
 def failed(result: dict[str, object]) -> bool:
@@ -37,35 +36,27 @@ def failed(result: dict[str, object]) -> bool:
 
 def _in_child(call: str, target: str, work: Callable[[], None]) -> dict[str, object]:
     """Run ``work()`` in a forked child; the errno, signal or error it ended with."""
-    read_end, write_end = os.pipe()
-    started = time.monotonic()
-    pid = os.fork()
-    if pid == 0:  # the child: make the call, report through the exit status
-        os.close(read_end)
-        code = 0
+
+    def kernel_call() -> int:
         try:
             work()
         except KernelCallError as exc:
-            code = exc.code
-        except (LkmError, OSError) as exc:
-            os.write(write_end, str(exc).encode(errors="replace"))
-            code = _CHILD_FAILED
-        os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        problem = pipe.read().decode(errors="replace")
-    _, wait_status = os.waitpid(pid, 0)
+            return exc.code
+        return 0
+
+    started = time.monotonic()
+    end = in_child(kernel_call)
     result: dict[str, object] = {
         "call": call,
         "module": target,
         "seconds": time.monotonic() - started,
     }
-    if os.WIFSIGNALED(wait_status):
-        result["signal"] = os.WTERMSIG(wait_status)
-    elif (code := os.WEXITSTATUS(wait_status)) == _CHILD_FAILED:
-        result["error"] = problem
-    elif code:
-        result["errno"] = code
+    if end.signal is not None:
+        result["signal"] = end.signal
+    elif end.error is not None:
+        result["error"] = end.error
+    elif end.exit_code:
+        result["errno"] = end.exit_code
     return result
 
 

@@ -1,6 +1,6 @@
 """depmod's first step: read every module once into plain facts.
 
-:class:`~lkm.workflows.depmod_facts.ModuleFacts` is all depmod needs from a module file — its
+:class:`~lkm.workflows.depmod.facts.ModuleFacts` is all depmod needs from a module file — its
 ``.modinfo``, exports and needed symbols — as plain tuples, so results can
 cross a process boundary and be cached between runs. Scanning uses both
 cores when the tree is large (:func:`scan_sharing`).
@@ -16,8 +16,8 @@ from sys import intern
 
 from lkm.errors import FileFormatError, FormatError, LkmError
 from lkm.formats.module_file import open_module
-from lkm.workflows.depmod_facts import ModuleFacts as ModuleFacts
-from lkm.workflows.depmod_facts import ScanFailure as ScanFailure
+from lkm.workflows.depmod.facts import ModuleFacts as ModuleFacts
+from lkm.workflows.depmod.facts import ScanFailure as ScanFailure
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
@@ -43,18 +43,21 @@ def read_facts(
     try:
         with open_module(path, mapped=False) as module:
             modinfo = module.modinfo_text()
-            if lean:  # export CRCs are for -e's checks
-                exports = tuple(zip(module.export_names(), repeat(0)))
+            exported = module.exports()
+            # export CRCs are for -e's checks: lean leaves them unread
+            if lean:
+                exports = tuple(zip(exported.names, repeat(0)))
             else:
-                exports = tuple(module.export_pairs())
+                exports = tuple(zip(exported.names, exported.crcs, strict=True))
             names: list[str] = []
             crcs: list[int] = []
             weak: list[bool] = []
             try:
+                needed = module.needed()
                 if lean:
-                    names = module.import_names()
+                    names = needed.distinct_names()
                 else:
-                    names, crcs, weak = module.needed_columns()
+                    names, crcs, weak = needed.names, needed.crcs, needed.weak
             except FormatError:
                 pass  # no usable symbol table: no dependencies, as in kmod
             # Thousands of modules need the same few thousand symbols:

@@ -15,7 +15,7 @@ Three files per module directory, under ``depmod/`` in lkm's cache directory
   read alone and a damaged or foreign blob is never decoded.
 - the *outputs* (``.out``): a table — the *basis* of the last rendering
   (store token, module list, built-in lists' identities, options) and, for
-  every group of files (see :data:`lkm.workflows.depmod.GROUPS`), the
+  every group of files (see :data:`lkm.workflows.depmod.render.GROUPS`), the
   SHA-256 of exactly the data it was made from, its messages and where its
   files lie — then the files' contents, written out from the one copy
   read.
@@ -47,12 +47,17 @@ from operator import itemgetter
 from lkm import __version__
 from lkm.system import paths
 from lkm.system.atomic import replace_file
-from lkm.workflows.depmod_discover import FoundModule
-from lkm.workflows.depmod_facts import ModuleFacts, ScanFailure
-
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
-if TYPE_CHECKING:
-    from lkm.workflows.depmod import FileData, Messages, RenderedGroup, Rendering
+from lkm.workflows.depmod.discover import FoundModule
+from lkm.workflows.depmod.facts import ModuleFacts, ScanFailure
+from lkm.workflows.depmod.render import (
+    BUILTIN_INPUTS,
+    GROUPS,
+    FileData,
+    Messages,
+    RenderedGroup,
+    Rendering,
+    render_groups,
+)
 
 Report = Callable[[str, str], None]
 MAGIC = b"lkm-depmod-cache\n"
@@ -435,8 +440,6 @@ class DepmodCache:
 
     def reuse_outputs(self, basis: Basis) -> dict[str, RenderedGroup] | None:
         """Last run's groups when they were rendered from exactly ``basis``."""
-        from lkm.workflows.depmod import GROUPS
-
         stored_basis, groups = self._stored_outputs()
         if not self.token or stored_basis != basis or set(groups) != set(GROUPS):
             return None
@@ -446,8 +449,6 @@ class DepmodCache:
         """Every group: reused when the digest of its inputs is the stored
         one, rendered otherwise; all stored with ``basis``."""
         import hashlib
-
-        from lkm.workflows.depmod import GROUPS, render_groups
 
         _, stored = self._stored_outputs()
         digests = {
@@ -470,14 +471,12 @@ class DepmodCache:
 
 def _read_modules(paths: list[str]) -> list[Result]:
     # Imported here: a run that changes nothing reads one module or none.
-    from lkm.workflows.depmod_scan import scan
+    from lkm.workflows.depmod.scan import scan
 
     return scan(paths)
 
 
 def _builtin_files() -> tuple[str, ...]:
-    from lkm.workflows.depmod import BUILTIN_INPUTS
-
     return tuple(BUILTIN_INPUTS.values())
 
 

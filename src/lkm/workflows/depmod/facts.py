@@ -1,6 +1,6 @@
 """What depmod reads from each module file, as plain data.
 
-Kept apart from :mod:`lkm.workflows.depmod_scan` (which reads the files)
+Kept apart from :mod:`lkm.workflows.depmod.scan` (which reads the files)
 so that a run answered from the cache does not import the module readers.
 Plain tuples: results cross a process boundary and are cached between runs.
 """
@@ -21,7 +21,7 @@ class ModuleFacts(Record):
     # Needed symbols as three columns, in kmod's order: names, CRCs,
     # weak or not. Columns, not a tuple per symbol: a tree needs
     # 200,000 symbols, which cross a pipe, go into the cache and get
-    # looked up. Read for dependencies only (depmod_scan's ``lean``),
+    # looked up. Read for dependencies only (scan's ``lean``),
     # the names may repeat and the CRCs and weak flags are empty.
     needed_names: tuple[str, ...]
     needed_crcs: tuple[int, ...]

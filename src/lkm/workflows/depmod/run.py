@@ -16,32 +16,35 @@ from lkm.errors import LkmError
 from lkm.formats.kmod_index_writer import Layout
 from lkm.formats.module_names import has_module_extension
 from lkm.model.depmod_config import DepmodConfig, load_config
-from lkm.records import Record, field
-from lkm.workflows.depmod import (
+from lkm.records import Record
+from lkm.workflows.depmod.discover import Discovery, module_array, read_modules_order
+from lkm.workflows.depmod.render import (
     RESOLVED_GROUPS,
     TEXT_FILES,
-    DependencyCycle,
-    KernelSymbols,
     Outputs,
     RenderedGroup,
     Rendering,
-    Resolved,
     merge_groups,
     read_builtin_inputs,
-    readable_facts,
     render,
     render_unresolved_groups,
-    resolve,
-    write_outputs,
 )
-from lkm.workflows.depmod_discover import Discovery, module_array, read_modules_order
+from lkm.workflows.depmod.resolve import (
+    DependencyCycle,
+    KernelSymbols,
+    Resolved,
+    SymbolChecks,
+    readable_facts,
+    resolve,
+)
+from lkm.workflows.depmod.write import write_outputs
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
     from lkm.system.fork import Worker
-    from lkm.workflows.depmod_cache import DepmodCache
-    from lkm.workflows.depmod_discover import FoundModule
-    from lkm.workflows.depmod_facts import ModuleFacts, ScanFailure
+    from lkm.workflows.depmod.cache import DepmodCache
+    from lkm.workflows.depmod.discover import FoundModule
+    from lkm.workflows.depmod.facts import ModuleFacts, ScanFailure
 
 Report = Callable[[str, str], None]
 
@@ -50,8 +53,23 @@ class DepmodFatal(LkmError):
     """A FATAL condition: the message, then exit status 1."""
 
 
-class DepmodSettings(Record, frozen=False):
-    """What a depmod run needs (kmod's options, as data)."""
+class DepmodResult(Record, frozen=False):
+    """How a run ended (``status``, kmod's exit status) and what it made
+    on the way: the modules in kmod's order, each one's facts (None:
+    unreadable), the rendering (resolved dependencies and symbols, when
+    they were needed) and the files (None when last run's were reused as
+    they were or the run ended early)."""
+
+    status: int
+    modules: list[FoundModule] | None = None
+    facts: list[ModuleFacts | None] | None = None
+    rendering: Rendering | None = None
+    outputs: Outputs | None = None
+
+
+class DepmodSettings(Record):
+    """What a depmod run needs (kmod's options, as data); change a copy
+    with ``replace``."""
 
     version: str
     basedir: str = ""
@@ -59,8 +77,8 @@ class DepmodSettings(Record, frozen=False):
     outdir: str | None = None
     all: bool = True
     quick: bool = False
-    files: list[str] = field(default_factory=list)
-    config: list[str] = field(default_factory=list)
+    files: tuple[str, ...] = ()
+    config: tuple[str, ...] = ()
     symvers: str | None = None
     system_map: str | None = None
     print_unknown: bool = False
@@ -71,10 +89,6 @@ class DepmodSettings(Record, frozen=False):
     use_cache: bool = True
     cache_dir: str | None = None
     layout: Layout = Layout.PRE_ORDER
-
-    def copy(self) -> DepmodSettings:
-        """A shallow copy, to change without changing the caller's."""
-        return self.replace()
 
     @property
     def input_dir(self) -> str:
@@ -117,9 +131,6 @@ def up_to_date(moddir: str, report: Report) -> bool:
 def _kernel_symbols(settings: DepmodSettings, report: Report) -> KernelSymbols:
     source = settings.symvers or settings.system_map
     if source is None:
-        if settings.print_unknown:
-            report("WARNING", "-e needs -E or -F")
-            settings.print_unknown = False
         return KernelSymbols()
     try:
         with open(source, encoding="utf-8", errors="surrogateescape") as f:
@@ -138,7 +149,7 @@ def _kernel_symbols(settings: DepmodSettings, report: Report) -> KernelSymbols:
 def _discover(settings: DepmodSettings, report: Report) -> Discovery:
     moddir = settings.input_dir
     if settings.all:
-        config = load_config(settings.version, settings.config or None)
+        config = load_config(settings.version, list(settings.config) or None)
         for level, message in config.messages:
             report(level, message)
         discovery = Discovery(moddir, config, report)
@@ -173,11 +184,16 @@ def _needs_resolving(settings: DepmodSettings) -> bool:
     return settings.dry_run or settings.print_unknown or settings.verbose > 0
 
 
-def _dependencies_only(settings: DepmodSettings) -> bool:
-    """Whether resolving only looks up who provides each needed symbol
-    (no -e, -v or -P): then CRCs and weak flags are never read, and an
-    uncached scan can leave them out (:func:`~lkm.workflows.depmod_scan.read_facts`)."""
-    return not (settings.print_unknown or settings.verbose or settings.prefix)
+def _symbol_checks(
+    settings: DepmodSettings, show: Callable[[str], None] | None = None
+) -> SymbolChecks | None:
+    """What resolving checks beyond dependencies (-e, -v, -P); None when
+    nothing, so that an uncached scan can leave CRCs and weak flags out
+    (:func:`~lkm.workflows.depmod.scan.read_facts`): scan and resolve
+    both follow this one answer."""
+    if not (settings.print_unknown or settings.verbose or settings.prefix):
+        return None
+    return SymbolChecks(show if settings.verbose else None, settings.print_unknown, settings.prefix)
 
 
 def _write(outputs: Outputs, settings: DepmodSettings) -> int:
@@ -195,18 +211,17 @@ def run_depmod(
     report: Report,
     show: Callable[[str], None] | None = None,
     stdout: Callable[[bytes], None] | None = None,
-    keep: list[object] | None = None,
-) -> int:
-    """One run; returns the exit status. Raises DepmodFatal (or another
-    LkmError) for FATAL errors. ``settings`` is not changed. ``keep``: a
-    list the run's large intermediate results are put in, for a caller
-    that would rather not free them (a process about to end)."""
-    settings = settings.copy()
+) -> DepmodResult:
+    """One run: its exit status and what it made. Raises DepmodFatal (or
+    another LkmError) for FATAL errors."""
     moddir = settings.input_dir
     if settings.quick:
         if settings.dry_run or up_to_date(moddir, report):
-            return 0
-        settings.all = True
+            return DepmodResult(0)
+        settings = settings.replace(all=True)
+    if settings.print_unknown and not (settings.symvers or settings.system_map):
+        report("WARNING", "-e needs -E or -F")
+        settings = settings.replace(print_unknown=False)
     kernel = _kernel_symbols(settings, report)
     discovery = _discover(settings, report)
     modules = module_array(discovery.found, read_modules_order(moddir, report))
@@ -214,7 +229,7 @@ def run_depmod(
     cache: DepmodCache | None = None
     helper: Worker | None = None
     if settings.use_cache:
-        from lkm.workflows.depmod_cache import DepmodCache
+        from lkm.workflows.depmod.cache import DepmodCache
 
         cache = DepmodCache(settings.cache_dir, moddir, report)
         scanned = cache.scan(modules)
@@ -224,20 +239,21 @@ def run_depmod(
             cache.save_index(scanned)
             reused = cache.reuse_outputs(cache.basis(modules, _options(settings)))
             if reused is not None:
-                return _write(merge_groups(reused, report), settings)
+                status = _write(merge_groups(reused, report), settings)
+                return DepmodResult(status, modules)
         results = scanned.results()
         cache.save_index(scanned)
     else:
         results, helper = _scan_uncached(modules, settings, binary)
-    if keep is not None:
-        keep += [discovery, modules, results]
+    result = DepmodResult(1, modules, readable_facts(modules, results, report))
     try:
-        return _resolve_and_render(
-            settings, modules, results, kernel, cache, helper, report, show, stdout, keep
+        result.status = _resolve_and_render(
+            settings, result, kernel, cache, helper, report, show, stdout
         )
     finally:
         if helper is not None:
             helper.close()
+    return result
 
 
 def _scan_uncached(
@@ -245,10 +261,10 @@ def _scan_uncached(
 ) -> tuple[list[ModuleFacts | ScanFailure], Worker | None]:
     """Every module's facts, and the helper process rendering the groups
     that need no resolving (None: render them here)."""
-    from lkm.workflows.depmod_scan import scan, scan_sharing
+    from lkm.workflows.depmod.scan import scan, scan_sharing
 
     paths = [m.path for m in modules]
-    lean = _dependencies_only(settings)
+    lean = _symbol_checks(settings) is None
     if binary:
         builtins = read_builtin_inputs(settings.input_dir)
         layout, warn_dups = settings.layout, settings.warn_dups
@@ -265,40 +281,30 @@ def _scan_uncached(
 
 def _resolve_and_render(
     settings: DepmodSettings,
-    modules: list[FoundModule],
-    results: list[ModuleFacts | ScanFailure],
+    result: DepmodResult,
     kernel: KernelSymbols,
     cache: DepmodCache | None,
     helper: Worker | None,
     report: Report,
     show: Callable[[str], None] | None,
     stdout: Callable[[bytes], None] | None,
-    keep: list[object] | None,
 ) -> int:
+    """Resolve, render and write (or print) into ``result``; the status."""
     moddir = settings.input_dir
-    facts = readable_facts(modules, results, report)
+    modules, facts = result.modules, result.facts
+    assert modules is not None and facts is not None
 
     def resolver() -> Resolved:
-        return resolve(
-            modules,
-            facts,
-            kernel,
-            report,
-            show if settings.verbose else None,
-            settings.print_unknown,
-            settings.prefix,
-        )
+        return resolve(modules, facts, kernel, report, _symbol_checks(settings, show))
 
     binary = not settings.dry_run
     basis = cache.basis(modules, _options(settings)) if cache and binary else None
     # The built-in lists are read after the basis took their identities;
     # with a helper, it renders the groups made from them.
     builtins = read_builtin_inputs(moddir) if binary and helper is None else {}
-    rendering = Rendering(
+    result.rendering = rendering = Rendering(
         modules, facts, resolver, builtins, settings.layout, settings.warn_dups, binary
     )
-    if keep is not None:
-        keep += [facts, rendering]
     try:
         if cache is not None and basis is not None:
             outputs = merge_groups(cache.render(rendering, basis), report)
@@ -312,8 +318,7 @@ def _resolve_and_render(
         for line in cycle.lines:
             report("ERROR", line)
         return 1
-    if keep is not None:
-        keep.append(outputs)
+    result.outputs = outputs
     if settings.dry_run:
         if stdout is not None:
             stdout(b"".join(outputs.files[name] or b"" for name in TEXT_FILES))
