@@ -57,9 +57,13 @@ def _commands(
     _copy(kernel, kmod_root)
     commands = {"kmod": [_kmod_depmod(), "-b", str(kmod_root), kernel.release]}
     touched: list[Path] = []
+    roots = {name: _copy(kernel, work / name.replace(" ", "_")) for name in lkms}
+    # Every copy is made before any cache is filled: a hard link made later
+    # gives the shared inodes a new ctime, and a cache filled before it
+    # would see every module changed once (and report that run's memory).
     for name, lkm in lkms.items():
-        root, cache = work / name.replace(" ", "_"), work / f"{name.replace(' ', '_')}-cache"
-        moddir = _copy(kernel, root)
+        moddir = roots[name]
+        root, cache = moddir.parents[2], work / f"{name.replace(' ', '_')}-cache"
         commands[name] = [lkm, "depmod", "--no-cache", "-b", str(root), kernel.release]
         warm = [lkm, "depmod", "--cache-dir", str(cache), "-b", str(root), kernel.release]
         commands[f"{name} incremental"] = warm
