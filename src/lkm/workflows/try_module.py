@@ -21,9 +21,9 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from lkm.errors import LkmError
+from lkm.records import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
@@ -121,8 +121,7 @@ def load_order(paths: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
     return ordered, external
 
 
-@dataclass(frozen=True)
-class Call:
+class Call(Record):
     """One system call (or modprobe) the guest made for a module."""
 
     call: str  # insmod, rmmod or modprobe
@@ -138,8 +137,7 @@ class Call:
         return self.errno is not None or self.signal is not None or self.error is not None
 
 
-@dataclass(frozen=True)
-class LogRecord:
+class LogRecord(Record):
     phase: str  # load, test or unload
     level: int
     usec: int
@@ -150,16 +148,14 @@ class LogRecord:
         return f"[{self.usec // 1_000_000:5d}.{self.usec % 1_000_000:06d}] {self.text}"
 
 
-@dataclass(frozen=True)
-class TestRun:
+class TestRun(Record):
     status: int
     stdout: str
     stderr: str
     seconds: float
 
 
-@dataclass(frozen=True)
-class GuestReport:
+class GuestReport(Record):
     """What :mod:`lkm.workflows.try_guest` saw, parsed from its JSON."""
 
     taint_before: int
