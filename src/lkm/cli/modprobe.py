@@ -35,13 +35,13 @@ import os
 
 from lkm.cli.options import UsageError, parse, version_text
 from lkm.errors import LkmError
-from lkm.workflows.modprobe import one_line, parse_wait, split_env_options
+from lkm.workflows.modprobe import Request, one_line, parse_wait, split_env_options
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
     from typing import BinaryIO
 
-    from lkm.workflows.modprobe import Modprobe, Request, Step
+    from lkm.workflows.modprobe import Modprobe, Step
 
 PROG = "modprobe"
 SHORTOPTS = "arw:RibfDcnC:d:S:sqvVh"
@@ -128,12 +128,8 @@ class Settings:
     def __init__(self) -> None:
         self.verbose = LOG_WARNING
         self.tool_priority = LOG_CRIT
-        self.use_all = self.remove = self.remove_holders = self.first_time = False
-        self.ignore_commands = self.use_blacklist = self.force = False
-        self.force_modversion = self.force_vermagic = False
-        self.show_depends = self.lookup_only = self.show_config = self.dry_run = False
-        self.dump_modversions = self.show_exports = self.syslog = False
-        self.wait_msec = 0
+        self.request = Request()  # what to do: the library's part of the options
+        self.show_config = self.dump_modversions = self.show_exports = self.syslog = False
         self.configs: list[str] = []
         # kmod appends -C/-q/-v/-s to MODPROBE_OPTIONS for the modprobe an
         # install command may run; lkm passes it to those commands only,
@@ -142,6 +138,10 @@ class Settings:
         self.root: str | None = None
         self.version: str | None = None
 
+    def ask(self, **changes: object) -> None:
+        """Set fields of the request (see :class:`~lkm.workflows.modprobe.Request`)."""
+        self.request = self.request.replace(**changes)
+
     def pass_on(self, option: str) -> None:
         """Pass an option on to modprobe run again by an install command."""
         old = self.env_options
@@ -149,7 +149,7 @@ class Settings:
 
     @property
     def showing(self) -> bool:
-        return self.show_depends or self.verbose > LOG_WARNING
+        return self.request.show_depends or self.verbose > LOG_WARNING
 
 
 class Log:
@@ -213,33 +213,33 @@ def _apply_options(
         opt = _CANONICAL.get(raw, raw)
         if opt == "-a":
             s.tool_priority = LOG_WARNING
-            s.use_all = True
+            s.ask(use_all=True)
         elif opt == "-r":
-            s.remove = True
+            s.ask(remove=True)
         elif opt == "--remove-holders":
-            s.remove_holders = True
+            s.ask(remove_holders=True)
         elif opt == "-w":
             msec = parse_wait(value)
             if msec is None:
                 Log(err, s)(LOG_ERR, f"unexpected wait value '{value}'.\n")
                 return 1
-            s.wait_msec = msec
+            s.ask(wait_msec=msec)
         elif opt == "--first-time":
-            s.first_time = True
+            s.ask(first_time=True)
         elif opt == "-i":
-            s.ignore_commands = True
+            s.ask(ignore_commands=True)
         elif opt == "-b":
-            s.use_blacklist = True
+            s.ask(use_blacklist=True)
         elif opt == "-f":
-            s.force = True
+            s.ask(force=True)
         elif opt == "--force-modversion":
-            s.force_modversion = True
+            s.ask(force_modversion=True)
         elif opt == "--force-vermagic":
-            s.force_vermagic = True
+            s.ask(force_vermagic=True)
         elif opt == "-D":
-            s.show_depends = s.dry_run = True
+            s.ask(show_depends=True, dry_run=True)
         elif opt == "-R":
-            s.lookup_only = True
+            s.ask(lookup_only=True)
         elif opt == "-c":
             s.show_config = True
         elif opt == "--dump-modversions":
@@ -247,7 +247,7 @@ def _apply_options(
         elif opt == "--show-exports":
             s.show_exports = True
         elif opt == "-n":
-            s.dry_run = True
+            s.ask(dry_run=True)
         elif opt == "-C":
             s.configs.append(value)
             s.pass_on("-C")
@@ -274,18 +274,6 @@ def _apply_options(
     return None
 
 
-def _request(s: Settings) -> Request:
-    from lkm.workflows.modprobe import Request
-
-    return Request(
-        remove=s.remove, use_all=s.use_all, lookup_only=s.lookup_only,
-        show_depends=s.show_depends, dry_run=s.dry_run, ignore_commands=s.ignore_commands,
-        use_blacklist=s.use_blacklist, first_time=s.first_time, force=s.force,
-        force_modversion=s.force_modversion, force_vermagic=s.force_vermagic,
-        remove_holders=s.remove_holders, wait_msec=s.wait_msec,
-    )  # fmt: skip
-
-
 def _run(settings: Settings, operands: list[str], out: BinaryIO, log: Log) -> int:
     from lkm.workflows.modprobe import Modprobe
 
@@ -308,7 +296,7 @@ def _run(settings: Settings, operands: list[str], out: BinaryIO, log: Log) -> in
             return _show_config(modprobe, out)
         if settings.dump_modversions or settings.show_exports:
             return _show_symbols(settings, operands[0], out, log)
-        return modprobe.run(_request(settings), operands, emit)
+        return modprobe.run(settings.request, operands, emit)
 
 
 def _show_config(modprobe: Modprobe, out: BinaryIO) -> int:

@@ -344,10 +344,8 @@ def _read_text(path: str) -> str | None:
 def _decompressed(fd: int, kind: Compression, path: str) -> bytes:
     from lkm.formats.compression import decompress
 
-    size = os.fstat(fd).st_size
-    data = os.pread(fd, size, 0)
     try:
-        return decompress(data, kind)
+        return decompress(_whole_file(fd), kind)
     except FormatError as exc:
         raise ModuleFormatError(path, str(exc)) from None
 
