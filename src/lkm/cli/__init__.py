@@ -8,7 +8,9 @@ argument names the tool. Tool modules are imported only when chosen, so
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import os
 import sys
 from collections.abc import Sequence
@@ -42,7 +44,7 @@ MULTICALL = frozenset(("modinfo", "depmod", "insmod", "rmmod", "lsmod", "modprob
 
 
 if TYPE_CHECKING:
-    from typing import BinaryIO, Protocol
+    from typing import Any, BinaryIO, Protocol
 
     class Tool(Protocol):
         def run(self, args: list[str], out: BinaryIO, err: BinaryIO, argv0: str) -> int: ...
@@ -82,9 +84,17 @@ def run_tool(
         module: Tool = importlib.import_module(TOOLS[name])
         return module.run(args, out, err, argv0 or name)
     if name in PLANNED:
-        err.write(f"lkm: {name} is not implemented yet in lkm {__version__}\n".encode())
+        err.write(
+            f"lkm: {name} is not implemented yet in lkm {__version__}\n".encode(
+                "utf-8", "surrogateescape"
+            )
+        )
         return 1
-    err.write(f"lkm: unknown command '{name}'; run 'lkm --help' for the list\n".encode())
+    err.write(
+        f"lkm: unknown command '{name}'; run 'lkm --help' for the list\n".encode(
+            "utf-8", "surrogateescape"
+        )
+    )
     return 1
 
 
@@ -98,10 +108,10 @@ def main(
     if prog in MULTICALL:
         return run_tool(prog, argv[1:], out, err, argv[0])
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
-        out.write(USAGE.encode())
+        out.write(USAGE.encode("utf-8", "surrogateescape"))
         return 0 if len(argv) >= 2 else 1
     if argv[1] in ("-V", "--version"):
-        out.write(f"lkm version {__version__}\n".encode())
+        out.write(f"lkm version {__version__}\n".encode("utf-8", "surrogateescape"))
         return 0
     return run_tool(argv[1], argv[2:], out, err)
 
@@ -121,23 +131,98 @@ def keep_until_exit(value: object) -> None:
 
 
 def entry() -> None:
-    """Console-script entry point: exit status, quiet on a closed pipe or ^C."""
+    """Console-script entry point: exit status, quiet on a closed pipe or ^C.
+
+    Output errors end no tool: as with kmod (C stdio, unchecked), a full or
+    closed stdout costs the output, not the exit status. A pipe closed by
+    its reader (``| head``) ends the tool quietly with 141, as SIGPIPE
+    would. Any other exception is a bug in lkm: one line asking for a
+    report, the traceback only with ``LKM_DEBUG=1``.
+    """
     global _left_for_exit
     _left_for_exit = []
+    _keep_standard_fds_open()
+    out, err = _output_stream(1), _output_stream(2)
     try:
-        status = main()
-        sys.stdout.flush()
+        status = main(sys.argv, out, err)
+        out.flush()
+        err.flush()
         if _left_for_exit:
             # Everything is written and flushed; the objects left are
             # only memory, which the kernel takes back at once.
-            sys.stderr.flush()
             os._exit(status)
     except BrokenPipeError:
-        # Like C tools piped into head: stop quietly; keep Python from
-        # complaining again while flushing at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
         status = 141
     except KeyboardInterrupt:
         status = 130
+    except Exception as exc:  # the one place that catches everything
+        status = _report_bug(exc, err)
+    _discard(out)
     sys.exit(status)
+
+
+def _keep_standard_fds_open() -> None:
+    """Open /dev/null on a closed stdin, stdout or stderr (``>&-``): else the
+    next file lkm opens gets that number, and output — ours or a compiler's
+    — would land in it."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
+class _RawOutput(io.RawIOBase):
+    """A file descriptor whose write errors, other than a reader closing its
+    pipe, are swallowed: output to ``/dev/full`` is lost, as C's is. After
+    a broken pipe (raised once, to end the tool) everything is dropped."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self.fd = fd
+        self.broken = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if self.broken:
+            return len(data)
+        try:
+            return os.write(self.fd, data)
+        except BrokenPipeError:
+            self.broken = True
+            raise
+        except OSError:
+            return len(data)
+
+
+def _output_stream(fd: int) -> BinaryIO:
+    return io.BufferedWriter(_RawOutput(fd))
+
+
+def _discard(stream: BinaryIO) -> None:
+    """Drop what is still buffered (after a broken pipe): flushing it again
+    at exit would only fail again."""
+    with contextlib.suppress(OSError):
+        stream.flush()
+
+
+def _report_bug(exc: BaseException, err: BinaryIO) -> int:
+    try:
+        if os.environ.get("LKM_DEBUG") == "1":
+            import traceback
+
+            err.write("".join(traceback.format_exception(exc)).encode("utf-8", "surrogateescape"))
+        name = type(exc).__name__
+        err.write(
+            f"lkm {__version__}: internal error: {name}: {exc}; please report it, with the "
+            "output of the same command run with LKM_DEBUG=1\n".encode("utf-8", "surrogateescape")
+        )
+        err.flush()
+    except OSError:
+        pass
+    return 1

@@ -24,7 +24,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "build") -> 
         result = build(options.directory, options.kernel, options.jobs, line)
     except BuildError as exc:
         out.flush()
-        err.write(f"lkm build: {exc}\n".encode())
+        err.write(f"lkm build: {exc}\n".encode("utf-8", "surrogateescape"))
         return 1
     for module in result.modules:
         line(f"built {module} for {result.headers.version}")

@@ -18,6 +18,7 @@ from lkm.cli import keep_until_exit
 from lkm.cli.options import UsageError, parse
 from lkm.errors import LkmError
 from lkm.formats.kmod_index_writer import Layout
+from lkm.model.moddir import make_absolute
 from lkm.workflows.depmod import DepmodSettings, run_depmod
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
@@ -86,10 +87,6 @@ class Logger:
             self.err.write(text.encode("utf-8", "surrogateescape"))
 
 
-def _absolute(path: str) -> str:
-    return path if path.startswith("/") else f"{os.getcwd()}/{path}"
-
-
 def parse_args(args: list[str], argv0: str, log: Logger, out: BinaryIO) -> DepmodSettings | int:
     """Settings, or an exit status when there is nothing more to do."""
     opts = DepmodSettings(version="", all=False)
@@ -100,11 +97,11 @@ def parse_args(args: list[str], argv0: str, log: Logger, out: BinaryIO) -> Depmo
         elif opt in ("-A", "--quick"):
             opts = opts.replace(quick=True)
         elif opt in ("-b", "--basedir"):
-            opts = opts.replace(basedir=_absolute(value))
+            opts = opts.replace(basedir=make_absolute(value))
         elif opt in ("-m", "--moduledir"):
             opts = opts.replace(moduledir=value)
         elif opt in ("-o", "--outdir"):
-            opts = opts.replace(outdir=_absolute(value))
+            opts = opts.replace(outdir=make_absolute(value))
         elif opt in ("-C", "--config"):
             opts = opts.replace(config=(*opts.config, value))
         elif opt in ("-E", "--symvers"):
@@ -133,11 +130,13 @@ def parse_args(args: list[str], argv0: str, log: Logger, out: BinaryIO) -> Depmo
                 raise Fatal(f"--index-layout takes {' or '.join(layouts)}, not {value}")
             opts = opts.replace(layout=layouts[value])
         elif opt in ("-h", "--help"):
-            out.write(HELP.format(prog=PROG).encode())
+            out.write(HELP.format(prog=PROG).encode("utf-8", "surrogateescape"))
             return 0
         elif opt in ("-V", "--version"):
             out.write(
-                f"lkm version {__version__}\n+ZSTD +XZ +ZLIB +LIBCRYPTO -EXPERIMENTAL\n".encode()
+                f"lkm version {__version__}\n+ZSTD +XZ +ZLIB +LIBCRYPTO -EXPERIMENTAL\n".encode(
+                    "utf-8", "surrogateescape"
+                )
             )
             return 0
     if operands:
@@ -180,7 +179,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
             if enabled:
                 gc.enable()
     except UsageError as exc:
-        err.write(f"{exc}\n".encode())
+        err.write(f"{exc}\n".encode("utf-8", "surrogateescape"))
         return 1
     except (Fatal, LkmError) as exc:
         log("FATAL", str(exc))

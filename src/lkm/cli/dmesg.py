@@ -37,11 +37,11 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
     try:
         opts, operands = parse(argv0, args, "xtl:wh", LONGOPTS)
     except UsageError as exc:
-        err.write(f"{exc}\n{USAGE}".encode())
+        err.write(f"{exc}\n{USAGE}".encode("utf-8", "surrogateescape"))
         return 1
     options = {_LONG.get(name, name): value for name, value in opts}
     if "--help" in options or operands:
-        (err if operands else out).write(USAGE.encode())
+        (err if operands else out).write(USAGE.encode("utf-8", "surrogateescape"))
         return 1 if operands else 0
     decode = "--decode" in options
     show_time = "--notime" not in options
@@ -53,7 +53,9 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
         names = levels_text.split(",")
         unknown = [n for n in names if n not in LEVELS]
         if unknown:
-            err.write(f"lkm dmesg: unknown level '{unknown[0]}'\n".encode())
+            err.write(
+                f"lkm dmesg: unknown level '{unknown[0]}'\n".encode("utf-8", "surrogateescape")
+            )
             return 1
         levels = {LEVELS.index(n) for n in names}
 
@@ -77,6 +79,8 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
     except BrokenPipeError:
         raise  # stdout closed (| head): the entry point ends quietly
     except OSError as exc:
-        err.write(f"lkm dmesg: cannot read /dev/kmsg: {exc.strerror}\n".encode())
+        err.write(
+            f"lkm dmesg: cannot read /dev/kmsg: {exc.strerror}\n".encode("utf-8", "surrogateescape")
+        )
         return 1
     return 0

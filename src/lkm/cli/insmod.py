@@ -36,11 +36,11 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
     try:
         opts, operands = parse(argv0, args, "psfVh", ("version", "help", "decompress="))
     except UsageError as exc:
-        err.write(f"{exc}\n".encode())
+        err.write(f"{exc}\n".encode("utf-8", "surrogateescape"))
         return 1
     shown = help_or_version(opts, HELP.format(prog=PROG))
     if shown is not None:
-        out.write(shown.encode())
+        out.write(shown.encode("utf-8", "surrogateescape"))
         return 0
     force = False
     decompress = "auto"

@@ -48,5 +48,9 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "keygen") ->
     except keygen.KeygenError as exc:
         err.write(f"lkm keygen: {exc}\n".encode("utf-8", "surrogateescape"))
         return 1
-    out.write(f"wrote {options.key} (private key) and {options.cert} (certificate)\n".encode())
+    out.write(
+        f"wrote {options.key} (private key) and {options.cert} (certificate)\n".encode(
+            "utf-8", "surrogateescape"
+        )
+    )
     return 0

@@ -19,7 +19,7 @@ PROG = "lsmod"
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int:
     if args not in ([], ["--json"], ["--tree"]):
-        err.write(f"Usage: {argv0}\n".encode())
+        err.write(f"Usage: {argv0}\n".encode("utf-8", "surrogateescape"))
         return 1
     from lkm.system.kernel import KernelModules
     from lkm.workflows.live import loaded_modules, lsmod_table, tree_lines
@@ -27,7 +27,11 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
     try:
         modules = loaded_modules(KernelModules())
     except OSError as exc:
-        err.write(f"Error: could not get list of modules: {exc.strerror}\n".encode())
+        err.write(
+            f"Error: could not get list of modules: {exc.strerror}\n".encode(
+                "utf-8", "surrogateescape"
+            )
+        )
         return 1
     if args == ["--json"]:
         import json
@@ -37,5 +41,5 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
         text = "".join(f"{line}\n" for line in tree_lines(modules))
     else:
         text = lsmod_table(modules)
-    out.write(text.encode())
+    out.write(text.encode("utf-8", "surrogateescape"))
     return 0

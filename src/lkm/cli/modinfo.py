@@ -233,7 +233,6 @@ class Modinfo:
         self.out = ChunkedWriter(out)
         self.err = err
         self.printer = Printer(self.out, opts)
-        self.cwd = os.getcwd()
         self.moddir = ModuleDirectory(_module_dir(opts))
         self.json_items: list[dict[str, Any]] = []
 
@@ -288,7 +287,7 @@ class Modinfo:
                 raise failure
 
     def show_file(self, path: str) -> None:
-        absolute = path if path.startswith("/") else f"{self.cwd}/{path}"
+        absolute = make_absolute(path)
         ref = ModuleRef(module_name_from_path(path), absolute, False)
         self.show(ref, source=path)
 

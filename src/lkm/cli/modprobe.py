@@ -186,7 +186,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
         argv = [*split_env_options(os.environ.get("MODPROBE_OPTIONS")), *args]
         opts, operands = parse(argv0, argv, SHORTOPTS, LONGOPTS)
     except UsageError as exc:
-        err.write(f"{exc}\n".encode())
+        err.write(f"{exc}\n".encode("utf-8", "surrogateescape"))
         return 1
     try:
         early = _apply_options(opts, settings, out, err)
@@ -266,10 +266,10 @@ def _apply_options(
             s.pass_on("-v")
             s.verbose += 1
         elif opt == "-V":
-            out.write(version_text().encode())
+            out.write(version_text().encode("utf-8", "surrogateescape"))
             return 0
         elif opt == "-h":
-            out.write(HELP.format(p=PROG).encode())
+            out.write(HELP.format(p=PROG).encode("utf-8", "surrogateescape"))
             return 0
     return None
 
@@ -325,5 +325,7 @@ def _show_symbols(settings: Settings, filename: str, out: BinaryIO, log: Log) ->
     except SymbolsUnreadable as exc:
         log(-1, f"could not get {what} of {filename}: {exc}\n")
         return -exc.code
-    out.write("".join(f"0x{crc:08x}\t{name}\n" for crc, name in pairs).encode())
+    out.write(
+        "".join(f"0x{crc:08x}\t{name}\n" for crc, name in pairs).encode("utf-8", "surrogateescape")
+    )
     return 0

@@ -22,8 +22,10 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "new") -> in
     try:
         scaffold = create(options.directory, options.template, options.author)
     except ScaffoldError as exc:
-        err.write(f"lkm new: {exc}\n".encode())
+        err.write(f"lkm new: {exc}\n".encode("utf-8", "surrogateescape"))
         return 1
-    out.write("".join(f"created {path}\n" for path in scaffold.files).encode())
-    out.write(f"next: lkm build {options.directory}\n".encode())
+    out.write(
+        "".join(f"created {path}\n" for path in scaffold.files).encode("utf-8", "surrogateescape")
+    )
+    out.write(f"next: lkm build {options.directory}\n".encode("utf-8", "surrogateescape"))
     return 0

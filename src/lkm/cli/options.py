@@ -144,7 +144,7 @@ def line_writer(out: BinaryIO) -> Callable[[str], None]:
     """Write each line as it comes (make's output streams through it)."""
 
     def line(text: str) -> None:
-        out.write(f"{text}\n".encode("utf-8", "replace"))
+        out.write(f"{text}\n".encode("utf-8", "surrogateescape"))
         out.flush()
 
     return line
@@ -163,7 +163,7 @@ def argument_parser(
         def _print_message(self, message: str, file: Any = None) -> None:
             if message:
                 stream = err if file is sys.stderr else out
-                stream.write(message.encode("utf-8", "replace"))
+                stream.write(message.encode("utf-8", "surrogateescape"))
 
     return Parser(prog=prog, description=description)
 

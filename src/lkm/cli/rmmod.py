@@ -52,19 +52,23 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
     try:
         opts, names = parse(argv0, args, "fsvVwh", LONGOPTS)
     except UsageError as exc:
-        err.write(f"{exc}\n".encode())
+        err.write(f"{exc}\n".encode("utf-8", "surrogateescape"))
         return 1
     force = use_syslog = False
     for opt, _ in opts:
         if opt in ("-h", "--help"):
-            out.write(HELP.format(prog=PROG).encode())
+            out.write(HELP.format(prog=PROG).encode("utf-8", "surrogateescape"))
             return 0
         if opt in ("-V", "--version"):
-            out.write(version_text().encode())
+            out.write(version_text().encode("utf-8", "surrogateescape"))
             return 0
         if opt == "-w":
             # In kmod's option string but handled nowhere: it says so.
-            err.write(f"{PROG}: ERROR: unexpected getopt_long() value 'w'.\n".encode())
+            err.write(
+                f"{PROG}: ERROR: unexpected getopt_long() value 'w'.\n".encode(
+                    "utf-8", "surrogateescape"
+                )
+            )
             return 1
         force = force or opt in ("-f", "--force")
         use_syslog = use_syslog or opt in ("-s", "--syslog")

@@ -47,7 +47,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> in
         )
     except LkmError as exc:
         out.flush()
-        err.write(f"lkm try: {exc}\n".encode())
+        err.write(f"lkm try: {exc}\n".encode("utf-8", "surrogateescape"))
         return 1
     for text in report.lines():
         line(text)

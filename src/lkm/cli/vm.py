@@ -34,10 +34,10 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "vm") -> int
     try:
         opts, rest = parse("lkm vm", args, "", LONGOPTS)
     except UsageError as exc:
-        err.write(f"{exc}\n{USAGE}".encode())
+        err.write(f"{exc}\n{USAGE}".encode("utf-8", "surrogateescape"))
         return 2
     if any(o == "--help" for o, _ in opts) or not rest or rest[0] != "run" or len(rest) < 2:
-        err.write(USAGE.encode())
+        err.write(USAGE.encode("utf-8", "surrogateescape"))
         return 2
     options = dict(opts)
     command = rest[1:]
@@ -55,21 +55,32 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "vm") -> int
             cmd = qemu_command(image, "INITRD", "SCRATCH", "CONSOLE", memory, accel, socket)
             import shlex
 
-            out.write((shlex.join(cmd) + "\n").encode())
+            out.write((shlex.join(cmd) + "\n").encode("utf-8", "surrogateescape"))
             return 0
         result = run_vm(
             kernel.image,
             kernel.modules,
             kernel.release,
             command,
-            timeout=float(options.get("--timeout", "120")),
+            timeout=_seconds(options.get("--timeout", "120")),
             memory=options.get("--memory", "1G"),
             console=os.path.abspath(options["--console"]) if "--console" in options else None,
             share=options.get("--share", "9p"),
         )
     except (VmError, LkmError, ValueError) as exc:
-        err.write(f"lkm vm: {exc}\n".encode())
+        err.write(f"lkm vm: {exc}\n".encode("utf-8", "surrogateescape"))
         return 1
     out.write(result.stdout)
     err.write(result.stderr)
     return result.status
+
+
+def _seconds(value: str) -> float:
+    """--timeout's value: a positive number of seconds, or one line why not."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise LkmError(f"--timeout: not a positive number of seconds: '{value}'")
+    return seconds

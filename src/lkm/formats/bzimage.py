@@ -24,9 +24,15 @@ _PT_NOTE = 4
 _XEN_ELFNOTE_PHYS32_ENTRY = 18
 
 
+def is_bzimage(start: bytes) -> bool:
+    """Whether ``start`` (an image's first 0x206 bytes or more) has the
+    boot protocol's setup header."""
+    return start[0x202:0x206] == _HEADER_MAGIC
+
+
 def payload(image: bytes) -> bytes:
     """The compressed kernel inside a bzImage."""
-    if len(image) < 0x250 or image[0x202:0x206] != _HEADER_MAGIC:
+    if len(image) < 0x250 or not is_bzimage(image):
         raise FormatError("not an x86 bzImage (no boot protocol header)")
     setup_sects = image[0x1F1] or 4
     offset, length = struct.unpack_from("<II", image, 0x248)

@@ -128,4 +128,4 @@ def from_module(record: KmsgRecord, module: str) -> bool:
     and underscores count as equal, as in module names.
     """
     head = record.message.split(b":", 1)[0].split(b" ", 1)[0]
-    return head.replace(b"-", b"_") == module.replace("-", "_").encode()
+    return head.replace(b"-", b"_") == module.replace("-", "_").encode("utf-8", "surrogateescape")

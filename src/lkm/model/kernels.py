@@ -185,8 +185,23 @@ def available_kernels(root: str = "", cache: str | None = None) -> list[Kernel]:
     return host_kernels(root) + sorted(cached_kernels(cache), key=_version_key)
 
 
+def _is_bzimage(path: str) -> bool:
+    from lkm.formats.bzimage import is_bzimage
+
+    try:
+        with open(path, "rb") as f:
+            return is_bzimage(f.read(0x206))
+    except OSError:
+        return False
+
+
 def _from_image(path: str) -> Kernel:
     """An image named ``vmlinuz-V`` in ``ROOT/boot``: its tree is ``ROOT``."""
+    if not _is_bzimage(path):
+        raise KernelNotFound(
+            f"{path}: not a kernel image (no bzImage header); pass a vmlinuz file, "
+            "a kernel release or a headers directory"
+        )
     release = os.path.basename(path).removeprefix("vmlinuz-")
     root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
     cache = cache_dir()

@@ -1,9 +1,12 @@
 """Where lkm keeps what it makes for itself: one cache directory.
 
-``LKM_CACHE`` when set, else ``$XDG_CACHE_HOME/lkm``, else
-``~/.cache/lkm`` — looked up at call time, so a test (or a caller) that
-sets ``LKM_CACHE`` moves everything at once. Inside it, each user of the
-cache has its own subdirectory (:data:`KERNELS`, :data:`DEPMOD`, …),
+``LKM_CACHE`` when set, else ``$XDG_CACHE_HOME/lkm`` (when absolute: the
+XDG spec says to ignore a relative value), else ``~/.cache/lkm`` — looked
+up at call time, so a test (or a caller) that sets ``LKM_CACHE`` moves
+everything at once. The cache is only created where the user could expect
+it (:func:`make_cache_dir`): with ``HOME=/nonexistent``, as Debian's
+``nobody`` has, lkm works without a cache rather than create ``/nonexistent``.
+Inside it, each user of the cache has its own subdirectory (:data:`KERNELS`, :data:`DEPMOD`, …),
 named here and nowhere else.
 """
 
@@ -24,8 +27,44 @@ def cache_dir() -> str:
     explicit = os.environ.get("LKM_CACHE")
     if explicit:
         return explicit
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "lkm")
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(xdg):
+        return os.path.join(xdg, "lkm")
+    return os.path.join(os.path.expanduser("~"), ".cache", "lkm")
+
+
+def make_cache_dir(directory: str) -> bool:
+    """Create ``directory`` (a directory lkm caches in) unless that would
+    write where nobody asked; True when it exists afterwards."""
+    if os.path.isdir(directory):
+        return True
+    if not _may_create(directory):
+        return False
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError:
+        return False
+    return True
+
+
+def _may_create(directory: str) -> bool:
+    """Whether making ``directory`` is asked for: it is outside the default
+    cache (the caller named it), or ``LKM_CACHE`` names the cache, or the
+    default cache would be made under a directory that exists and that the
+    user owns (the home directory, or the parent of ``XDG_CACHE_HOME``)."""
+    if os.environ.get("LKM_CACHE"):
+        return True
+    root = cache_dir()
+    if os.path.commonpath([os.path.abspath(directory), os.path.abspath(root)]) != os.path.abspath(
+        root
+    ):
+        return True
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    anchor = os.path.dirname(xdg.rstrip("/")) if os.path.isabs(xdg) else os.path.expanduser("~")
+    try:
+        return os.stat(anchor or "/").st_uid == os.geteuid()
+    except OSError:
+        return False
 
 
 def cache_path(*parts: str) -> str:
@@ -33,4 +72,13 @@ def cache_path(*parts: str) -> str:
     return os.path.join(cache_dir(), *parts)
 
 
-__all__ = ["DEPMOD", "INDEXED", "KERNELS", "KVM_PROBE", "VM", "cache_dir", "cache_path"]
+__all__ = [
+    "DEPMOD",
+    "INDEXED",
+    "KERNELS",
+    "KVM_PROBE",
+    "VM",
+    "cache_dir",
+    "cache_path",
+    "make_cache_dir",
+]

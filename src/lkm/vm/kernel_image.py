@@ -13,7 +13,7 @@ import hashlib
 import os
 
 from lkm.errors import FormatError
-from lkm.system.paths import VM, cache_path
+from lkm.system.paths import VM, cache_path, make_cache_dir
 
 
 def bootable_image(bzimage: str, cache_dir: str | None = None) -> str:
@@ -28,7 +28,8 @@ def bootable_image(bzimage: str, cache_dir: str | None = None) -> str:
         return cached
     if os.path.exists(refusal):
         return bzimage
-    os.makedirs(directory, exist_ok=True)
+    if not make_cache_dir(directory):
+        return bzimage  # boots too, only without the cached PVH shortcut
     from lkm.formats.bzimage import has_pvh_entry, vmlinux
     from lkm.system.atomic import replace_file
 
@@ -39,7 +40,7 @@ def bootable_image(bzimage: str, cache_dir: str | None = None) -> str:
     except FormatError:
         elf = b""
     if not elf or not has_pvh_entry(elf):
-        replace_file(refusal, b"", f"{refusal}.{os.getpid()}")
+        replace_file(refusal, b"", f".{os.getpid()}")
         return bzimage
-    replace_file(cached, elf, f"{cached}.{os.getpid()}")
+    replace_file(cached, elf, f".{os.getpid()}")
     return cached

@@ -25,7 +25,7 @@ import time
 
 from lkm.errors import LkmError
 from lkm.records import Record
-from lkm.system.paths import KVM_PROBE, cache_path
+from lkm.system.paths import KVM_PROBE, cache_path, make_cache_dir
 from lkm.system.run import NULL, PIPE, Process, start
 from lkm.vm import virtiofs
 from lkm.vm.initramfs import HOST_TAG, SCRATCH_TAG, build_initramfs
@@ -300,9 +300,9 @@ def kvm_usable(
     if remembered in ("kvm", "tcg"):
         return remembered == "kvm"
     usable = _probe_kvm(kernel_image)
-    os.makedirs(os.path.dirname(cache), exist_ok=True)
-    with open(cache, "w") as f:
-        f.write("kvm\n" if usable else "tcg\n")
+    if make_cache_dir(os.path.dirname(cache)):
+        with open(cache, "w") as f:
+            f.write("kvm\n" if usable else "tcg\n")
     return usable
 
 

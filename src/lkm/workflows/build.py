@@ -122,6 +122,14 @@ def build(
 ) -> BuildResult:
     """Run kbuild in ``directory``, streaming its output line by line."""
     directory = os.path.abspath(directory)
+    if jobs is not None and jobs < 1:
+        raise BuildError(f"--jobs must be at least 1, not {jobs}")
+    if any(c.isspace() for c in directory):
+        # make splits M=… at white space, and kbuild's rules cannot quote it.
+        raise BuildError(
+            f"{directory}: kbuild cannot build in a path with white space; "
+            "move the module or build through a symbolic link without it"
+        )
     if not (os.path.isfile(f"{directory}/Kbuild") or os.path.isfile(f"{directory}/Makefile")):
         raise BuildError(f"{directory}: no Kbuild or Makefile (create one with: lkm new NAME)")
     headers = find_headers(kernel)

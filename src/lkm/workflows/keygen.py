@@ -38,6 +38,30 @@ class KeyPair(Record):
     certificate: bytes  # PEM, or DER when asked for
 
 
+# X.509's upper bound for a commonName (RFC 5280, ub-common-name).
+MAX_CN_LENGTH = 64
+# A certificate's validity ends in a four-digit year (RFC 5280 GeneralizedTime).
+LAST_DATE = datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.UTC)
+
+
+def _check_request(common_name: str, days: int, now: datetime.datetime) -> None:
+    """The common name and validity a certificate can carry, or one line why not."""
+    if not common_name:
+        raise KeygenError("--cn: the common name must not be empty")
+    try:
+        common_name.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = common_name.encode("utf-8", "surrogateescape")
+        raise KeygenError(f"--cn: the common name must be UTF-8 text, not {raw!r}") from None
+    if len(common_name) > MAX_CN_LENGTH:
+        raise KeygenError(
+            f"--cn: a common name has at most {MAX_CN_LENGTH} characters, not {len(common_name)}"
+        )
+    most = (LAST_DATE - now).days
+    if not 1 <= days <= most:
+        raise KeygenError(f"--days must be from 1 to {most} (the year 9999), not {days}")
+
+
 def generate(common_name: str = DEFAULT_CN, days: int = DEFAULT_DAYS, der: bool = False) -> KeyPair:
     """A new RSA key and its self-signed module-signing certificate."""
     from cryptography import x509
@@ -45,14 +69,11 @@ def generate(common_name: str = DEFAULT_CN, days: int = DEFAULT_DAYS, der: bool 
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    if days < 1:
-        raise KeygenError(f"--days must be at least 1, not {days}")
-    if not common_name:
-        raise KeygenError("the common name must not be empty")
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    _check_request(common_name, days, now)
     key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
     key_usage = x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,
@@ -118,7 +139,7 @@ def write_key_pair(
     pair = generate(common_name, days, der)
     for path, data, mode in ((key_path, pair.key_pem, 0o600), (cert_path, pair.certificate, 0o644)):
         try:
-            replace_file(path, data, f"{path}.{os.getpid()}.tmp", mode)
+            replace_file(path, data, f".{os.getpid()}.tmp", mode)
         except OSError as exc:
             raise KeygenError(f"{path}: {exc.strerror or exc}") from None
     return pair

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 
 from lkm.errors import LkmError
 from lkm.records import Record
@@ -301,6 +302,36 @@ def module_names(template: str, name: str) -> tuple[str, ...]:
     return (f"{name}_core", f"{name}_user") if template == "pair" else (name,)
 
 
+def _check_target(directory: str) -> None:
+    if os.path.islink(directory) and not os.path.exists(directory):
+        raise ScaffoldError(
+            f"{directory}: is a symbolic link to nothing; remove it or choose another"
+        )
+    if os.path.exists(directory) and (not os.path.isdir(directory) or os.listdir(directory)):
+        raise ScaffoldError(f"{directory}: already exists and is not an empty directory")
+
+
+def _write_tree(directory: str, bodies: dict[str, str]) -> None:
+    """Write the files into a new directory beside ``directory``, then
+    rename it into place: a full or read-only filesystem leaves nothing
+    behind (no empty Makefile that makes the next try refuse)."""
+    parent = os.path.dirname(os.path.abspath(directory))
+    staging = os.path.join(parent, f".{os.path.basename(os.path.abspath(directory))}.{os.getpid()}")
+    try:
+        os.makedirs(parent, exist_ok=True)
+        os.mkdir(staging)
+        for filename, body in bodies.items():
+            with open(os.path.join(staging, filename), "wb") as f:
+                f.write(body.encode("utf-8", "surrogateescape"))
+        os.rename(staging, directory)  # replaces an empty directory too
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        where = exc.filename if exc.filename and exc.filename != staging else directory
+        if isinstance(where, str) and where.startswith(staging):
+            where = directory + where[len(staging) :]
+        raise ScaffoldError(f"{where}: {exc.strerror or exc}") from None
+
+
 def create(directory: str, template: str = "hello", author: str | None = None) -> Scaffold:
     """Write a module tree into ``directory`` (created; must not exist or be
     empty). The module is named after the directory's last component."""
@@ -312,18 +343,15 @@ def create(directory: str, template: str = "hello", author: str | None = None) -
             f"{directory}: a module name is lower-case letters, digits and '_', "
             "starting with a letter"
         )
-    if os.path.exists(directory) and (not os.path.isdir(directory) or os.listdir(directory)):
-        raise ScaffoldError(f"{directory}: already exists and is not an empty directory")
+    _check_target(directory)
     who = author or os.environ.get("USER") or "lkm"
     contents = {"Makefile": _MAKEFILE, **_files(template, name)}
-    os.makedirs(directory, exist_ok=True)
-    written = []
-    for filename, text in contents.items():
-        body = text.replace("@NAME@", name).replace("@AUTHOR@", who.replace('"', "'"))
-        path = os.path.join(directory, filename)
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(body)
-        written.append(path)
+    bodies = {
+        filename: text.replace("@NAME@", name).replace("@AUTHOR@", who.replace('"', "'"))
+        for filename, text in contents.items()
+    }
+    _write_tree(directory, bodies)
+    written = [os.path.join(directory, filename) for filename in bodies]
     return Scaffold(directory, tuple(written), module_names(template, name))
 
 

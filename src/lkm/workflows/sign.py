@@ -260,7 +260,7 @@ def sign_file(
     except OSError:
         mode = 0o666  # less the umask, as sign-file creates it
     try:
-        replace_file(target, signed, f"{target}.{os.getpid()}.~signed~", mode)
+        replace_file(target, signed, f".{os.getpid()}.~signed~", mode)
     except OSError as exc:
         raise SignError(f"{target}: {exc.strerror or exc}") from None
     return target

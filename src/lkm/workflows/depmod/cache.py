@@ -36,6 +36,7 @@ CRC matched what this code wrote).
 
 from __future__ import annotations
 
+import errno
 import marshal
 import os
 import struct
@@ -142,8 +143,10 @@ def _save_framed(path: str, kind: str, moddir: str, value: object) -> None:
 
 
 def _write(path: str, data: bytes) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    replace_file(path, data, f"{path}.{os.getpid()}.tmp")
+    if not paths.make_cache_dir(os.path.dirname(path)):
+        # Reported as the other cache-write failures: depmod goes on uncached.
+        raise OSError(errno.EACCES, "no cache directory to make here (set LKM_CACHE)")
+    replace_file(path, data, f".{os.getpid()}.tmp")
 
 
 def _valid_index(value: object) -> tuple[bytes, dict[str, IndexEntry]] | None:

@@ -23,4 +23,4 @@ def write_outputs(outputs: Outputs, outdir: str) -> None:
         if data is None:
             continue
         target = f"{outdir}/{name}"
-        replace_file(target, data, f"{target}.{suffix}")
+        replace_file(target, data, f".{suffix}")
