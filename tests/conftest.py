@@ -135,11 +135,24 @@ def report():  # type: ignore[no-untyped-def]
     return add
 
 
+# Fuzz tests count the examples they ran, printed in the same summary.
+FUZZ_EXAMPLES: dict[str, int] = {}
+
+
+def fuzz_example(what: str) -> None:
+    """Count one example of the fuzz test ``what``."""
+    FUZZ_EXAMPLES[what] = FUZZ_EXAMPLES.get(what, 0) + 1
+
+
 def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
     if COMPARED:
         terminalreporter.section("differential cases compared")
         for line in COMPARED:
             terminalreporter.write_line(line)
+    if FUZZ_EXAMPLES:
+        terminalreporter.section("fuzz examples run")
+        for what, count in FUZZ_EXAMPLES.items():
+            terminalreporter.write_line(f"{count:7d}  {what}")
 
 
 # -- real-kernel tests: one VM per test module and kernel ---------------------

@@ -17,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import command, lkm
+from conftest import command, fuzz_example, lkm
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -135,6 +135,7 @@ def test_mutated_modules(tmp_path_factory: pytest.TempPathFactory, case: tuple[s
     by_position = _read_everything(path, mapped=False)
     assert repr(by_position) == repr(mapped)
     path.unlink()
+    fuzz_example("mutated and truncated modules (modinfo, every reader, mapped and by position)")
 
 
 @pytest.mark.fixtures
@@ -220,6 +221,7 @@ def test_mutated_indexes(
             assert len(lines) >= 1
     finally:
         (moddir / index).write_bytes(original)
+    fuzz_example("mutated and truncated indexes (modinfo lookups)")
 
 
 @FUZZ
@@ -229,12 +231,14 @@ def test_kmsg_records(raw: bytes) -> None:
     from lkm.errors import FormatError
     from lkm.formats.kmsg import format_record, from_module, parse_record
 
+    fuzz_example("kernel log records")
     try:
         record = parse_record(raw)
     except FormatError:
         return
     assert format_record(record, decode=True).endswith(b"\n")
     from_module(record, "dummy")
+    from_module(record, "d\udcffmmy")  # a module name that is not UTF-8
 
 
 @pytest.mark.fixtures
@@ -253,6 +257,7 @@ def test_bzimage_headers(data: st.DataObject) -> None:
             header[at] = data.draw(st.integers(0, 255))
         with contextlib.suppress(FormatError):
             parse(bytes(header[: data.draw(st.integers(0, len(header)))]))
+    fuzz_example("bzImage and vmlinux headers")
 
 
 @functools.cache
@@ -266,13 +271,16 @@ def _kernel_heads() -> tuple[bytes, bytes]:
     return kernel.vmlinuz.read_bytes()[:8192], elf
 
 
+# Text as lkm reads it from files and argv: bytes, not always UTF-8,
+# decoded with surrogateescape.
+RAW_TEXT = st.binary(max_size=6).map(lambda raw: raw.decode("utf-8", "surrogateescape"))
 CONFIG_WORDS = ["alias", "options", "install", "remove", "softdep", "weakdep", "blacklist",
                 "pre:", "post:", "[", "]", "-", "\\", "\\\n", "\n", " ", "\t", "#", "x-y",
                 '"', ".", "=", "modprobe.blacklist=", "include"]  # fmt: skip
 
 
 @FUZZ
-@given(parts=st.lists(st.sampled_from(CONFIG_WORDS) | st.text(max_size=6), max_size=40))
+@given(parts=st.lists(st.sampled_from(CONFIG_WORDS) | st.text(max_size=6) | RAW_TEXT, max_size=40))
 def test_modprobe_config_and_cmdline(parts: list[str]) -> None:
     """Any modprobe.d text or kernel command line parses: bad lines become
     one-line warnings, never exceptions."""
@@ -285,6 +293,7 @@ def test_modprobe_config_and_cmdline(parts: list[str]) -> None:
     parse_cmdline(text, config, warnings.append)
     assert all("\n" not in w for w in warnings)
     config.show()
+    fuzz_example("modprobe.d text and kernel command lines")
 
 
 PLAN_WORDS = ["9p", "loop", "dummy", "pci:v*", "[", "]", "*", "?", "symbol:", "fs-", "-", "_",
@@ -295,9 +304,11 @@ PLAN_WORDS = ["9p", "loop", "dummy", "pci:v*", "[", "]", "*", "?", "symbol:", "f
 @FUZZ
 @given(
     config_parts=st.lists(
-        st.sampled_from(CONFIG_WORDS + PLAN_WORDS) | st.text(max_size=6), max_size=30
+        st.sampled_from(CONFIG_WORDS + PLAN_WORDS) | st.text(max_size=6) | RAW_TEXT, max_size=30
     ),
-    request=st.lists(st.sampled_from(PLAN_WORDS) | st.text(max_size=4), min_size=1, max_size=4),
+    request=st.lists(
+        st.sampled_from(PLAN_WORDS) | st.text(max_size=4) | RAW_TEXT, min_size=1, max_size=4
+    ),
 )
 def test_modprobe_plans_any_configuration_and_name(
     config_parts: list[str], request: list[str]
@@ -321,3 +332,4 @@ def test_modprobe_plans_any_configuration_and_name(
             assert isinstance(plan.status, int)
             assert all(text.count("\n") == 1 and text.endswith("\n") for _, text in plan.messages)
     split_env_options("".join(config_parts))
+    fuzz_example("modprobe plans for any configuration and name")

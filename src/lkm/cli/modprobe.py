@@ -33,7 +33,7 @@ from __future__ import annotations
 import errno
 import os
 
-from lkm.cli.options import UsageError, parse, version_text
+from lkm.cli.options import UsageError, parse, syslog_text, version_text
 from lkm.errors import LkmError
 from lkm.workflows.modprobe import Request, one_line, parse_wait, split_env_options
 
@@ -171,7 +171,7 @@ class Log:
             import syslog
 
             syslog.openlog(PROG, syslog.LOG_CONS, syslog.LOG_DAEMON)
-            syslog.syslog(priority, f"{name}: {text}")
+            syslog.syslog(priority, syslog_text(f"{name}: {text}"))
         else:
             self.err.write(f"{PROG}: {name}: {text}".encode("utf-8", "surrogateescape"))
             self.err.flush()

@@ -122,6 +122,13 @@ def error_line(prog: str, message: str) -> bytes:
     return f"{prog}: ERROR: {one_line(message)}\n".encode("utf-8", "surrogateescape")
 
 
+def syslog_text(text: str) -> str:
+    """``text`` as Python's syslog can send it: it encodes strictly, so
+    bytes that are not UTF-8 (a module name typed with one) are shown as
+    ``\\xff`` escapes instead of raising."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def help_or_version(opts: list[tuple[str, str]], help_text: str) -> str | None:
     """What ``-h/--help`` or ``-V/--version`` print, whichever comes first
     (kmod's tools act on it and exit 0); None when neither is given."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from lkm.cli.options import UsageError, error_line, parse, version_text
+from lkm.cli.options import UsageError, error_line, parse, syslog_text, version_text
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def _error_writer(err: BinaryIO, use_syslog: bool) -> Callable[[str], None]:
         import syslog
 
         syslog.openlog(PROG, syslog.LOG_CONS, syslog.LOG_DAEMON)
-        return lambda message: syslog.syslog(syslog.LOG_ERR, f"ERROR: {message}")
+        return lambda message: syslog.syslog(syslog.LOG_ERR, syslog_text(f"ERROR: {message}"))
 
     def write(message: str) -> None:
         err.write(error_line(PROG, message))
