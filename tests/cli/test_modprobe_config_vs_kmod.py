@@ -170,3 +170,31 @@ def _quote(word: str) -> str:
     import shlex
 
     return shlex.quote(word)
+
+
+GLOB_CONFIG = """\
+alias x[^a]y dummy
+alias q[!b]z dummy
+alias w\\*v dummy
+alias [0-9]n dummy
+softdep dumm[^x] pre: loop
+install l[!a]op /bin/true
+"""
+
+
+def test_config_patterns_match_as_glibcs_fnmatch(kernel_61, tmp_path: Path, report) -> None:  # type: ignore[no-untyped-def]
+    """kmod matches modprobe.d's alias, softdep and install patterns with
+    glibc's fnmatch (``[^…]`` negates, ``\\`` escapes), not Python's rules."""
+    (tmp_path / "a.conf").write_text(GLOB_CONFIG)
+    base = ["-C", str(tmp_path), "-d", str(kernel_61.indexed_root), "-S", kernel_61.version]
+    cases = [["-R", n] for n in ("xby", "xay", "qcz", "qbz", "w*v", "wxv", "7n", "xn")]
+    cases += [["-D", "dummy"], ["-D", "loop"], ["-n", "-v", "dummy"]]
+    for args in cases:
+        kmod = command(["modprobe", *base, *args])
+        mine = lkm("modprobe", [*base, *args])
+        assert (mine.status, mine.stdout, mine.stderr) == (
+            kmod.returncode,
+            kmod.stdout,
+            kmod.stderr,
+        ), args
+    report(f"modprobe.d glob patterns: {len(cases)} commands as kmod's")

@@ -2,10 +2,11 @@
 
 ``lkm ksyms [--module NAME] [--exported] [PATTERN…]`` prints the lines of
 ``/proc/kallsyms`` (address, type, name and ``[module]``) whose symbol
-matches one of the shell patterns, if any are given; ``--module`` keeps one
-module's symbols (``vmlinux`` for the kernel's own). ``--exported`` keeps
-the symbols loaded modules export (from their ``.ko`` files, found through
-the running kernel's module index).
+matches one of the shell patterns, if any are given (fnmatch(3) patterns,
+as kmod matches aliases); ``--module`` keeps one module's symbols
+(``vmlinux`` for the kernel's own). ``--exported`` keeps the symbols loaded
+modules export (from their ``.ko`` files, found through the running
+kernel's module index).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from lkm.cli.options import UsageError, parse
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import BinaryIO
 
 PROG = "ksyms"
@@ -48,6 +50,34 @@ def exported_names(modules: set[str] | None) -> set[tuple[str, str]]:
     return pairs
 
 
+def select(
+    lines: Iterable[str],
+    patterns: list[str],
+    modules: set[str] | None = None,
+    exported: set[tuple[str, str]] | None = None,
+) -> list[str]:
+    """The kallsyms lines (with their line break) to print: of ``modules``
+    (all when None), exported (when given), and matching one of
+    ``patterns`` (all when none). /proc/kallsyms has ~10^5 lines, so the
+    patterns are compiled together once (a set for literal names, a few
+    regexes for the rest), not tried one by one per line."""
+    from lkm.formats.fnmatch import match_any
+
+    matches = match_any(patterns) if patterns else None
+    out: list[str] = []
+    for line in lines:
+        module = owner(line)
+        if modules is not None and module not in modules:
+            continue
+        name = symbol(line)
+        if exported is not None and (module, name) not in exported:
+            continue
+        if matches is not None and not matches(name):
+            continue
+        out.append(line + "\n")
+    return out
+
+
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int:
     try:
         opts, patterns = parse(argv0, args, "h", ("module=", "exported", "help"))
@@ -57,8 +87,6 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
     if any(name in ("-h", "--help") for name, _ in opts):
         out.write(USAGE.encode())
         return 0
-    from fnmatch import fnmatchcase
-
     from lkm.errors import LkmError
     from lkm.model.moddir import normalize_modname
     from lkm.system.kernel import KernelModules
@@ -66,17 +94,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
     modules = {normalize_modname(v) for n, v in opts if n == "--module"} or None
     try:
         exported = exported_names(modules) if ("--exported", "") in opts else None
-        lines = []
-        for line in KernelModules().kallsyms():
-            module = owner(line)
-            if modules is not None and module not in modules:
-                continue
-            name = symbol(line)
-            if exported is not None and (module, name) not in exported:
-                continue
-            if patterns and not any(fnmatchcase(name, p) for p in patterns):
-                continue
-            lines.append(line + "\n")
+        lines = select(KernelModules().kallsyms(), patterns, modules, exported)
     except (OSError, LkmError) as exc:
         err.write(f"lkm ksyms: {exc}\n".encode())
         return 1

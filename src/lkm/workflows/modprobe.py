@@ -29,13 +29,16 @@ and a library caller can collect them.
 from __future__ import annotations
 
 import errno
-import fnmatch
 import os
 import time
 from collections.abc import Callable
 
 from lkm.errors import AliasError
 from lkm.errors import one_line as escape_line_breaks
+
+# kmod matches modprobe.d's alias, softdep, weakdep, install and remove
+# patterns with glibc's fnmatch(pattern, name, 0), not Python's rules.
+from lkm.formats.fnmatch import fnmatch as glob_match
 from lkm.model.moddir import ModuleDirectory, normalize_alias, normalize_modname
 from lkm.model.modprobe_config import ModprobeConfig
 from lkm.records import Record
@@ -165,7 +168,7 @@ class Resolver:
         return [
             self._from_alias(pattern, target)
             for pattern, target in self.config.aliases
-            if fnmatch.fnmatchcase(alias, pattern)
+            if glob_match(pattern, alias)
         ]
 
     def _from_moddep(self, name: str) -> list[Module]:
@@ -284,13 +287,13 @@ class Resolver:
     def softdeps(self, module: Module) -> tuple[list[Module], list[Module]]:
         """(pre, post) modules of the first softdep entry matching the module."""
         for pattern, pre, post in self.config.softdeps:
-            if fnmatch.fnmatchcase(module.name, pattern):
+            if glob_match(pattern, module.name):
                 return self._lookup_all(pre), self._lookup_all(post)
         return [], []
 
     def weakdeps(self, module: Module) -> list[Module]:
         for pattern, weak in self.config.weakdeps:
-            if fnmatch.fnmatchcase(module.name, pattern):
+            if glob_match(pattern, module.name):
                 return self._lookup_all(weak)
         return []
 
@@ -306,7 +309,7 @@ class Resolver:
 
 def _first_command(commands: list[tuple[str, str]], name: str) -> str | None:
     for pattern, command in commands:
-        if fnmatch.fnmatchcase(name, pattern):
+        if glob_match(pattern, name):
             return command
     return None
 
