@@ -65,6 +65,27 @@ class ModuleFileNotFoundError(LkmError, FileNotFoundError):
         self.path = path
 
 
+class UnreadableFileError(LkmError, OSError):
+    """A file lkm will not read: a kind its reader does not take (a FIFO
+    nobody writes to, a device where a module belongs, a directory), or
+    more bytes than a file of its kind can hold. An ``OSError`` with
+    ``errno``, ``strerror`` (the problem) and ``filename``, so a caller that
+    prints ``strerror`` after the file's name, as kmod prints ``%m``, says
+    what is wrong."""
+
+    def __init__(self, path: str, problem: str, errno: int) -> None:
+        super().__init__(errno, problem, path)
+        self.path = path
+        self.problem = problem
+        self.code = errno  # OSError.errno, typed as always present
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+    def __reduce__(self) -> tuple[type[UnreadableFileError], tuple[str, str, int]]:
+        return type(self), (self.path, self.problem, self.code)
+
+
 class AliasError(LkmError, ValueError):
     """A module alias that is not well formed (unbalanced brackets)."""
 

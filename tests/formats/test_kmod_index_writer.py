@@ -78,10 +78,26 @@ def test_duplicates_are_reported_and_kept() -> None:
     assert [v.value for v in KmodIndex(builder.to_bytes()).lookup_all("k")] == ["v", "v"]
 
 
-def test_empty_index_and_non_ascii() -> None:
+def test_empty_index() -> None:
     assert list(KmodIndex(IndexBuilder().to_bytes()).items()) == []
-    with pytest.raises(ValueError):
-        IndexBuilder().insert("é", "v", 0)
+
+
+@pytest.mark.parametrize("one_by_one", [True, False])
+def test_keys_that_are_not_ascii_are_set_aside_and_the_rest_written(one_by_one: bool) -> None:
+    entries = [("ok", "m1", 0), ("é", "m2", 1), ("bad\udcff", "m3", 2), ("name", "v\udcff", 3)]
+    builder = IndexBuilder()
+    if one_by_one:
+        for entry in entries:
+            builder.insert(*entry)
+    else:
+        builder.extend(entries)
+    assert builder.left_out == [("é", "m2", 1), ("bad\udcff", "m3", 2)]
+    index = KmodIndex(builder.to_bytes())
+    assert [(k, [v.value for v in vs]) for k, vs in index.items()] == [
+        ("name", ["v\udcff"]),
+        ("ok", ["m1"]),
+    ]
+    assert b"v\xff\0" in builder.to_bytes()  # a value is written as its bytes
 
 
 @settings(max_examples=200, deadline=None, database=None)

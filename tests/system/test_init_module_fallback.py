@@ -33,13 +33,13 @@ class NoFinitModule(Syscalls):
     what reaches init_module is recorded instead of loaded."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, int | bytes, str]] = []
+        self.calls: list[tuple[str, int | bytes, bytes]] = []
 
-    def finit_module(self, fd: int, params: str, flags: int, target: str) -> None:
+    def finit_module(self, fd: int, params: bytes, flags: int, target: str) -> None:
         self.calls.append(("finit_module", flags, params))
         raise KernelCallError(errno.ENOSYS, "finit_module", target)
 
-    def init_module(self, image: bytes, params: str, target: str) -> None:
+    def init_module(self, image: bytes, params: bytes, target: str) -> None:
         self.calls.append(("init_module", image, params))
 
 
@@ -57,7 +57,17 @@ def test_a_plain_file_goes_to_init_module_as_it_is(tmp_path: Path) -> None:
     module.write_bytes(image)
     syscalls = NoFinitModule()
     _kernel(tmp_path, syscalls).insert(str(module), "x=1")
-    assert syscalls.calls == [("finit_module", 0, "x=1"), ("init_module", image, "x=1")]
+    assert syscalls.calls == [("finit_module", 0, b"x=1"), ("init_module", image, b"x=1")]
+
+
+def test_parameters_reach_the_kernel_as_the_bytes_they_were(tmp_path: Path) -> None:
+    """lkm's text for a byte that is not UTF-8 is a surrogate escape; the
+    kernel gets the byte back, as kmod passes it (issue 14)."""
+    module = tmp_path / "plain.ko"
+    module.write_bytes(b"\x7fELF" + bytes(64))
+    syscalls = NoFinitModule()
+    _kernel(tmp_path, syscalls).insert(str(module), "n=\udcff ü")
+    assert [params for _, _, params in syscalls.calls] == [b"n=\xff \xc3\xbc"] * 2
 
 
 def test_a_file_the_kernel_would_decompress_is_decompressed_first(tmp_path: Path) -> None:
@@ -67,14 +77,14 @@ def test_a_file_the_kernel_would_decompress_is_decompressed_first(tmp_path: Path
     syscalls = NoFinitModule()
     _kernel(tmp_path, syscalls, compression="xz").insert(str(module))
     assert syscalls.calls == [
-        ("finit_module", MODULE_INIT_COMPRESSED_FILE, ""),
-        ("init_module", image, ""),
+        ("finit_module", MODULE_INIT_COMPRESSED_FILE, b""),
+        ("init_module", image, b""),
     ]
 
 
 def test_other_errors_of_finit_module_are_not_retried(tmp_path: Path) -> None:
     class Refusing(NoFinitModule):
-        def finit_module(self, fd: int, params: str, flags: int, target: str) -> None:
+        def finit_module(self, fd: int, params: bytes, flags: int, target: str) -> None:
             raise KernelCallError(errno.EPERM, "finit_module", target)
 
     module = tmp_path / "m.ko"
@@ -95,7 +105,7 @@ def test_modprobe_of_a_path_falls_back_too(tmp_path: Path) -> None:
     with Modprobe(str(moddir), kernel=_kernel(tmp_path, syscalls)) as modprobe:
         plan = modprobe.load(str(module), options="a=b")
     assert plan.status == 0, plan.messages
-    assert syscalls.calls[-1] == ("init_module", image, "a=b")
+    assert syscalls.calls[-1] == ("init_module", image, b"a=b")
 
 
 def _section_flags(image: bytes, name: str) -> int:

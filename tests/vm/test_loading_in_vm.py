@@ -145,6 +145,28 @@ def test_insmod_failures_match_kmod(
     vm.check([LKM, "rmmod", "dummy"])
 
 
+def test_parameters_that_are_not_utf8_reach_the_kernel_as_bytes(
+    vm: Guest, tmp_path_factory: pytest.TempPathFactory, report: Report
+) -> None:
+    """kmod passes a parameter's bytes on and reports the kernel's answer:
+    on insmod's command line and from a modprobe.d ``options`` line."""
+    conf = tmp_path_factory.mktemp(f"bytes-{vm.kernel.label}")
+    (conf / "dummy.conf").write_bytes(b"options dummy numdummies=\xff\n")
+    dummy = module_path(vm, "dummy")
+    vm.run([LKM, "rmmod", "dummy"])
+    commands = [
+        f"insmod {dummy} numdummies=$(printf '\\377')",
+        f"modprobe -C {conf} dummy",
+        f"modprobe -C {conf} dummy numdummies=$(printf 'x\\377')",
+    ]
+    for command in commands:
+        kmod, mine = vm.run(command), vm.run(f"{LKM} {command}")
+        report(f"{command[:40]}… (bytes 0xff) on {vm.kernel.label}: lkm vs kmod in the guest")
+        assert kmod.status != 0, kmod.describe()  # the kernel refuses the value
+        same(kmod, mine)
+    assert b"dummy" not in vm.check("cat /proc/modules").stdout
+
+
 def test_dmesg_matches_util_linux_and_filters_by_module(vm: Guest, report: Report) -> None:
     dummy = module_path(vm, "dummy")
     vm.check([LKM, "insmod", dummy, "lkm_test_bogus=1"])

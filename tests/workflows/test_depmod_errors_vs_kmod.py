@@ -106,14 +106,37 @@ def test_errsyms_with_symvers(
 
 
 def test_errsyms_needs_a_source_and_missing_files(
-    kernel_61: KernelFixture, trees: tuple[Path, Path]
+    kernel_61: KernelFixture, trees: tuple[Path, Path], tmp_path: Path
 ) -> None:
     kr, lr = trees
     v = kernel_61.version
     _same(["-n", "-e", "-b", str(kr), v], ["-n", "-e", "-b", str(lr), v], kr, lr)
+    # A path under tmp_path: no test may depend on what the host has (a
+    # CI machine had a directory at /nonexistent).
+    missing = str(tmp_path / "nonexistent")
+    for option in ("-E", "-F"):
+        _same(
+            ["-n", option, missing, "-b", str(kr), v],
+            ["-n", option, missing, "-b", str(lr), v],
+            kr,
+            lr,
+        )
+
+
+@pytest.mark.parametrize("option", ["-E", "-F"])
+def test_a_directory_as_symbol_source_reads_as_empty(
+    kernel_61: KernelFixture, trees: tuple[Path, Path], tmp_path: Path, option: str
+) -> None:
+    """kmod opens -E/-F with fopen, which takes a directory; the first
+    fgets fails (EISDIR) and ends the loop, so the kernel exports nothing
+    and depmod goes on (status 0), -e warning about every kernel symbol."""
+    kr, lr = trees
+    v = kernel_61.version
+    directory = tmp_path / "symbols"
+    directory.mkdir()
     _same(
-        ["-n", "-E", "/nonexistent", "-b", str(kr), v],
-        ["-n", "-E", "/nonexistent", "-b", str(lr), v],
+        ["-n", "-e", option, str(directory), "-b", str(kr), v],
+        ["-n", "-e", option, str(directory), "-b", str(lr), v],
         kr,
         lr,
     )

@@ -16,7 +16,7 @@ import re
 from lkm import __version__
 from lkm.cli import keep_until_exit
 from lkm.cli.options import UsageError, parse
-from lkm.errors import LkmError
+from lkm.errors import LkmError, one_line
 from lkm.formats.kmod_index_writer import Layout
 from lkm.model.moddir import make_absolute
 from lkm.workflows.depmod import DepmodSettings, run_depmod
@@ -182,5 +182,6 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
         err.write(f"{exc}\n".encode("utf-8", "surrogateescape"))
         return 1
     except (Fatal, LkmError) as exc:
-        log("FATAL", str(exc))
+        # A FATAL message is one line, whatever a path in it holds.
+        log("FATAL", one_line(str(exc)))
         return 1

@@ -48,7 +48,7 @@ def vmlinux(image: bytes) -> bytes:
     kind = detect(data)
     if kind is Compression.NONE:
         raise FormatError("bzImage payload in a compression lkm does not read")
-    elf = decompress(data, kind)
+    elf = decompress(data, kind, first_stream_only=True)  # then comes its size
     if not elf.startswith(b"\x7fELF"):
         raise FormatError("bzImage payload is not an ELF kernel")
     return elf

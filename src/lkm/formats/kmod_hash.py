@@ -63,7 +63,10 @@ def hash_order(keys: Iterable[str], buckets: int) -> list[str]:
     """Keys in the order kmod's ``hash_new(buckets)`` table iterates them."""
     mask = align_power2(buckets) - 1
     texts = list(keys)
-    encoded = [k.encode() for k in texts]
+    # The bytes kmod hashes and compares: lkm's text is UTF-8 with
+    # surrogate escapes for bytes that are not (a symbol or file name may
+    # hold any byte but NUL).
+    encoded = [k.encode("utf-8", "surrogateescape") for k in texts]
     slots = [value & mask for value in superfast_hashes(encoded)]
     return [k for _, _, k in sorted(zip(slots, encoded, texts, strict=True))]
 

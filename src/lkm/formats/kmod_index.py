@@ -28,6 +28,7 @@ from collections.abc import Iterator
 
 from lkm.errors import IndexFormatError
 from lkm.formats.elf import Buffer
+from lkm.formats.file_kinds import open_regular
 from lkm.formats.fnmatch import fnmatch
 from lkm.formats.kmod_index_format import (
     INDEX_MAGIC,
@@ -279,9 +280,13 @@ class IndexFile(KmodIndex):
 
     def __init__(self, path: str) -> None:
         self._mmap: mmap.mmap | None = None
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            data: Buffer = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        # Regular files only (kmod maps the index by its size; a FIFO
+        # would block the open, a device map nothing useful).
+        fd, st = open_regular(path)
+        try:
+            data: Buffer = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if st.st_size else b""
+        finally:
+            os.close(fd)
         if isinstance(data, mmap.mmap):
             self._mmap = data
         try:

@@ -24,7 +24,6 @@ import struct
 from bisect import bisect_left
 from collections import Counter
 
-from lkm.errors import FormatError
 from lkm.formats.kmod_index_format import (
     INDEX_MAGIC,
     INDEX_VERSION,
@@ -36,6 +35,9 @@ from lkm.formats.kmod_index_format import (
 _U32 = struct.Struct(">I")
 _TWO_U32 = struct.Struct(">II")
 HEADER_SIZE = 12
+# lkm's text is UTF-8 with surrogate escapes for the bytes that are not:
+# encoded back, a value is the bytes it was read from.
+_BYTES = ("utf-8", "surrogateescape")
 
 # (priority, value) pairs of one key, in kmod's order.
 Values = list[tuple[int, str]]
@@ -50,10 +52,20 @@ class Layout(enum.Enum):
 
 
 class IndexBuilder:
-    """Collects (key, value, priority) entries; :meth:`to_bytes` writes them."""
+    """Collects (key, value, priority) entries; :meth:`to_bytes` writes them.
+
+    Keys must be 7-bit ASCII: kmod's readers address a node's children by
+    ``char`` (kmod <= 33: a 128-slot table and signed bytes) and kmod 34's
+    depmod refuses such keys (``index__checkstring``). A key with another
+    byte is not stored but set aside in :attr:`left_out` (as (key, value,
+    priority)), so the caller can say which module it came from; the rest
+    of the index is written. Values are NUL-terminated strings to every
+    reader and are kept whatever their bytes.
+    """
 
     def __init__(self) -> None:
         self._entries: dict[str, Values] = {}
+        self.left_out: list[tuple[str, str, int]] = []
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -63,8 +75,9 @@ class IndexBuilder:
 
         The duplicate is stored anyway, as kmod does (it only warns).
         """
-        if not (key.isascii() and value.isascii()):
-            _reject_non_ascii(key if not key.isascii() else value)
+        if not key.isascii():
+            self.left_out.append((key, value, priority))
+            return False
         values = self._entries.get(key)
         if values is None:
             self._entries[key] = [(priority, value)]
@@ -89,9 +102,10 @@ class IndexBuilder:
         if self._entries:
             return [(key, value) for key, value, rank in entries if self.insert(key, value, rank)]
         keys = [key for key, _, _ in entries]
-        if not ("".join(keys).isascii() and "".join(value for _, value, _ in entries).isascii()):
-            for key, value, rank in entries:
-                self.insert(key, value, rank)  # raises for the first bad string
+        if not "".join(keys).isascii():
+            self.left_out += [entry for entry in entries if not entry[0].isascii()]
+            entries = [entry for entry in entries if entry[0].isascii()]
+            keys = [key for key, _, _ in entries]
         repeated = {key for key, count in Counter(keys).items() if count > 1}
         self._entries = {key: [(rank, value)] for key, value, rank in entries}
         if not repeated:
@@ -108,7 +122,7 @@ class IndexBuilder:
         pack = _TWO_U32.pack
         # Most keys have one value: that block is made inline (no call).
         blocks = {
-            key.encode(): pack(1, values[0][0]) + values[0][1].encode() + b"\0"
+            key.encode(): pack(1, values[0][0]) + values[0][1].encode(*_BYTES) + b"\0"
             if len(values) == 1
             else _value_block(values)
             for key, values in self._entries.items()
@@ -123,23 +137,14 @@ class IndexBuilder:
         return bytes(out)
 
 
-def _reject_non_ascii(text: str) -> None:
-    bad = next(c for c in text if not c.isascii())
-    # kmod's wording (depmod index__checkstring)
-    raise FormatError(
-        f"Module index: bad character '{bad}'=0x{ord(bad):x} - "
-        f"only 7-bit ASCII is supported: {text}"
-    )
-
-
 def _value_block(values: Values) -> bytes:
     """A node's values part: count, then per value priority, string, NUL."""
     if len(values) == 1:
         priority, value = values[0]
-        return _TWO_U32.pack(1, priority) + value.encode() + b"\0"
+        return _TWO_U32.pack(1, priority) + value.encode(*_BYTES) + b"\0"
     parts = [_U32.pack(len(values))]
     for priority, value in values:
-        parts.append(_U32.pack(priority) + value.encode() + b"\0")
+        parts.append(_U32.pack(priority) + value.encode(*_BYTES) + b"\0")
     return b"".join(parts)
 
 

@@ -44,6 +44,7 @@ from lkm.formats.elf import (
     SymbolColumns,
 )
 from lkm.formats.elf_layout import MODVERSION_SIZE
+from lkm.formats.file_kinds import open_regular, too_large
 from lkm.formats.file_regions import FileRegions
 from lkm.formats.module_names import (
     MODULE_EXTENSIONS as MODULE_EXTENSIONS,  # re-exported: callers import them from here too
@@ -527,28 +528,35 @@ def open_module(path: str, *, mapped: bool = True) -> ModuleFile:
     read, which is cheaper for a reader that touches a few sections of
     each of thousands of files (depmod).
 
-    Every failure (missing file, empty or short file, corrupt stream, bad
-    ELF) raises one :class:`~lkm.errors.LkmError` whose message names the
-    file and the problem.
+    Every failure (missing file, not a regular file, empty or short file,
+    corrupt stream, bad ELF) raises one :class:`~lkm.errors.LkmError` whose
+    message names the file and the problem.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        # Regular files only: the kernel loads nothing else (finit_module
+        # says EINVAL), kmod maps the file by its size, and a FIFO or a
+        # device would block or never end.
+        fd, st = open_regular(path)
     except FileNotFoundError:
         raise ModuleFileNotFoundError(path) from None
     except OSError as exc:
         raise ModuleFormatError(path, exc.strerror or str(exc)) from None
     if not mapped:
-        return _open_by_position(fd, path)  # keeps fd open for reading on
+        return _open_by_position(fd, path, st.st_size)  # keeps fd open for reading on
     try:
-        return _open_fd(fd, path)
+        return _open_fd(fd, path, st.st_size)
     finally:
         os.close(fd)
 
 
-def _open_fd(fd: int, path: str) -> ModuleFile:
+def _open_fd(fd: int, path: str, size: int) -> ModuleFile:
     try:
+        if size == 0:
+            raise FormatError(_problem_of_size_zero(fd))
         mapping = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-    except ValueError:  # mmap refuses empty files
+    except FormatError as exc:
+        raise ModuleFormatError(path, str(exc)) from None
+    except ValueError:  # emptied since the fstat: mmap refuses empty files
         raise ModuleFormatError(path, "empty file") from None
     except OSError as exc:
         raise ModuleFormatError(path, exc.strerror or str(exc)) from None
@@ -567,17 +575,18 @@ def _open_fd(fd: int, path: str) -> ModuleFile:
         raise
 
 
-def _open_by_position(fd: int, path: str) -> ModuleFile:
-    """A module over :class:`FileRegions` of ``fd``, which it then owns
-    (closed here on failure)."""
+def _open_by_position(fd: int, path: str, size: int) -> ModuleFile:
+    """A module over :class:`FileRegions` of ``fd`` (``size`` bytes long),
+    which it then owns (closed here on failure)."""
     try:
-        size = os.fstat(fd).st_size
         if size == 0:
-            raise FormatError("empty file")  # the mapped path's wording
+            raise FormatError(_problem_of_size_zero(fd))
         regions = FileRegions(fd, size)
         kind = _compression_of(regions)
         if kind is Compression.NONE:
             return ModuleFile(regions, path, kind, fd=fd)
+        if size > compression.MAX_DECOMPRESSED:  # read whole below
+            raise too_large(path, compression.MAX_DECOMPRESSED)
         data = compression.decompress(regions[:size], kind)
     except FormatError as exc:
         os.close(fd)
@@ -593,6 +602,15 @@ def _open_by_position(fd: int, path: str) -> ModuleFile:
         return ModuleFile(data, path, kind)
     except FormatError as exc:
         raise _module_format_error(path, exc) from None
+
+
+def _problem_of_size_zero(fd: int) -> str:
+    """Why a regular file of size 0 is no module: empty, or a file whose
+    size the kernel does not report (/proc, /sys), which kmod cannot map
+    either (its mmap of 0 bytes fails with EINVAL)."""
+    if os.pread(fd, 1, 0):
+        return "its size is 0 but it is not empty (a /proc or /sys file?)"
+    return "empty file"
 
 
 def _module_format_error(path: str, exc: FormatError) -> ModuleFormatError:

@@ -17,6 +17,7 @@ from lkm.errors import AliasError, ModuleNotFound
 from lkm.formats.module_file import module_name_from_path, open_module
 from lkm.model.moddir import ModuleDirectory, normalize_modname
 from lkm.records import Record
+from lkm.system.files import CONFIGURATION, read_text
 
 
 class SoftDeps(Record):
@@ -130,9 +131,10 @@ class ModuleDatabase:
             return [value for key, value in module.modinfo() or () if key == "firmware"]
 
     def _read_text(self, basename: str) -> str:
+        """A text file of the directory (kmod reads these as modprobe.d
+        files); "" when it is missing."""
         try:
-            with open(f"{self.path}/{basename}", encoding="utf-8", errors="surrogateescape") as f:
-                return f.read()
+            return read_text(f"{self.path}/{basename}", CONFIGURATION)
         except FileNotFoundError:
             return ""
 

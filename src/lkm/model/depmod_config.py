@@ -21,6 +21,7 @@ import stat
 from collections.abc import Iterable, Sequence
 
 from lkm.records import Record, field
+from lkm.system.files import CONFIGURATION, read_text
 
 DEFAULT_CONFIG_PATHS = (
     "/etc/depmod.d",
@@ -134,10 +135,9 @@ def logical_lines(text: str) -> Iterable[tuple[int, str]]:
 
 def parse_file(path: str, kernel: str, config: DepmodConfig) -> None:
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            text = f.read()
+        text = read_text(path, CONFIGURATION)
     except OSError as exc:
-        config.note("ERROR", f"file parse {path}: {exc.strerror}")
+        config.note("ERROR", f"file parse {path}: {exc.strerror}")  # kmod's cfg_file_parse
         return
     for number, line in logical_lines(text):
         if not line or line.startswith("#"):

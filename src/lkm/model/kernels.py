@@ -27,6 +27,7 @@ import re
 
 from lkm.errors import LkmError
 from lkm.records import Record
+from lkm.system.files import HEADERS_TEXT, read_file, read_head
 from lkm.system.paths import INDEXED, KERNELS, cache_dir
 
 # Debian kernel flavours (the release's last word) -> Debian architecture.
@@ -110,8 +111,7 @@ def headers_release(path: str) -> str | None:
         ("include/config/kernel.release", None),
     ):
         try:
-            with open(f"{path}/{name}", encoding="utf-8", errors="replace") as f:
-                text = f.read()
+            text = read_file(f"{path}/{name}", HEADERS_TEXT).decode("utf-8", "replace")
         except OSError:
             continue
         if pattern is None:
@@ -189,8 +189,7 @@ def _is_bzimage(path: str) -> bool:
     from lkm.formats.bzimage import is_bzimage
 
     try:
-        with open(path, "rb") as f:
-            return is_bzimage(f.read(0x206))
+        return is_bzimage(read_head(path, 0x206))
     except OSError:
         return False
 

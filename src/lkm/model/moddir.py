@@ -15,6 +15,7 @@ from lkm.errors import AliasError, FileFormatError, IndexFormatError
 from lkm.formats.builtin_modinfo import builtin_table
 from lkm.formats.kmod_index import IndexFile, IndexValue, KmodIndex
 from lkm.records import Record
+from lkm.system.files import BUILTIN_MODINFO, read_file
 
 DEFAULT_MODULES_ROOT = "/lib/modules"
 
@@ -142,8 +143,7 @@ class ModuleDirectory:
         if self._builtin_modinfo is None:
             path = f"{self.path}/modules.builtin.modinfo"
             try:
-                with open(path, "rb") as f:
-                    self._builtin_modinfo = builtin_table(f.read())
+                self._builtin_modinfo = builtin_table(read_file(path, BUILTIN_MODINFO))
             except FileNotFoundError:
                 raise
             except OSError as exc:

@@ -16,9 +16,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from lkm.errors import AliasError, one_line
+from lkm.errors import AliasError, UnreadableFileError, one_line
 from lkm.model.moddir import normalize_alias
 from lkm.records import Record, field
+from lkm.system.files import CONFIGURATION, read_text
 
 # kmod's defaults, in precedence order (kmod 34; Debian's kmod 30 has the same).
 DEFAULT_PATHS = (
@@ -104,11 +105,15 @@ def read_config(
     report = warn or (lambda _message: None)
     for path in config_files(moddir, paths):
         try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError:
+            text = read_text(path, CONFIGURATION)
+        except UnreadableFileError as exc:
+            # kmod would hang on a FIFO and give up on a line that outgrows
+            # 1 GiB: lkm says so and goes on without the file.
+            report(f"{one_line(str(exc))}: ignoring the file")
             continue
-        parse_config(data.decode("utf-8", "surrogateescape"), path, config, report)
+        except OSError:
+            continue  # kmod skips a file it cannot open, silently
+        parse_config(text, path, config, report)
     if cmdline is not None:
         parse_cmdline(cmdline, config, report)
     return config

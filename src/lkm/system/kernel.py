@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Iterator
 
 from lkm.errors import FormatError, LkmError, ModuleFormatError
@@ -126,31 +127,36 @@ class KernelModules:
         decompresses that format itself; otherwise lkm decompresses it.
         A kernel without ``finit_module`` (ENOSYS) gets the file's bytes
         through ``init_module``, as kmod gives them.
+
+        ``params`` reaches the kernel as the bytes it was made from (lkm's
+        text is UTF-8 with surrogate escapes): kmod passes a parameter
+        string on byte for byte and lets the kernel judge it.
         """
         from lkm.formats.compression import MAGIC_PROBE_SIZE, Compression, detect
 
         if decompress not in DECOMPRESS_MODES:
             raise ValueError(f"decompress must be one of {DECOMPRESS_MODES}")
+        raw = params.encode("utf-8", "surrogateescape")
         flags = (MODULE_INIT_IGNORE_MODVERSIONS if force or force_modversion else 0) | (
             MODULE_INIT_IGNORE_VERMAGIC if force or force_vermagic else 0
         )
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = _open_module_file(path)
         try:
             kind = detect(os.pread(fd, MAGIC_PROBE_SIZE, 0))
             if kind is Compression.NONE:
-                if self._finit(fd, params, flags, path):
+                if self._finit(fd, raw, flags, path):
                     return
-                image = _whole_file(fd)
+                image = _whole_file(fd, path)
             else:
                 by_kernel = decompress == "kernel" or (
                     decompress == "auto" and self.compression() == kind.value
                 )
-                if by_kernel and self._finit(fd, params, flags | MODULE_INIT_COMPRESSED_FILE, path):
+                if by_kernel and self._finit(fd, raw, flags | MODULE_INIT_COMPRESSED_FILE, path):
                     return
                 image = _decompressed(fd, kind, path)
         finally:
             os.close(fd)
-        if flags and self._finit_memory(image, params, flags, path):
+        if flags and self._finit_memory(image, raw, flags, path):
             return
         if flags:
             # No finit_module: kmod's way of forcing through init_module,
@@ -163,9 +169,9 @@ class KernelModules:
                 versions=bool(flags & MODULE_INIT_IGNORE_MODVERSIONS),
                 vermagic=bool(flags & MODULE_INIT_IGNORE_VERMAGIC),
             )
-        self.syscalls.init_module(image, params, path)
+        self.syscalls.init_module(image, raw, path)
 
-    def _finit(self, fd: int, params: str, flags: int, path: str) -> bool:
+    def _finit(self, fd: int, params: bytes, flags: int, path: str) -> bool:
         """finit_module; False when the kernel has none (ENOSYS, before
         Linux 3.8), so the caller falls back to init_module as kmod does."""
         try:
@@ -176,7 +182,7 @@ class KernelModules:
             raise
         return True
 
-    def _finit_memory(self, image: bytes, params: str, flags: int, path: str) -> bool:
+    def _finit_memory(self, image: bytes, params: bytes, flags: int, path: str) -> bool:
         """finit_module of a decompressed image, through a memory file so the
         kernel can honour ``flags`` (init_module has none); False without
         finit_module or memory files."""
@@ -208,7 +214,9 @@ class KernelModules:
 
     def proc_modules(self) -> list[ProcModule]:
         """``/proc/modules``, in the kernel's order (newest first)."""
-        with open(os.path.join(self.proc, "modules"), encoding="utf-8") as f:
+        with open(
+            os.path.join(self.proc, "modules"), encoding="utf-8", errors="surrogateescape"
+        ) as f:
             return [_parse_proc_line(line) for line in f if line.strip()]
 
     def loaded_names(self) -> list[str]:
@@ -297,7 +305,9 @@ class KernelModules:
 
     def kallsyms(self) -> Iterator[str]:
         """``/proc/kallsyms`` lines without their line break."""
-        with open(os.path.join(self.proc, "kallsyms"), encoding="utf-8") as f:
+        with open(
+            os.path.join(self.proc, "kallsyms"), encoding="utf-8", errors="surrogateescape"
+        ) as f:
             for line in f:
                 yield line.rstrip("\n")
 
@@ -334,8 +344,10 @@ def _parse_proc_line(line: str) -> ProcModule:
 
 
 def _read_text(path: str) -> str | None:
+    # surrogateescape: a charp parameter's value may hold any bytes, and is
+    # shown back as those bytes.
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
             return f.read()
     except (FileNotFoundError, NotADirectoryError):
         return None
@@ -345,13 +357,37 @@ def _decompressed(fd: int, kind: Compression, path: str) -> bytes:
     from lkm.formats.compression import decompress
 
     try:
-        return decompress(_whole_file(fd), kind)
+        return decompress(_whole_file(fd, path), kind)
     except FormatError as exc:
         raise ModuleFormatError(path, str(exc)) from None
 
 
-def _whole_file(fd: int) -> bytes:
-    return os.pread(fd, os.fstat(fd).st_size, 0)
+def _open_module_file(path: str) -> int:
+    """``path`` opened to load: a regular file. Anything else is refused
+    with EINVAL, what the kernel answers ``finit_module`` of it
+    (kernel_read_file) and what kmod 30 ends with (its mmap of a device's
+    size 0 fails with EINVAL), without calling it and without blocking:
+    kmod's open of a FIFO nobody writes to hangs. A directory is EISDIR,
+    as kmod's read says."""
+    from lkm.formats.file_kinds import not_regular, open_file
+
+    fd, st = open_file(path)
+    if stat.S_ISREG(st.st_mode):
+        return fd
+    os.close(fd)
+    if stat.S_ISDIR(st.st_mode):
+        raise not_regular(path, st.st_mode)
+    raise KernelCallError(errno.EINVAL, "finit_module", path)
+
+
+def _whole_file(fd: int, path: str) -> bytes:
+    from lkm.formats.compression import MAX_DECOMPRESSED
+    from lkm.formats.file_kinds import too_large
+
+    size = os.fstat(fd).st_size
+    if size > MAX_DECOMPRESSED:  # no module is; the file is read whole
+        raise too_large(path, MAX_DECOMPRESSED)
+    return os.pread(fd, size, 0)
 
 
 # -- the system calls, through libc's syscall() -----------------------------
@@ -363,28 +399,29 @@ class Syscalls:
 
     :class:`KernelModules` takes another object with these methods, so a
     test can make the kernel answer what it likes (``ENOSYS`` from
-    ``finit_module``, say) and see what lkm does next.
+    ``finit_module``, say) and see what lkm does next. Parameters come as
+    the bytes the kernel gets; ``target`` only names the call in errors.
     """
 
-    def finit_module(self, fd: int, params: str, flags: int, target: str) -> None:
+    def finit_module(self, fd: int, params: bytes, flags: int, target: str) -> None:
         import ctypes
 
         numbers = _syscall_numbers()
         if numbers is None:
             raise KernelCallError(errno.ENOSYS, "finit_module", target)
         result = _libc().syscall(
-            ctypes.c_long(numbers[2]), ctypes.c_int(fd), ctypes.c_char_p(params.encode()),
+            ctypes.c_long(numbers[2]), ctypes.c_int(fd), ctypes.c_char_p(params),
             ctypes.c_int(flags),
         )  # fmt: skip
         _check(result, "finit_module", target)
 
-    def init_module(self, image: bytes, params: str, target: str) -> None:
+    def init_module(self, image: bytes, params: bytes, target: str) -> None:
         import ctypes
 
         libc = _libc()
         numbers = _syscall_numbers()
         size = ctypes.c_ulong(len(image))
-        args = (ctypes.c_char_p(image), size, ctypes.c_char_p(params.encode()))
+        args = (ctypes.c_char_p(image), size, ctypes.c_char_p(params))
         if numbers is None:
             result = libc.init_module(*args)
         else:
@@ -396,7 +433,9 @@ class Syscalls:
 
         libc = _libc()
         numbers = _syscall_numbers()
-        args = (ctypes.c_char_p(name.encode()), ctypes.c_uint(flags))
+        # A name is bytes to the kernel too (a module's file name may hold
+        # any but NUL and '/').
+        args = (ctypes.c_char_p(name.encode("utf-8", "surrogateescape")), ctypes.c_uint(flags))
         if numbers is None:
             result = libc.delete_module(*args)
         else:

@@ -16,6 +16,7 @@ from lkm.errors import LkmError
 from lkm.formats.cpio import Member, write
 from lkm.formats.module_file import module_name_from_path, open_module
 from lkm.model.database import ModuleDatabase
+from lkm.system.files import BINARY, read_file
 
 BOOT_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay")
 HOST_TAG = "lkmhost"
@@ -107,8 +108,7 @@ poweroff -f
 def build_initramfs(moddir: str, kernel: str, share: str = "9p") -> bytes:
     """The cpio archive the VM boots with."""
     members = [Member.directory(d) for d in ("bin", "dev", "proc", "sys", "modules")]
-    with open(find_busybox(), "rb") as f:
-        members.append(Member.file("bin/busybox", f.read(), 0o755))
+    members.append(Member.file("bin/busybox", read_file(find_busybox(), BINARY), 0o755))
     names = []
     for path in boot_module_files(moddir, share):
         with open_module(path) as module:

@@ -13,6 +13,7 @@ import hashlib
 import os
 
 from lkm.errors import FormatError
+from lkm.system.files import BINARY, read_file
 from lkm.system.paths import VM, cache_path, make_cache_dir
 
 
@@ -33,8 +34,7 @@ def bootable_image(bzimage: str, cache_dir: str | None = None) -> str:
     from lkm.formats.bzimage import has_pvh_entry, vmlinux
     from lkm.system.atomic import replace_file
 
-    with open(bzimage, "rb") as f:
-        image = f.read()
+    image = read_file(bzimage, BINARY)
     try:
         elf = vmlinux(image)
     except FormatError:

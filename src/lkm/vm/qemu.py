@@ -210,7 +210,9 @@ class VmSession:
         where = cwd if cwd is not None else os.getcwd()
         step = os.path.join(self.scratch, f"step-{self._steps}")
         self._steps += 1
-        with open(step + ".tmp-cmd", "w") as f:
+        # Arguments are bytes to the guest's shell too: surrogate escapes
+        # (lkm's text for bytes that are not UTF-8) go back to those bytes.
+        with open(step + ".tmp-cmd", "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(f"cd {shlex.quote(where)} 2>/dev/null || cd /\n{text}\n")
         console_start = _size(self.console_path)
         os.rename(step + ".tmp-cmd", step + ".cmd")

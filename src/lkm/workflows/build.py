@@ -20,6 +20,7 @@ from collections.abc import Callable
 from lkm.errors import LkmError
 from lkm.model.kernels import KernelNotFound, find_kernel, not_found_message
 from lkm.records import Record
+from lkm.system.files import HEADERS_TEXT, read_file
 from lkm.system.run import ProgramNotFound, stream
 
 
@@ -50,13 +51,13 @@ def _read_config(path: str) -> dict[str, str]:
     config: dict[str, str] = {}
     for candidate in (f"{path}/include/config/auto.conf", f"{path}/.config"):
         try:
-            with open(candidate, encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    key, eq, value = line.rstrip("\n").partition("=")
-                    if eq and key.startswith("CONFIG_"):
-                        config[key] = value
+            text = read_file(candidate, HEADERS_TEXT).decode("utf-8", "replace")
         except OSError:
             continue
+        for line in text.splitlines():
+            key, eq, value = line.partition("=")
+            if eq and key.startswith("CONFIG_"):
+                config[key] = value
         return config
     return config
 

@@ -46,6 +46,7 @@ from lkm.formats.signature_writer import (
 )
 from lkm.records import Record
 from lkm.system.atomic import replace_file
+from lkm.system.files import BINARY, KEY, FilePolicy, read_file
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
@@ -204,7 +205,7 @@ def load_private_key(path: str) -> PrivateKeyTypes:
     from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-    data = _read(path)
+    data = _read(path, KEY)
     passphrase = os.environ.get(PASSPHRASE_VARIABLE)
     try:
         return load_pem_private_key(data, None)
@@ -227,7 +228,7 @@ def load_private_key(path: str) -> PrivateKeyTypes:
 def load_certificate(path: str) -> Certificate:
     from cryptography import x509
 
-    data = _read(path)
+    data = _read(path, KEY)
     # sign-file's test: a SEQUENCE with a long-form length is DER, else PEM.
     is_der = len(data) >= 2 and data[0] == 0x30 and 0x81 <= data[1] <= 0x84
     try:
@@ -249,7 +250,9 @@ def sign_file(
 ) -> str:
     """Sign the module at ``path`` into ``output`` (default: in place),
     through a temporary file and a rename. Returns the path written."""
-    data = _read(path)
+    # A module is a regular file (sign-file would read a device or a FIFO
+    # for ever); its size is bounded as a decompressed module's is.
+    data = _read(path, BINARY)
     try:
         signed = sign_module(data, signer, hash_name, key_id=key_id)
     except FormatError as exc:
@@ -266,9 +269,8 @@ def sign_file(
     return target
 
 
-def _read(path: str) -> bytes:
+def _read(path: str, policy: FilePolicy) -> bytes:
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        return read_file(path, policy)
     except OSError as exc:
         raise SignError(f"{path}: {exc.strerror or exc}") from None

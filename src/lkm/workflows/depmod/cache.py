@@ -62,7 +62,7 @@ from lkm.workflows.depmod.render import (
 
 Report = Callable[[str, str], None]
 MAGIC = b"lkm-depmod-cache\n"
-FORMAT = 4
+FORMAT = 5
 _FRAME = struct.Struct(">QI")  # payload length, CRC-32
 TOKEN_SIZE = 16
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from lkm.errors import one_line
 from lkm.formats.kmod_hash import hash_order
 from lkm.formats.module_names import MODULE_EXTENSIONS, has_module_extension
 from lkm.model.depmod_config import BUILTIN, EXTERNAL, DepmodConfig
 from lkm.records import Record
+from lkm.system.files import INDEX_TEXT, read_text
 
 Report = Callable[[str, str], None]
 SKIPPED_NAMES = (".", "..", "build", "source")
@@ -75,7 +77,7 @@ class Discovery:
         try:
             entries = list(os.scandir(directory))
         except OSError as exc:
-            self.report("ERROR", f"could not open directory {directory}: {exc.strerror}")
+            self.report("ERROR", f"could not open directory {one_line(directory)}: {exc.strerror}")
             if top:
                 raise
             return
@@ -87,7 +89,7 @@ class Discovery:
                 is_dir = entry.is_dir()
                 is_file = not is_dir and entry.is_file()
             except OSError as exc:
-                self.report("ERROR", f"fstatat({directory}, {entry.name}): {exc.strerror}")
+                self._fstat_failed(directory, entry.name, exc)
                 continue
             if is_dir:
                 self._walk(path)
@@ -98,9 +100,12 @@ class Discovery:
                 try:
                     mode = os.stat(path).st_mode
                 except OSError as exc:
-                    self.report("ERROR", f"fstatat({directory}, {entry.name}): {exc.strerror}")
+                    self._fstat_failed(directory, entry.name, exc)
                     continue
-                self.report("ERROR", f"unsupported file type {path}: {mode & 0o170000:o}")
+                self.report("ERROR", f"unsupported file type {one_line(path)}: {mode & 0o170000:o}")
+
+    def _fstat_failed(self, directory: str, name: str, exc: OSError) -> None:
+        self.report("ERROR", f"fstatat({one_line(directory)}, {one_line(name)}): {exc.strerror}")
 
     def _relpath(self, path: str) -> str | None:
         prefix = self.moddir + "/"
@@ -186,15 +191,15 @@ def read_modules_order(moddir: str, report: Report) -> str | None:
     """modules.order's text, or None (warned about) when it cannot be used."""
     path = f"{moddir}/modules.order"
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            text = f.read()
+        text = read_text(path, INDEX_TEXT)
     except OSError as exc:
-        report("WARNING", f"could not open modules.order at {moddir}: {exc.strerror}")
+        report("WARNING", f"could not open modules.order at {one_line(moddir)}: {exc.strerror}")
         return None
     if text and not text.endswith("\n"):
         report(
             "ERROR",
-            f"{moddir}/modules.order:{text.count(chr(10)) + 1} corrupted line misses '\\n'",
+            f"{one_line(moddir)}/modules.order:{text.count(chr(10)) + 1} "
+            "corrupted line misses '\\n'",
         )
         return None
     return text

@@ -15,10 +15,11 @@ from functools import cached_property
 from itertools import groupby
 from operator import itemgetter
 
-from lkm.errors import AliasError
+from lkm.errors import AliasError, one_line
 from lkm.formats.kmod_hash import hash_order
 from lkm.formats.kmod_index_writer import IndexBuilder, Layout
 from lkm.records import Record
+from lkm.system.files import INDEX_TEXT, read_file
 from lkm.workflows.depmod.discover import FoundModule
 from lkm.workflows.depmod.facts import ModuleFacts
 from lkm.workflows.depmod.resolve import KERNEL, Resolved, dep_lines
@@ -89,8 +90,7 @@ def read_builtin_inputs(moddir: str) -> dict[str, BuiltinInput]:
     inputs: dict[str, BuiltinInput] = {}
     for group, name in BUILTIN_INPUTS.items():
         try:
-            with open(f"{moddir}/{name}", "rb") as f:
-                inputs[group] = (f.read(), None)
+            inputs[group] = (read_file(f"{moddir}/{name}", INDEX_TEXT), None)
         except OSError as exc:
             inputs[group] = (None, f"could not open {name} at {moddir}: {exc.strerror}")
     return inputs
@@ -168,6 +168,22 @@ class Rendering:
             (name, owner) for name, (owner, _) in self.resolved.symbols.items() if owner != KERNEL
         ]
 
+    def _paths_of_non_ascii(self, keys: Sequence[tuple[str, int]]) -> list[str]:
+        """The files of the modules whose (key, module index) keys are not
+        ASCII: their warnings name those files, so the files are part of
+        the group's inputs (the cache replays a group's messages)."""
+        if "".join(key for key, _ in keys).isascii():
+            return []
+        return [self.modules[at].path for key, at in keys if not key.isascii()]
+
+    def _warn_left_out(self, index: IndexBuilder, file: str, what: str, note: Report) -> None:
+        """One warning per module with keys the index could not hold."""
+        by_module: dict[int, list[str]] = {}
+        for key, _, at in index.left_out:
+            by_module.setdefault(at, []).append(key)
+        for at, keys in by_module.items():
+            note("WARNING", f"{one_line(self.modules[at].path)}: {_not_ascii(what, keys, file)}")
+
     @property
     def _options(self) -> tuple[object, ...]:
         return (self.layout.value, self.warn_dups, self.binary)
@@ -194,7 +210,8 @@ class Rendering:
         return files
 
     def _alias_inputs(self) -> object:
-        return (self._options, self.aliases)
+        keys = [(alias, at) for alias, _, at in self.aliases]
+        return (self._options, self.aliases, self._paths_of_non_ascii(keys))
 
     def _alias_files(self, note: Report) -> dict[str, FileData | None]:
         lines = ["# Aliases extracted from modules themselves."]
@@ -212,7 +229,7 @@ class Rendering:
 
     def _symbols_inputs(self) -> object:
         names = [(name, owner, self.modules[owner].name) for name, owner in self.owned_symbols]
-        return (self._options, names)
+        return (self._options, names, self._paths_of_non_ascii(self.owned_symbols))
 
     def _builtin_inputs(self, group: str) -> object:
         return (self._options, self.builtins.get(group))
@@ -243,7 +260,8 @@ class Rendering:
         ]
         for _, line in index.extend(entries):
             if self.warn_dups:
-                note("WARNING", f"duplicate module deps:\n{line}")
+                note("WARNING", f"duplicate module deps:\n{one_line(line)}")
+        self._warn_left_out(index, "modules.dep.bin", "name", note)
         return index.to_bytes(self.layout)
 
     def _alias_index(self, note: Report) -> bytes:
@@ -261,14 +279,15 @@ class Rendering:
                 try:
                     key = normalize_alias(alias)
                 except AliasError:
-                    note("WARNING", f"Unmatched bracket in {alias}")
+                    note("WARNING", f"Unmatched bracket in {one_line(alias)}")
                     continue
                 if index.insert(key, name, at) and self.warn_dups:
-                    note("WARNING", f"duplicate module alias:\n{key} {name}")
-            return index.to_bytes(self.layout)
-        for key, name in index.extend(entries):
-            if self.warn_dups:
-                note("WARNING", f"duplicate module alias:\n{key} {name}")
+                    note("WARNING", f"duplicate module alias:\n{one_line(key)} {one_line(name)}")
+        else:
+            for key, name in index.extend(entries):
+                if self.warn_dups:
+                    note("WARNING", f"duplicate module alias:\n{one_line(key)} {one_line(name)}")
+        self._warn_left_out(index, "modules.alias.bin", "alias", note)
         return index.to_bytes(self.layout)
 
     def _symbols_files(self, note: Report) -> dict[str, FileData | None]:
@@ -288,7 +307,8 @@ class Rendering:
             ]
             for key, module in index.extend(entries):
                 if self.warn_dups:
-                    note("WARNING", f"duplicate module syms:\n{key} {module}")
+                    note("WARNING", f"duplicate module syms:\n{one_line(key)} {one_line(module)}")
+            self._warn_left_out(index, "modules.symbols.bin", "symbol", note)
             files["modules.symbols.bin"] = index.to_bytes(self.layout)
         return files
 
@@ -437,6 +457,18 @@ def _soft_dependencies(
     )
 
 
+def _not_ascii(what: str, keys: list[str], file: str) -> str:
+    """Why ``keys`` are not in index ``file``: kmod 34's check in words
+    (depmod's index__checkstring, which makes it fatal there)."""
+    byte = next(b for b in keys[0].encode("utf-8", "surrogateescape") if b >= 0x80)
+    first = one_line(keys[0])
+    which = f"{what} '{first}'" if len(keys) == 1 else f"{len(keys)} {what}s ('{first}', …)"
+    return (
+        f"{which}: byte 0x{byte:02x} is not 7-bit ASCII; left out of {file} "
+        "(module indexes hold ASCII keys only)"
+    )
+
+
 def _text(lines: list[str]) -> bytes:
     if not lines:
         return b""
@@ -463,6 +495,8 @@ def _builtin_index(source: BuiltinInput, report: Report, layout: Layout) -> byte
             continue
         base = line.rstrip("\n").rsplit("/", 1)[-1]
         index.insert(base.split(".", 1)[0].replace("-", "_"), "", 0)
+    for key, _, _ in index.left_out:
+        report("WARNING", f"modules.builtin: {_not_ascii('name', [key], 'modules.builtin.bin')}")
     return index.to_bytes(layout)
 
 
@@ -483,7 +517,10 @@ def _builtin_alias_index(source: BuiltinInput, report: Report, layout: Layout) -
         try:
             alias = normalize_alias(value)
         except AliasError:
-            report("WARNING", f"Unmatched bracket in {value}")
+            report("WARNING", f"Unmatched bracket in {one_line(value)}")
             continue
         index.insert(alias, module, 0)
+    for key, _, _ in index.left_out:
+        file = "modules.builtin.alias.bin"
+        report("WARNING", f"modules.builtin.modinfo: {_not_ascii('alias', [key], file)}")
     return index.to_bytes(layout)

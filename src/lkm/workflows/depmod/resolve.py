@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from itertools import repeat
 from operator import itemgetter
 
-from lkm.errors import LkmError
+from lkm.errors import LkmError, one_line
 from lkm.records import Record, field
 from lkm.workflows.depmod.discover import FoundModule
 from lkm.workflows.depmod.facts import ModuleFacts, ScanFailure
@@ -52,7 +52,8 @@ def readable_facts(
     facts: list[ModuleFacts | None] = []
     for module, result in zip(modules, results, strict=True):
         if isinstance(result, ScanFailure):
-            report("ERROR", f"failed to load symbols from {module.path}: {result.message}")
+            shown = one_line(module.path)
+            report("ERROR", f"failed to load symbols from {shown}: {result.message}")
             facts.append(None)
         else:
             facts.append(result)
@@ -153,11 +154,13 @@ def _dependencies(
             found = symbols.get(_strip(lookup, prefix))
             if found is None:
                 if print_unknown and not weak:
-                    report("WARNING", f"{modules[index].path} needs unknown symbol {name}")
+                    shown = one_line(modules[index].path)
+                    report("WARNING", f"{shown} needs unknown symbol {one_line(name)}")
                 continue
             owner, owner_crc = found
             if kernel.check_crcs and owner_crc != crc and not weak and print_unknown:
-                report("WARNING", f"{modules[index].path} disagrees about version of symbol {name}")
+                shown = one_line(modules[index].path)
+                report("WARNING", f"{shown} disagrees about version of symbol {one_line(name)}")
             if owner == KERNEL or owner in mine:
                 continue
             mine.append(owner)

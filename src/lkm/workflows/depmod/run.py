@@ -17,6 +17,7 @@ from lkm.formats.kmod_index_writer import Layout
 from lkm.formats.module_names import has_module_extension
 from lkm.model.depmod_config import DepmodConfig, load_config
 from lkm.records import Record
+from lkm.system.files import KERNEL_SYMBOLS, read_file
 from lkm.workflows.depmod.discover import Discovery, module_array, read_modules_order
 from lkm.workflows.depmod.render import (
     RESOLVED_GROUPS,
@@ -133,14 +134,15 @@ def _kernel_symbols(settings: DepmodSettings, report: Report) -> KernelSymbols:
     if source is None:
         return KernelSymbols()
     try:
-        with open(source, encoding="utf-8", errors="surrogateescape") as f:
-            text = f.read()
+        # kmod reads with fopen and fgets: a directory is an empty file
+        # there (the first fgets fails), anything else is read to its end.
+        data = read_file(source, KERNEL_SYMBOLS)
     except OSError as exc:
         raise DepmodFatal(f"could not load {source}: {exc.strerror}") from None
     from lkm.formats.kernel_symbols import parse_symvers, parse_system_map
 
     parser = parse_symvers if settings.symvers else parse_system_map
-    crcs, messages = parser(text, source, settings.prefix)
+    crcs, messages = parser(data, source, settings.prefix)
     for level, message in messages:
         report(level, message)
     return KernelSymbols(crcs, check_crcs=settings.symvers is not None, loaded=True)
@@ -200,9 +202,8 @@ def _write(outputs: Outputs, settings: DepmodSettings) -> int:
     try:
         write_outputs(outputs, settings.output_dir)
     except OSError as exc:
-        raise DepmodFatal(
-            f"could not write the indexes in {settings.output_dir}: {exc.strerror or exc}"
-        ) from None
+        where = exc.filename or settings.output_dir
+        raise DepmodFatal(f"could not write {where}: {exc.strerror or exc}") from None
     return 0
 
 

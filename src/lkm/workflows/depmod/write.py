@@ -13,7 +13,8 @@ def write_outputs(outputs: Outputs, outdir: str) -> None:
     """Each file through ``NAME.PID.USEC.SEC`` and a rename, in kmod's order.
 
     A killed run leaves every index either complete-old or complete-new;
-    at worst a stray temporary file.
+    at worst a stray temporary file. A failure raises OSError naming the
+    index that could not be written.
     """
     os.makedirs(outdir, mode=0o755, exist_ok=True)
     now = time.time()
@@ -23,4 +24,9 @@ def write_outputs(outputs: Outputs, outdir: str) -> None:
         if data is None:
             continue
         target = f"{outdir}/{name}"
-        replace_file(target, data, f".{suffix}")
+        try:
+            replace_file(target, data, f".{suffix}")
+        except OSError as exc:
+            # Name the index, not the temporary file or the directory
+            # (kmod names both in its renameat message).
+            raise OSError(exc.errno, exc.strerror, target) from None
