@@ -318,3 +318,37 @@ def test_an_unexpected_exception_is_one_line_asking_for_a_report() -> None:
         check=False,
     )
     assert debug.returncode == 1 and b"Traceback (most recent call last)" in debug.stderr
+
+
+# -- 7. depmod's messages name the file and stay one line -------------------------------
+
+
+def test_an_index_that_cannot_be_written_is_named(tmp_path: Path, kernel_61: KernelFixture) -> None:
+    basedir, version = _module_tree(kernel_61, tmp_path / "tree")
+    blocker = Path(basedir) / "lib/modules" / version / "modules.dep.bin"
+    blocker.mkdir()
+    done = lkm_process(["depmod", "-b", basedir, version])
+    assert (done.returncode, one_line(done)) == (
+        1,
+        f"depmod: FATAL: could not write {blocker}: Is a directory",
+    )
+    assert blocker.is_dir()
+
+
+def test_a_line_break_in_a_module_path_is_shown_escaped(
+    tmp_path: Path, kernel_61: KernelFixture
+) -> None:
+    basedir, version = _module_tree(kernel_61, tmp_path / "tree")
+    moddir = Path(basedir) / "lib/modules" / version
+    (moddir / "dummy.ko").rename(moddir / "dum\nmy.ko")
+    symvers = tmp_path / "Module.symvers"
+    symvers.write_bytes(b"")  # no symbol known: every import is a warning
+    done = lkm_process(["depmod", "-e", "-E", str(symvers), "-b", basedir, version])
+    assert done.returncode == 0
+    lines = done.stderr.decode().splitlines()
+    assert lines and all(line.startswith("depmod: WARNING: ") for line in lines), lines
+    assert f"{moddir}/dum\\nmy.ko needs unknown symbol" in lines[0]
+    missing = lkm_process(["depmod", "-b", basedir, version, f"{tmp_path}/x\ny.ko"])
+    assert one_line(missing) == (
+        f"depmod: FATAL: could not create module {tmp_path}/x\\ny.ko: No such file or directory"
+    )
