@@ -52,13 +52,14 @@ def test_plain_make_works_too(kernel_61: KernelFixture, tmp_path: Path) -> None:
     assert proc.returncode == 0 and (directory / "plain.ko").exists()
 
 
-def test_missing_headers_names_the_package(tmp_path: Path) -> None:
+def test_missing_headers_names_the_commands_that_fix_it(tmp_path: Path) -> None:
     create(str(tmp_path / "m"))
     proc = _lkm(["build", str(tmp_path / "m"), "--kernel", "9.9.9-nothing"])
     assert proc.returncode == 1
     assert proc.stderr == (
-        "lkm build: no kernel headers for 9.9.9-nothing: install the Debian package "
-        "linux-headers-9.9.9-nothing, or pass --kernel HEADERS_DIR\n"
+        "lkm build: no kernel headers for 9.9.9-nothing: run 'lkm kernel fetch 9.9.9-nothing' "
+        "(a Debian kernel into lkm's cache) or 'lkm prepare --kernel 9.9.9-nothing' (installs "
+        "linux-headers-9.9.9-nothing), or pass --kernel HEADERS_DIR\n"
     )
     proc = _lkm(["build", str(tmp_path / "m"), "--kernel", str(tmp_path)])
     assert proc.returncode == 1 and "not a kernel headers tree" in proc.stderr

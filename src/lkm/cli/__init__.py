@@ -35,6 +35,10 @@ TOOLS: dict[str, str] = {
     "sign": "lkm.cli.sign",
     "keygen": "lkm.cli.keygen",
     "try": "lkm.cli.try_module",
+    "kernel": "lkm.cli.kernel",
+    "prepare": "lkm.cli.prepare",
+    "install": "lkm.cli.install",
+    "uninstall": "lkm.cli.uninstall",
 }
 # kmod's tools that lkm will provide; until then they say so plainly.
 PLANNED: tuple[str, ...] = ()
@@ -69,6 +73,10 @@ Commands:
   sign        append a module signature, as the kernel's scripts/sign-file does
   keygen      make a key and certificate for signing modules
   try         build, load and unload a module in a disposable VM of a real kernel
+  kernel      list, fetch or remove Debian kernels (image, modules, headers)
+  prepare     make this machine able to build modules for a kernel (what m-a prepare did)
+  install     place built modules in a kernel's module tree and index it
+  uninstall   remove installed out-of-tree modules and index the tree again
 
 Invoked through a link named modinfo (or any kmod tool name), lkm behaves
 as that tool. Run 'lkm COMMAND --help' for a command's options.

@@ -10,19 +10,31 @@ if TYPE_CHECKING:
 
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "build") -> int:
-    from lkm.cli.options import argument_parser, kbuild_arguments, line_writer, parse_arguments
-    from lkm.workflows.build import BuildError, build
+    from lkm.cli.options import (
+        argument_parser,
+        fetch_on_demand,
+        kbuild_arguments,
+        line_writer,
+        parse_arguments,
+    )
+    from lkm.errors import LkmError
+    from lkm.workflows.build import build
 
     parser = argument_parser("lkm build", __doc__, out, err)
-    kbuild_arguments(parser, "kernel release or headers directory (default: the running kernel)")
+    kbuild_arguments(
+        parser,
+        "kernel series, release or headers directory (default: the running kernel);"
+        " a Debian series or release not here is fetched",
+    )
     options = parse_arguments(parser, args)
     if isinstance(options, int):
         return options
     line = line_writer(out)
 
     try:
+        fetch_on_demand(options.kernel, "headers", not options.no_fetch, err)
         result = build(options.directory, options.kernel, options.jobs, line)
-    except BuildError as exc:
+    except LkmError as exc:
         out.flush()
         err.write(f"lkm build: {exc}\n".encode("utf-8", "surrogateescape"))
         return 1

@@ -145,6 +145,26 @@ def kbuild_arguments(parser: argparse.ArgumentParser, kernel_help: str) -> None:
     parser.add_argument("directory", nargs="?", default=".")
     parser.add_argument("--kernel", "-k", help=kernel_help)
     parser.add_argument("--jobs", "-j", type=int, help="parallel make jobs")
+    parser.add_argument(
+        "--no-fetch",
+        action="store_true",
+        help="never download a kernel: a series or release not here is an error",
+    )
+
+
+def fetch_on_demand(spec: str | None, need: str, fetch: bool, err: BinaryIO) -> None:
+    """Bring the kernel ``spec`` names into lkm's cache when it is a Debian
+    series or release that is not here yet (``fetch``), telling ``err`` in
+    a line; the command then finds it as usual. Raises KernelNotFound."""
+    if not spec or not fetch:
+        return
+    from lkm.workflows.kernel_store import resolve_kernel
+
+    def notice(line: str) -> None:
+        err.write(f"{line}\n".encode("utf-8", "surrogateescape"))
+        err.flush()
+
+    resolve_kernel(spec, need, fetch=True, notice=notice)
 
 
 def line_writer(out: BinaryIO) -> Callable[[str], None]:

@@ -12,7 +12,13 @@ if TYPE_CHECKING:
 
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> int:
-    from lkm.cli.options import argument_parser, kbuild_arguments, line_writer, parse_arguments
+    from lkm.cli.options import (
+        argument_parser,
+        fetch_on_demand,
+        kbuild_arguments,
+        line_writer,
+        parse_arguments,
+    )
     from lkm.errors import LkmError
     from lkm.workflows.try_module import GUEST_TIMEOUT, try_module
 
@@ -23,8 +29,9 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> in
     parser = argument_parser("lkm try", __doc__, out, err)
     kbuild_arguments(
         parser,
-        "vmlinuz path, Debian fixture version or label, or headers directory"
-        " (default: the running kernel, else the newest fixture)",
+        "vmlinuz path, series, release or headers directory (default: the running"
+        " kernel, else the newest in lkm's cache); a Debian series or release not"
+        " here is fetched",
     )
     parser.add_argument("--console", help="keep the VM's console log in this file")
     parser.add_argument(
@@ -36,6 +43,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> in
     line = line_writer(out)
 
     try:
+        fetch_on_demand(options.kernel, "image", not options.no_fetch, err)
         report = try_module(
             options.directory,
             options.kernel,

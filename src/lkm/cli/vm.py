@@ -4,9 +4,10 @@ Boots a real kernel under QEMU, runs CMD inside (the host's root is
 visible read-only, writes stay in the VM's memory) and exits with CMD's
 status, printing its stdout and stderr. The kernel: a path to a
 ``vmlinuz-VERSION`` image next to ``lib/modules/VERSION``, or the release
-or label (``6.1``, ``6.12``) of an installed or cached kernel; by default
-the host's running kernel when its image and modules are installed, else
-the newest cached kernel.
+or series (``6.1``, ``6.12``) of an installed or cached kernel — a Debian
+series or release not here yet is fetched into lkm's cache first
+(``--no-fetch`` refuses); by default the host's running kernel when its
+image and modules are installed, else the newest cached kernel.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ if TYPE_CHECKING:
 
 USAGE = (
     "usage: lkm vm run [--kernel IMAGE|VERSION] [--memory SIZE] [--timeout SECONDS]"
-    " [--console LOGFILE] [--share 9p|virtiofs] [--dry-run] -- CMD...\n"
+    " [--console LOGFILE] [--share 9p|virtiofs] [--no-fetch] [--dry-run] -- CMD...\n"
 )
 
 
-LONGOPTS = ("kernel=", "memory=", "timeout=", "console=", "share=", "dry-run", "help")
+LONGOPTS = ("kernel=", "memory=", "timeout=", "console=", "share=", "dry-run", "no-fetch", "help")
 
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "vm") -> int:
@@ -46,6 +47,9 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "vm") -> int
     from lkm.vm.qemu import run as run_vm
 
     try:
+        from lkm.cli.options import fetch_on_demand
+
+        fetch_on_demand(options.get("--kernel"), "image", "--no-fetch" not in options, err)
         kernel = choose_kernel(options.get("--kernel"))
         if "--dry-run" in options:
             image = bootable_image(kernel.image)

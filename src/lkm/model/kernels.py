@@ -55,6 +55,19 @@ _MACHINES = {
     "ppc64le": "ppc64el",
     "riscv64": "riscv64",
 }
+# Debian architecture -> the flavour of its standard kernel (what
+# ``linux-image-ARCH`` style meta-packages are named after).
+_STANDARD_FLAVOURS = {
+    "amd64": "amd64",
+    "arm64": "arm64",
+    "armhf": "armmp",
+    "s390x": "s390x",
+    "i386": "686-pae",
+    "ppc64el": "powerpc64le",
+    "riscv64": "riscv64",
+    "loong64": "loong64",
+    "mips64el": "mips64r2el",
+}
 _SERIES = re.compile(r"^(\d+\.\d+)")
 _UTS_RELEASE = re.compile(r'^#define UTS_RELEASE "([^"]+)"', re.M)
 
@@ -85,8 +98,25 @@ class Kernel(Record):
         return self.series if self.arch in ("amd64", "") else f"{self.series}-{self.arch}"
 
 
-def _host_arch() -> str:
+def host_arch() -> str:
+    """The machine's Debian architecture ("" when lkm does not know it)."""
     return _MACHINES.get(os.uname().machine, "")
+
+
+def flavour_of(arch: str) -> str:
+    """The flavour of an architecture's standard Debian kernel (``armmp``
+    for armhf); the architecture's own name when the table lacks it."""
+    return _STANDARD_FLAVOURS.get(arch, arch)
+
+
+def known_architectures() -> list[str]:
+    """The Debian architectures whose standard kernel flavour lkm knows."""
+    return sorted(_STANDARD_FLAVOURS)
+
+
+def version_key(release: str) -> tuple[int, ...]:
+    """Sort key putting releases in version order (``6.1.0-9`` before ``6.1.0-57``)."""
+    return tuple(int(n) for n in re.findall(r"\d+", release))
 
 
 def architecture(release: str, default: str = "") -> str:
@@ -103,23 +133,28 @@ def is_headers_tree(path: str) -> bool:
 
 
 def headers_release(path: str) -> str | None:
-    """The release a headers tree was made for: ``UTS_RELEASE`` (what the
-    module's vermagic will say), else ``include/config/kernel.release``
-    (Debian's 6.1 headers put the upstream version there), else None."""
-    for name, pattern in (
-        ("include/generated/utsrelease.h", _UTS_RELEASE),
-        ("include/config/kernel.release", None),
-    ):
-        try:
-            text = read_file(f"{path}/{name}", HEADERS_TEXT).decode("utf-8", "replace")
-        except OSError:
-            continue
-        if pattern is None:
-            return text.strip() or None
-        match = pattern.search(text)
-        if match:
-            return match.group(1)
-    return None
+    """The release a headers tree was made for, as a module built against
+    it will say in its vermagic: ``UTS_RELEASE`` (what vermagic is made
+    of), else the tree's Debian directory name ``linux-headers-RELEASE``,
+    else ``include/config/kernel.release``, else None. Never the top
+    Makefile's VERSION fields; and kernel.release only last, because
+    Debian's 6.1 headers hold the upstream version there, not the release
+    their modules carry."""
+    text = _headers_text(path, "include/generated/utsrelease.h")
+    match = _UTS_RELEASE.search(text or "")
+    if match:
+        return match.group(1)
+    name = os.path.basename(os.path.abspath(path))
+    if name.startswith("linux-headers-") and name != "linux-headers-":
+        return name.removeprefix("linux-headers-")
+    return (_headers_text(path, "include/config/kernel.release") or "").strip() or None
+
+
+def _headers_text(path: str, name: str) -> str | None:
+    try:
+        return read_file(f"{path}/{name}", HEADERS_TEXT).decode("utf-8", "replace")
+    except OSError:
+        return None
 
 
 def _existing(path: str) -> str | None:
@@ -141,8 +176,10 @@ def kernel_in_root(root: str, release: str, cached: bool = False, indexed: str =
     ``indexed``: a root holding an indexed copy of its module tree."""
     moddir = f"{root}/lib/modules/{release}"
     indexed_moddir = f"{indexed}/lib/modules/{release}" if indexed else ""
-    modules = indexed_moddir if indexed_moddir and os.path.isdir(indexed_moddir) else moddir
-    default_arch = "" if cached else _host_arch()
+    modules = moddir
+    if not os.path.exists(f"{moddir}/modules.dep.bin") and os.path.isdir(indexed_moddir or "\0"):
+        modules = indexed_moddir  # a cache from before lkm indexed trees in place
+    default_arch = "" if cached else host_arch()
     return Kernel(
         release,
         architecture(release, default_arch),
@@ -171,13 +208,15 @@ def cached_kernels(cache: str | None = None) -> list[Kernel]:
     kernels = []
     for release in _listdir(os.path.join(base, KERNELS)):
         root = os.path.join(base, KERNELS, release)
+        if release.startswith(".") or not os.path.isdir(root):
+            continue  # a fetch or removal under way
         indexed = os.path.join(base, INDEXED, release)
         kernels.append(kernel_in_root(root, release, cached=True, indexed=indexed))
     return kernels
 
 
 def _version_key(kernel: Kernel) -> tuple[int, ...]:
-    return tuple(int(n) for n in re.findall(r"\d+", kernel.release))
+    return version_key(kernel.release)
 
 
 def available_kernels(root: str = "", cache: str | None = None) -> list[Kernel]:
@@ -194,34 +233,63 @@ def _is_bzimage(path: str) -> bool:
         return False
 
 
-def _from_image(path: str) -> Kernel:
-    """An image named ``vmlinuz-V`` in ``ROOT/boot``: its tree is ``ROOT``."""
+def _from_image(path: str, root: str) -> Kernel:
+    """An image named ``vmlinuz-V`` in ``ROOT/boot``: its tree is ``ROOT``;
+    parts not there come from a kernel of the same release elsewhere."""
     if not _is_bzimage(path):
         raise KernelNotFound(
             f"{path}: not a kernel image (no bzImage header); pass a vmlinuz file, "
             "a kernel release or a headers directory"
         )
     release = os.path.basename(path).removeprefix("vmlinuz-")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    tree = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    return _completed(_kernel_at(tree, release).replace(image=path), root)
+
+
+def _kernel_at(tree: str, release: str) -> Kernel:
+    """The kernel ``release`` laid out under ``tree``, which may be one of
+    lkm's cache's."""
     cache = cache_dir()
-    cached = os.path.dirname(root) == os.path.abspath(os.path.join(cache, KERNELS))
+    cached = os.path.dirname(tree) == os.path.abspath(os.path.join(cache, KERNELS))
     indexed = os.path.join(cache, INDEXED, release) if cached else ""
-    return kernel_in_root(root, release, cached, indexed).replace(image=path)
+    return kernel_in_root(tree, release, cached, indexed)
 
 
-def _from_headers(path: str) -> Kernel:
+def _from_headers(path: str, root: str) -> Kernel:
+    """A headers tree: its release as its modules' vermagic will say, with
+    the image and modules of that release when they are beside it (Debian's
+    layout, ``ROOT/usr/src/linux-headers-V``), installed or cached."""
     if not is_headers_tree(path):
         raise KernelNotFound(
             f"{path}: not a kernel headers tree (no Makefile and .config); "
             "point --kernel at e.g. /usr/src/linux-headers-VERSION"
         )
     path = os.path.abspath(path)
-    release = headers_release(path) or os.path.basename(path).removeprefix("linux-headers-")
-    return Kernel(release, architecture(release, _host_arch()), None, None, path)
+    release = headers_release(path) or os.path.basename(path)
+    beside = _kernel_at(os.path.dirname(os.path.dirname(os.path.dirname(path))), release)
+    kernel = beside.replace(headers=path)
+    return _completed(kernel, root)
+
+
+def _completed(kernel: Kernel, root: str) -> Kernel:
+    """``kernel`` with the parts it lacks taken from another kernel of the
+    same release (the machine's, or lkm's cache's): one release, one
+    image, one module tree, one headers tree wherever the user points."""
+    for other in available_kernels(root):
+        if other.release != kernel.release:
+            continue
+        kernel = kernel.replace(
+            image=kernel.image or other.image,
+            modules=kernel.modules or other.modules,
+            headers=kernel.headers or other.headers,
+            cached=kernel.cached or (other.cached and kernel.image is None),
+        )
+    return kernel
 
 
 def _matches(kernel: Kernel, spec: str) -> bool:
-    return spec in (kernel.release, kernel.label)
+    name = spec.removeprefix("linux-image-").removeprefix("linux-headers-")
+    return name in (kernel.release, kernel.label)
 
 
 def find_kernel(spec: str | None, *, need: str = "image", root: str = "") -> Kernel:
@@ -234,13 +302,13 @@ def find_kernel(spec: str | None, *, need: str = "image", root: str = "") -> Ker
     directory (a parameter so tests can build one).
     """
     if spec and os.path.isfile(spec):
-        return _from_image(spec)
+        return _from_image(spec, root)
     if spec and ("/" in spec or os.path.isdir(spec)):
-        return _from_headers(spec)
+        return _from_headers(spec, root)
     kernels = available_kernels(root)
     usable = [k for k in kernels if getattr(k, need) is not None]
     if need == "image":  # QEMU here emulates the host's machine only
-        usable = [k for k in usable if k.arch in ("", _host_arch())]
+        usable = [k for k in usable if k.arch in ("", host_arch())]
     if spec:
         found = [k for k in usable if _matches(k, spec)]
         if found:
@@ -257,21 +325,23 @@ def find_kernel(spec: str | None, *, need: str = "image", root: str = "") -> Ker
 
 
 def not_found_message(spec: str | None, need: str) -> str:
-    """What is missing and what the user can do about it, in one line."""
+    """What is missing and the command that fixes it, in one line."""
     wanted = spec or os.uname().release
     if need == "headers":
         return (
-            f"no kernel headers for {wanted}: install the Debian package "
-            f"linux-headers-{wanted}, or pass --kernel HEADERS_DIR"
+            f"no kernel headers for {wanted}: run 'lkm kernel fetch {wanted}' (a Debian "
+            f"kernel into lkm's cache) or 'lkm prepare --kernel {wanted}' (installs "
+            f"linux-headers-{wanted}), or pass --kernel HEADERS_DIR"
         )
     if spec is None:
         return (
             f"no kernel to boot: the running kernel {wanted} is not installed and no kernel "
-            "is cached: install the Debian package linux-image-amd64, or pass --kernel IMAGE"
+            "is in lkm's cache: run 'lkm kernel fetch' (Debian's default kernel), "
+            "or pass --kernel IMAGE"
         )
     return (
-        f"no kernel {wanted} to boot: install the Debian package linux-image-{wanted}, "
-        "or pass --kernel IMAGE"
+        f"no kernel {wanted} to boot: run 'lkm kernel fetch {wanted}' (a Debian kernel into "
+        "lkm's cache), or pass --kernel IMAGE"
     )
 
 
@@ -282,9 +352,13 @@ __all__ = [
     "available_kernels",
     "cached_kernels",
     "find_kernel",
+    "flavour_of",
     "headers_release",
+    "host_arch",
     "host_kernels",
     "is_headers_tree",
     "kernel_in_root",
+    "known_architectures",
     "not_found_message",
+    "version_key",
 ]

@@ -1,19 +1,20 @@
 """Real Debian kernels as test fixtures.
 
-Fetches (never installs) the current Debian bookworm kernel images and
-headers with ``apt-get download``, unpacks them with ``dpkg-deb -x`` into a
-cache outside the repository, and derives what the tests need from them:
+Fetches (never installs) the current Debian kernels of two series and two
+foreign architectures through ``lkm kernel fetch``'s code into lkm's cache
+and derives what the tests need from them:
 
 * ``kernels/VERSION/``    the unpacked packages (``lib/modules/VERSION``,
-  ``boot/vmlinuz-VERSION``, ``usr/src/linux-headers-VERSION``);
+  indexed by lkm's depmod, ``boot/vmlinuz-VERSION``,
+  ``usr/src/linux-headers-VERSION``);
 * ``indexed/VERSION/``    a hard-linked copy of the module tree indexed by
   kmod's own ``depmod -b`` (the reference indexes);
 * ``recompressed/VERSION/{gz,zst}/``  a few hundred modules recompressed.
 
 Package names are resolved at run time: the ABI number in them changes with
-every security update, so nothing here names a version.
+every security update, so nothing here names more than a series.
 
-Run ``python -m lkm.testing.debian_kernels`` (the Makefile does) to fill the
+Run ``python -m lkm.testing.debian_kernels`` (``./dev fixtures`` does) to fill the
 cache; tests call :func:`load_manifest` to find what is there.
 """
 
@@ -90,102 +91,6 @@ def _run(cmd: Sequence[str], cwd: Path | None = None, check: bool = True) -> str
     return done.text
 
 
-def _depends(package: str, apt_options: Sequence[str] = ()) -> list[str]:
-    """Direct ``Depends:`` of a package, as apt-cache prints them."""
-    out = _run(["apt-cache", *apt_options, "depends", package])
-    return re.findall(r"^\s+\|?Depends:\s+(\S+)$", out, re.M)
-
-
-def _has_candidate(package: str) -> bool:
-    out = _run(["apt-cache", "policy", package], check=False)
-    match = re.search(r"Candidate:\s+(\S+)", out)
-    return match is not None and match.group(1) != "(none)"
-
-
-def _ensure_apt_lists() -> None:
-    if not _has_candidate("linux-image-amd64"):
-        _run(["apt-get", "update"])
-
-
-def _image_of_meta(meta: str) -> str:
-    images = [d for d in _depends(meta) if d.startswith("linux-image-")]
-    if not images:
-        raise FixtureError(f"{meta} depends on no linux-image package")
-    return images[0]
-
-
-def _newest_612_image() -> str:
-    """The 6.12 LTS image the bookworm meta-package points at.
-
-    Falls back to the highest-versioned signed image ``apt-cache search``
-    knows when the meta-package is missing.
-    """
-    if _has_candidate("linux-image-6.12-amd64"):
-        return _image_of_meta("linux-image-6.12-amd64")
-    out = _run(["apt-cache", "search", "--names-only", r"^linux-image-6\.12\."])
-    names = re.findall(r"^(linux-image-6\.12\.(\d+)\+\S+-amd64) ", out, re.M)
-    if not names:
-        raise FixtureError("apt-cache knows no linux-image-6.12.*-amd64 package")
-    newest: str = max(names, key=lambda n: int(n[1]))[0]
-    return newest
-
-
-def resolve_packages() -> dict[str, list[str]]:
-    """Series label -> packages to download (image, headers and what they need)."""
-    _ensure_apt_lists()
-    result: dict[str, list[str]] = {}
-    for label, image in (
-        ("6.1", _image_of_meta("linux-image-amd64")),
-        ("6.12", _newest_612_image()),
-    ):
-        version = image.removeprefix("linux-image-")
-        headers = f"linux-headers-{version}"
-        extra = [
-            dep for dep in _depends(headers) if dep.startswith(("linux-headers-", "linux-kbuild-"))
-        ]
-        result[label] = [image, headers, *extra]
-    return result
-
-
-def _download(packages: Sequence[str], debs: Path, apt_options: Sequence[str] = ()) -> list[Path]:
-    debs.mkdir(parents=True, exist_ok=True)
-    wanted: list[Path] = []
-    missing: list[str] = []
-    for pkg in packages:
-        found = sorted(debs.glob(f"{_deb_glob_name(pkg)}_*.deb"))
-        if found:
-            wanted.append(found[-1])
-        else:
-            missing.append(pkg)
-    if missing:
-        _run(["apt-get", *apt_options, "download", *missing], cwd=debs)
-        for pkg in missing:
-            found = sorted(debs.glob(f"{_deb_glob_name(pkg)}_*.deb"))
-            if not found:
-                raise FixtureError(f"apt-get download {pkg} left no .deb in {debs}")
-            wanted.append(found[-1])
-    return wanted
-
-
-def _deb_glob_name(pkg: str) -> str:
-    # apt-get names files NAME_VERSION_ARCH.deb; '+' stays literal.
-    return pkg.replace("[", "[[]")
-
-
-def _unpack(debs: Sequence[Path], dest: Path) -> None:
-    """Unpack into a temporary directory, then rename: never half a tree."""
-    if dest.exists():
-        return
-    tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=dest.parent))
-    try:
-        for deb in debs:
-            _run(["dpkg-deb", "-x", str(deb), str(tmp)])
-        tmp.rename(dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def _module_files(moddir: Path) -> Iterator[Path]:
     for dirpath, _dirs, files in os.walk(moddir):
         for name in files:
@@ -250,139 +155,74 @@ def _recompress(modules: Sequence[Path], dest: Path) -> None:
         raise
 
 
+# The kernels the tests use: the two amd64 series (6.1 with plain
+# modules, 6.12 with .ko.xz), and kernels built for other architectures,
+# whose modules differ from the host's in ELF class or byte order (s390x:
+# ELF64 big-endian; armhf: ELF32 little-endian), image packages only.
+SERIES = ("6.1", "6.12")
+FOREIGN = ("s390x", "armhf")
+
+
 def fetch(cache: Path) -> list[KernelFixture]:
-    """Fill the cache (reusing what is there) and write its manifest."""
+    """Fill the cache (reusing what is there) and write its manifest.
+
+    The kernels come through ``lkm kernel fetch``'s own code
+    (:func:`lkm.workflows.kernel_store.fetch_kernel`); the tests add a
+    copy of each module tree indexed by kmod's depmod (the reference) and
+    recompressed samples."""
+    from lkm.workflows.kernel_store import FetchError, Progress, fetch_kernel
+
     for tool in ("apt-get", "dpkg-deb", "depmod", "zstd"):
         if shutil.which(tool) is None:
             raise FixtureError(f"{tool} not found; run ./dev setup first")
-    cache.mkdir(parents=True, exist_ok=True)
     for sub in (KERNELS, INDEXED, "recompressed"):
-        (cache / sub).mkdir(exist_ok=True)
+        (cache / sub).mkdir(parents=True, exist_ok=True)
+    progress = Progress(_print_progress)
+    wanted: list[tuple[str | None, str | None, bool]] = [(s, None, True) for s in SERIES]
+    wanted += [(None, arch, False) for arch in FOREIGN]
     fixtures: list[KernelFixture] = []
-    try:
-        resolved = resolve_packages()
-        downloads = {label: _download(pkgs, cache / "debs") for label, pkgs in resolved.items()}
-    except FixtureError:
-        # Package lists older than the archive name files that are gone
-        # (every security update replaces the kernel packages): refresh
-        # the lists and resolve the names again, once.
-        _run(["apt-get", "update"], check=False)
-        resolved = resolve_packages()
-        downloads = {label: _download(pkgs, cache / "debs") for label, pkgs in resolved.items()}
-    for label, packages in resolved.items():
-        version = packages[0].removeprefix("linux-image-")
-        debs = downloads[label]
-        root = cache / KERNELS / version
-        _unpack(debs, root)
-        _relink_headers_makefile(root)
-        indexed = cache / INDEXED / version
-        _index_with_kmod(root, version, indexed)
-        recompressed = cache / "recompressed" / version
+    for spec, arch, headers in wanted:
+        try:
+            kernel = fetch_kernel(spec, arch, cache=str(cache), progress=progress, headers=headers)
+        except FetchError as exc:
+            raise FixtureError(str(exc)) from None
+        root = cache / KERNELS / kernel.release
+        indexed = cache / INDEXED / kernel.release
+        _index_with_kmod(root, kernel.release, indexed)
         fixture = KernelFixture(
-            version=version,
-            label=label,
+            version=kernel.release,
+            label=kernel.label,
             root=str(root),
             indexed_root=str(indexed),
-            recompressed=str(recompressed),
-            packages=tuple(packages),
+            recompressed=str(cache / "recompressed" / kernel.release) if headers else "",
+            packages=_package_names(root),
+            arch=kernel.arch,
         )
-        _recompress(fixture.modules(), recompressed)
+        if fixture.recompressed:
+            _recompress(fixture.modules(), Path(fixture.recompressed))
         fixtures.append(fixture)
-    fixtures.extend(_fetch_foreign(cache))
-    manifest = {
-        "layout": LAYOUT_VERSION,
-        "kernels": [
-            {name: getattr(f, name) for name in KernelFixture.__fields__} for f in fixtures
-        ],
-    }
+    manifest = {"layout": LAYOUT_VERSION, "kernels": [_as_json(f) for f in fixtures]}
     tmp = cache / (MANIFEST_NAME + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     tmp.rename(cache / MANIFEST_NAME)
     return fixtures
 
 
-# Kernels built for other architectures: modules whose ELF class or byte
-# order differs from the host's (s390x: ELF64 big-endian; armhf: ELF32
-# little-endian). Meta-package per Debian architecture.
-FOREIGN = (("s390x", "linux-image-s390x"), ("armhf", "linux-image-armmp"))
+def _print_progress(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
 
 
-def _foreign_apt_options(cache: Path, arch: str) -> list[str]:
-    """apt options for a private package list of another architecture.
-
-    Keeps the machine's own dpkg and apt configuration untouched (no
-    ``dpkg --add-architecture``): lists live under the cache.
-    """
-    lists = cache / "apt" / arch / "lists"
-    (lists / "partial").mkdir(parents=True, exist_ok=True)
-    (cache / "apt" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
-    return [
-        "-o",
-        f"Dir::State::Lists={lists}",
-        "-o",
-        f"Dir::Cache={cache / 'apt'}",
-        "-o",
-        f"APT::Architecture={arch}",
-        "-o",
-        f"APT::Architectures::={arch}",
-        "-o",
-        "Dir::State::status=/dev/null",
+def _package_names(root: Path) -> tuple[str, ...]:
+    """The Debian packages unpacked into ``root``, read off what they left."""
+    names = [
+        f"linux-image-{p.name.removeprefix('vmlinuz-')}" for p in (root / "boot").glob("vmlinuz-*")
     ]
-
-
-def _fetch_foreign(cache: Path) -> list[KernelFixture]:
-    fixtures = []
-    for arch, meta in FOREIGN:
-        options = _foreign_apt_options(cache, arch)
-        images = []
-        if (cache / "apt" / arch / "lists").exists():
-            images = [d for d in _depends_or_none(meta, options) if d.startswith("linux-image-")]
-        if not images:
-            # A mirror in mid-sync can fail one index; what did arrive is
-            # enough when it names the image.
-            _run(["apt-get", *options, "update"], check=False)
-            images = [d for d in _depends_or_none(meta, options) if d.startswith("linux-image-")]
-        if not images:
-            raise FixtureError(f"no {arch} kernel image found through {meta}")
-        image = images[0]
-        version = image.removeprefix("linux-image-")
-        root = cache / KERNELS / version
-        _unpack(_download([image], cache / "debs", options), root)
-        indexed = cache / INDEXED / version
-        _index_with_kmod(root, version, indexed)
-        fixtures.append(
-            KernelFixture(
-                version=version,
-                label=f"{version.split('-')[0].rsplit('.', 1)[0]}-{arch}",
-                root=str(root),
-                indexed_root=str(indexed),
-                recompressed="",
-                packages=(image,),
-                arch=arch,
-            )
-        )
-    return fixtures
-
-
-def _depends_or_none(package: str, options: Sequence[str]) -> list[str]:
-    try:
-        return _depends(package, options)
-    except FixtureError:
-        return []
-
-
-def _relink_headers_makefile(root: Path) -> None:
-    """Point the headers' top Makefile at the unpacked ``-common`` tree.
-
-    Debian's arch headers package includes the common headers through an
-    absolute ``/usr/src/...-common`` path; outside an installed system that
-    path does not exist, so prefix it with the unpacked root (idempotent).
-    """
-    for makefile in (root / "usr" / "src").glob("linux-headers-*/Makefile"):
-        text = makefile.read_text()
-        fixed = re.sub(r"^include /usr/src/", f"include {root}/usr/src/", text, flags=re.M)
-        if fixed != text:
-            makefile.write_text(fixed)
+    src = root / "usr" / "src"
+    names += sorted(p.name for p in src.glob("linux-headers-*")) if src.is_dir() else []
+    lib = root / "usr" / "lib"
+    names += sorted(p.name for p in lib.glob("linux-kbuild-*")) if lib.is_dir() else []
+    return tuple(names)
 
 
 def _as_json(fixture: KernelFixture) -> dict[str, object]:
