@@ -145,3 +145,35 @@ def test_a_series_not_here_is_fetched_on_demand_unless_refused(tmp_path: Path) -
     release = ran.stdout.strip()
     assert progress[-1] == f"ready: {release} in {cache}/kernels/{release}"
     assert (cache / "kernels" / release / "boot" / f"vmlinuz-{release}").is_file()
+
+
+def test_a_tree_unpacked_by_hand_boots_with_modprobe_working(
+    kernel_61: KernelFixture, tmp_path: Path
+) -> None:
+    """A kernel laid out as ``dpkg-deb -x`` leaves it (no index files):
+    ``lkm vm run --kernel ROOT/boot/vmlinuz-R`` boots it and modprobe works
+    in the guest, through an indexed view lkm keeps in its cache; the tree
+    itself is not written to."""
+    release = kernel_61.version
+    root = tmp_path / "unpacked"
+    moddir = root / "lib" / "modules" / release
+    moddir.mkdir(parents=True)
+    (root / "boot").mkdir()
+    (root / "boot" / f"vmlinuz-{release}").symlink_to(kernel_61.vmlinuz)
+    for entry in kernel_61.moddir.iterdir():
+        if not entry.name.startswith("modules.") or entry.name in (
+            "modules.order",
+            "modules.builtin",
+            "modules.builtin.modinfo",
+        ):
+            (moddir / entry.name).symlink_to(entry)
+    before = sorted(p.name for p in moddir.iterdir())
+    cache = tmp_path / "cache"
+    script = "modprobe dummy && grep -c '^dummy ' /proc/modules"
+    image = str(root / "boot" / f"vmlinuz-{release}")
+    ran = _lkm(["vm", "run", "--kernel", image, "--", "sh", "-c", script], cache)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == "1\n"
+    assert sorted(p.name for p in moddir.iterdir()) == before
+    views = list((cache / "vm-trees").iterdir())
+    assert len(views) == 1

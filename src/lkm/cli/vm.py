@@ -61,9 +61,11 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "vm") -> int
 
             out.write((shlex.join(cmd) + "\n").encode("utf-8", "surrogateescape"))
             return 0
+        from lkm.workflows.kernel_store import indexed_module_tree
+
         result = run_vm(
             kernel.image,
-            kernel.modules,
+            indexed_module_tree(kernel.modules, kernel.release),
             kernel.release,
             command,
             timeout=_seconds(options.get("--timeout", "120")),

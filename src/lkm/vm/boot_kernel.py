@@ -26,12 +26,16 @@ def choose_kernel(spec: str | None, root: str = "") -> BootKernel:
     filesystem root holding /boot and /lib/modules (a parameter so tests
     can build one)."""
     kernel = find_kernel(spec, need="image", root=root)
-    if kernel.image is None:  # a headers directory names no image
-        raise KernelNotFound(f"{spec}: names no kernel image to boot; pass --kernel IMAGE")
+    if kernel.image is None:  # a headers directory with no image of its release
+        raise KernelNotFound(
+            f"{spec}: no image of kernel {kernel.release} to boot: run 'lkm kernel fetch "
+            f"{kernel.release}', or pass --kernel IMAGE"
+        )
     if kernel.modules is None:
         raise KernelNotFound(
             f"kernel {kernel.release} has no module tree at lib/modules/{kernel.release} "
-            f"next to {kernel.image}"
+            f"next to {kernel.image}: run 'lkm kernel fetch {kernel.release}', or unpack "
+            f"linux-image-{kernel.release} beside it"
         )
     return BootKernel(kernel.release, kernel.image, kernel.modules)
 

@@ -46,6 +46,7 @@ from lkm.system.paths import DEPMOD, INDEXED, KERNELS, cache_dir
 from lkm.system.run import CommandError, run
 
 APT_STATE = "apt"  # the cache's own apt lists, for other architectures
+VM_TREES = "vm-trees"  # indexed views of module trees that came without indexes
 _SERIES = re.compile(r"^\d+\.\d+$")
 # A Debian kernel release: upstream version, then the ABI ("-57") or the
 # Debian revision ("+deb12"), then the flavour.
@@ -332,6 +333,74 @@ def index_module_tree(root: str, release: str, report: Progress) -> None:
         raise FetchError(f"{moddir}: depmod failed: {'; '.join(problems) or result.status}")
 
 
+# Indexed views of module trees that came without indexes, kept at most this many.
+INDEXED_VIEWS = 4
+
+
+def indexed_module_tree(moddir: str, release: str) -> str:
+    """A module tree with kmod's index files for a guest to modprobe in:
+    ``moddir`` itself when it has them; else (a tree unpacked by hand
+    with ``dpkg-deb -x``) an indexed view of it in lkm's cache — the index
+    files lkm's depmod made, beside links to every entry of ``moddir`` —
+    made once, left untouched: lkm does not write into a tree it did not
+    make. The view is made again when ``moddir`` changed after it."""
+    moddir = os.path.abspath(moddir)
+    if os.path.exists(os.path.join(moddir, "modules.dep.bin")):
+        return moddir
+    if os.path.basename(moddir) != release:
+        return moddir  # not a lib/modules/RELEASE tree depmod could index
+    from lkm.workflows.depmod.cache import cache_path
+
+    views = os.path.join(cache_dir(), VM_TREES)
+    view_root = cache_path(views, moddir).removesuffix(".cache")
+    view = view_root + moddir
+    if _newer_than(view, moddir):
+        return view
+    os.makedirs(views, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=".view-", dir=views)
+    try:
+        _index_into(moddir, release, work)
+        for name in _listdir(moddir):
+            if not os.path.lexists(os.path.join(work + moddir, name)):
+                os.symlink(os.path.join(moddir, name), os.path.join(work + moddir, name))
+        _replace_tree(work, view_root)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    _keep_newest(views, INDEXED_VIEWS)
+    return view
+
+
+def _newer_than(view: str, moddir: str) -> bool:
+    try:
+        return os.stat(f"{view}/modules.dep.bin").st_mtime >= os.stat(moddir).st_mtime
+    except OSError:
+        return False
+
+
+def _index_into(moddir: str, release: str, out: str) -> None:
+    from lkm.workflows.depmod import DepmodSettings, run_depmod
+
+    problems: list[str] = []
+
+    def note(level: str, message: str) -> None:
+        if level in ("ERROR", "FATAL"):
+            problems.append(message)
+
+    settings = DepmodSettings(
+        version=release, moduledir=os.path.dirname(moddir), outdir=out, use_cache=False
+    )
+    result = run_depmod(settings, note)
+    if result.status != 0 or problems:
+        raise FetchError(f"{moddir}: depmod failed: {'; '.join(problems) or result.status}")
+
+
+def _keep_newest(directory: str, count: int) -> None:
+    entries = [os.path.join(directory, n) for n in _listdir(directory) if not n.startswith(".")]
+    entries.sort(key=lambda path: os.stat(path).st_mtime, reverse=True)
+    for stale in entries[count:]:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def _replace_tree(tree: str, root: str) -> None:
     """Rename ``tree`` to ``root``; an incomplete ``root`` is set aside first."""
     old = None
@@ -501,6 +570,7 @@ __all__ = [
     "Progress",
     "archive_releases",
     "fetch_kernel",
+    "indexed_module_tree",
     "list_kernels",
     "newest_per_series",
     "offer",
