@@ -71,10 +71,10 @@ def main() -> None:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     lkm_bytes = wanted.size  # what apt announced and lkm checked it received
-    print(f"  {'':34} {'wall s':>8} {'MB downloaded':>14}")
-    print(f"  {'lkm kernel fetch':34} {lkm_seconds:8.1f} {lkm_bytes / 1e6:14.1f}")
+    print(f"  {'':40} {'wall s':>8} {'MB downloaded':>14}")
+    print(f"  {'lkm kernel fetch':40} {lkm_seconds:8.1f} {lkm_bytes / 1e6:14.1f}")
     label = "apt-get download + dpkg-deb -x + depmod"
-    print(f"  {label:34} {hand_seconds:8.1f} {hand_bytes / 1e6:14.1f}")
+    print(f"  {label:40} {hand_seconds:8.1f} {hand_bytes / 1e6:14.1f}")
     print(
         f"  ratio lkm / by hand: time {lkm_seconds / hand_seconds:.2f}, "
         f"bytes {lkm_bytes / hand_bytes:.2f}"

@@ -1,4 +1,4 @@
-"""lkm's own commands (new, build, sign, keygen, try) print help and usage
+"""lkm's own commands (new, build, sign, keygen, try, …) print help and usage
 errors to the streams they are given, as the kmod-compatible tools do, so
 a library caller or a test sees them."""
 
@@ -10,7 +10,7 @@ import pytest
 
 from lkm.cli import main
 
-TOOLS = ("new", "build", "sign", "keygen", "try")
+TOOLS = ("new", "build", "sign", "keygen", "try", "kernel", "prepare")
 
 
 @pytest.mark.parametrize("tool", TOOLS)

@@ -126,3 +126,35 @@ def test_offer_resolves_series_releases_and_packages_alike(kernel_612: KernelFix
         f"linux-headers-{kernel_612.version}",
     ]
     assert all(d.size > 0 and d.filename.endswith(".deb") for d in by_series.packages)
+
+
+def test_headers_unpacked_by_hand_say_what_their_makefile_lacks(
+    kernel_61: KernelFixture, tmp_path: Path
+) -> None:
+    """Debian's headers include their -common half from /usr/src: unpacked
+    anywhere else, the build names the line and the command that fixes it."""
+    release = kernel_61.version
+    headers = tmp_path / "usr" / "src" / f"linux-headers-{release}"
+    headers.mkdir(parents=True)
+    for entry in kernel_61.headers.iterdir():
+        if entry.name != "Makefile":
+            (headers / entry.name).symlink_to(entry)
+    common = f"/usr/src/linux-headers-{release.removesuffix('-amd64')}-common/Makefile"
+    assert not os.path.exists(common)
+    text = (kernel_61.headers / "Makefile").read_text()
+    (headers / "Makefile").write_text(
+        "\n".join(
+            f"include {common}" if line.startswith("include ") else line
+            for line in text.splitlines()
+        )
+        + "\n"
+    )
+    directory = tmp_path / "hello"
+    assert command([LKM, "new", str(directory)]).returncode == 0
+    built = command([LKM, "build", str(directory), "--kernel", str(headers)], text=True)
+    assert built.returncode == 1
+    assert built.stderr == (
+        f"lkm build: {headers}/Makefile includes {common}, which is not there (Debian's "
+        "headers expect to be installed under /usr/src): unpack the -common package beside "
+        f"them and change that line, or run 'lkm kernel fetch {release}', which does both\n"
+    )

@@ -119,30 +119,36 @@ class Apt:
         return [DebFile(p, *files[p]) for p in packages]
 
     def download(
-        self, deb: DebFile, directory: str, progress: DownloadProgress | None = None
-    ) -> str:
-        """Download one package into ``directory``; its path. ``progress``
-        is told the bytes so far about twice a second while apt works."""
-        argv = ["apt-get", *self.options, *self._sandbox(), "download", deb.package]
-        path = os.path.join(directory, deb.filename)
+        self, debs: Sequence[DebFile], directory: str, progress: DownloadProgress | None = None
+    ) -> list[str]:
+        """Download packages into ``directory`` with one apt run; their
+        paths. ``progress`` is told each package's bytes so far about twice
+        a second while apt works, and once more when it is complete."""
+        argv = ["apt-get", *self.options, *self._sandbox(), "download"]
+        argv += [deb.package for deb in debs]
+        paths = [os.path.join(directory, deb.filename) for deb in debs]
         done = threading.Event()
         watcher = None
         if progress is not None:
             watcher = threading.Thread(
-                target=_watch_size, args=(path, deb, progress, done), daemon=True
+                target=_watch_sizes, args=(paths, debs, progress, done), daemon=True
             )
             watcher.start()
         try:
             run(argv, cwd=directory)
         except CommandError as exc:
-            raise AptError(f"apt-get download {deb.package}: {exc}") from None
+            names = " ".join(deb.package for deb in debs)
+            raise AptError(f"apt-get download {names}: {exc}") from None
         finally:
             done.set()
             if watcher is not None:
                 watcher.join()
-        if _size(path) != deb.size:
-            raise AptError(f"{path}: apt left {_size(path)} bytes where {deb.size} were expected")
-        return path
+        for path, deb in zip(paths, debs, strict=True):
+            if _size(path) != deb.size:
+                raise AptError(
+                    f"{path}: apt left {_size(path)} bytes where {deb.size} were expected"
+                )
+        return paths
 
     @staticmethod
     def _sandbox() -> tuple[str, ...]:
@@ -159,10 +165,26 @@ def _size(path: str) -> int:
         return 0
 
 
-def _watch_size(path: str, deb: DebFile, progress: DownloadProgress, done: threading.Event) -> None:
-    while not done.wait(0.5):
-        progress(deb.package, _size(path), deb.size)
-    progress(deb.package, _size(path), deb.size)
+def _watch_sizes(
+    paths: Sequence[str],
+    debs: Sequence[DebFile],
+    progress: DownloadProgress,
+    done: threading.Event,
+) -> None:
+    """Report each package's bytes while it grows (apt fetches them one
+    after another, into their final names), and each one complete once."""
+    reported: set[str] = set()
+    finished = False
+    while not finished:
+        finished = done.wait(0.5)
+        for path, deb in zip(paths, debs, strict=True):
+            if deb.package in reported:
+                continue
+            size = _size(path)
+            if size or finished:
+                progress(deb.package, size, deb.size)
+            if size >= deb.size:
+                reported.add(deb.package)
 
 
 __all__ = ["Apt", "AptError", "DebFile", "DownloadProgress"]

@@ -266,14 +266,11 @@ def _complete(root: str, wanted: Offer) -> bool:
 
 def _download_all(wanted: Offer, apt: Apt, work: str, report: Progress) -> list[str]:
     directory = os.path.join(work, "debs")
-    os.makedirs(directory)
-    paths = []
-    for deb in wanted.packages:
-        try:
-            paths.append(apt.download(deb, directory, report.download))
-        except AptError as exc:
-            raise FetchError(str(exc)) from None
-    return paths
+    os.makedirs(directory, exist_ok=True)
+    try:
+        return apt.download(wanted.packages, directory, report.download)
+    except AptError as exc:
+        raise FetchError(str(exc)) from None
 
 
 def _unpack(debs: Sequence[str], tree: str, report: Progress) -> None:

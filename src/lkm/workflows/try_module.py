@@ -75,6 +75,23 @@ _INCIDENT_END = re.compile(r"^---\[ end trace ")
 # After an oops's end marker x86 prints the registers once more.
 _REGISTERS_AGAIN = re.compile(r"^(RIP|Code|RSP|RAX|RDX|RBP|R10|R13|FS|CS|CR2|PKRU): ")
 
+# Kernel log lines that point at a mistake in the module, and what to do
+# about it in plain words: one table (pattern -> explanation, formatted with
+# the pattern's named groups); each line found becomes a problem of the try.
+_LOG_EXPLANATIONS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # do_init_module() (kernel/module/main.c) loads the module anyway, after
+    # this warning and a stack dump: a positive value is neither 0 nor -E.
+    (
+        re.compile(
+            r"'(?P<module>[^']+)'->init suspiciously returned (?P<value>\d+), "
+            r"it should follow 0/-E convention"
+        ),
+        "{module}: its init function returned {value}; return 0 when it succeeds and a "
+        "negative error code (-ENOMEM, -ENODEV, ...) when it fails (the kernel loaded it "
+        "anyway and dumped the stack)",
+    ),
+)
+
 GUEST_TIMEOUT = 900.0
 
 
@@ -243,6 +260,17 @@ def find_incidents(records: Iterable[tuple[str, str]]) -> list[Incident]:
     return incidents
 
 
+def explain_log(lines: Iterable[str]) -> list[str]:
+    """One line for each kernel log line that points at a mistake in the module."""
+    found = []
+    for text in lines:
+        for pattern, explanation in _LOG_EXPLANATIONS:
+            match = pattern.search(text)
+            if match:
+                found.append(explanation.format(**match.groupdict()))
+    return found
+
+
 def explain_load_failure(call: Call) -> str:
     """Why loading a module failed, in one line."""
     if call.signal is not None:
@@ -266,6 +294,7 @@ class TryReport:
         self.modules: list[tuple[str, str]] = []
         self.seconds: dict[str, float] = {}  # phase -> wall time
         self.problems: list[str] = []  # each a line saying what went wrong
+        self.notes: list[str] = []  # the build's warnings a module may not survive
         self.guest: GuestReport | None = None
         self.incidents: list[Incident] = []
         self.console_tail = ""  # when the VM itself failed
@@ -295,6 +324,7 @@ class TryReport:
         if self.console_tail:
             out.append("console (last lines):")
             out += [f"  {line}" for line in self.console_tail.splitlines()]
+        out += [f"note: {note}" for note in self.notes]
         out += [f"problem: {problem}" for problem in self.problems]
         timing = ", ".join(f"{phase} {secs:.1f} s" for phase, secs in self.seconds.items())
         out.append(f"{'ok' if self.ok else 'FAILED'} ({timing})")
@@ -337,6 +367,7 @@ def _review(report: TryReport, guest: GuestReport) -> None:
         if call.failed:
             why = os.strerror(call.errno) if call.errno else f"killed (signal {call.signal})"
             report.problems.append(f"unload failed: {call.module}: {why}")
+    report.problems += explain_log(record.text for record in guest.log)
     report.incidents = find_incidents((record.phase, record.text) for record in guest.log)
     for incident in report.incidents:
         report.problems.append(f"the kernel logged '{incident.title}' during {incident.phase}")
@@ -398,6 +429,7 @@ def try_module(
     started = time.monotonic()
     built = build(directory, headers.path, jobs, output)
     report.seconds["build"] = time.monotonic() - started
+    report.notes = list(built.notes)
     if not built.modules:
         raise TryError(f"{directory}: the build made no .ko file")
     report.modules, kernel_dependencies = load_order(list(built.modules))
@@ -405,8 +437,11 @@ def try_module(
     output(f"== boot {boot.release} and try {names}")
     started = time.monotonic()
     try:
+        from lkm.workflows.kernel_store import indexed_module_tree
+
+        moddir = indexed_module_tree(boot.modules, boot.release)
         with VmSession(
-            boot.image, boot.modules, boot.release, console=console, panic_on_oops=False
+            boot.image, moddir, boot.release, console=console, panic_on_oops=False
         ) as vm:
             vm.run("true", timeout)
             report.seconds["boot"] = time.monotonic() - started
