@@ -43,7 +43,7 @@ from lkm.model.kernels import (
 from lkm.records import Record
 from lkm.system.apt import Apt, AptError, DebFile
 from lkm.system.paths import DEPMOD, INDEXED, KERNELS, cache_dir
-from lkm.system.run import CommandError, run
+from lkm.system.run import start
 
 APT_STATE = "apt"  # the cache's own apt lists, for other architectures
 VM_TREES = "vm-trees"  # indexed views of module trees that came without indexes
@@ -274,13 +274,18 @@ def _download_all(wanted: Offer, apt: Apt, work: str, report: Progress) -> list[
 
 
 def _unpack(debs: Sequence[str], tree: str, report: Progress) -> None:
+    """``dpkg-deb -x`` of every package into ``tree``, all at once: the
+    packages hold disjoint files (dpkg refuses packages that overlap), and
+    each extraction is a decompressor and tar that wait on each other."""
     report.step(f"unpacking {len(debs)} packages")
     os.makedirs(tree)
-    for deb in debs:
-        try:
-            run(["dpkg-deb", "-x", deb, tree])
-        except CommandError as exc:
-            raise FetchError(f"{deb}: cannot unpack: {exc}") from None
+    from contextlib import ExitStack
+
+    with ExitStack() as running:
+        processes = [running.enter_context(start(["dpkg-deb", "-x", deb, tree])) for deb in debs]
+        for deb, process in zip(debs, processes, strict=True):
+            if process.wait() != 0:
+                raise FetchError(f"{deb}: cannot unpack: {process.failure()}")
 
 
 def repair_headers(tree: str, release: str, final: str | None = None) -> None:
