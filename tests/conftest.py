@@ -23,6 +23,24 @@ from lkm.testing.debian_kernels import KernelFixture, load_manifest
 from lkm.testing.guest import Guest
 from lkm.vm.qemu import VmSession
 
+# The index files depmod writes that every kmod version writes alike: the
+# text ones, and the binary ones (compared byte for byte in a layout, or
+# key by key across layouts).
+INDEX_TEXT_FILES = (
+    "modules.dep",
+    "modules.alias",
+    "modules.softdep",
+    "modules.symbols",
+    "modules.devname",
+)
+INDEX_BINARY_FILES = (
+    "modules.dep.bin",
+    "modules.alias.bin",
+    "modules.symbols.bin",
+    "modules.builtin.bin",
+    "modules.builtin.alias.bin",
+)
+
 
 class Result(Record):
     stdout: bytes

@@ -10,7 +10,7 @@ import pytest
 
 from lkm.cli import main
 
-TOOLS = ("new", "build", "sign", "keygen", "try", "kernel", "prepare")
+TOOLS = ("new", "build", "sign", "keygen", "try", "kernel", "prepare", "install", "uninstall")
 
 
 @pytest.mark.parametrize("tool", TOOLS)

@@ -14,19 +14,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import command, kmod, lkm
+from conftest import INDEX_BINARY_FILES, INDEX_TEXT_FILES, command, kmod, lkm
 
 from lkm.formats.kmod_index import KmodIndex
 from lkm.testing.debian_kernels import KernelFixture
 
-TEXT = ("modules.dep", "modules.alias", "modules.softdep", "modules.symbols", "modules.devname")
-BINARY = (
-    "modules.dep.bin",
-    "modules.alias.bin",
-    "modules.symbols.bin",
-    "modules.builtin.bin",
-    "modules.builtin.alias.bin",
-)
+TEXT, BINARY = INDEX_TEXT_FILES, INDEX_BINARY_FILES
 LABELS = ["6.1", "6.12", "6.1-s390x", "6.1-armhf"]
 
 

@@ -162,9 +162,11 @@ def _existing(path: str) -> str | None:
 
 
 def _headers_under(root: str, release: str) -> str | None:
+    # Debian's own place first: the build link names it on an installed
+    # system, and a path without links is what make's messages then show.
     for candidate in (
-        f"{root}/lib/modules/{release}/build",
         f"{root}/usr/src/linux-headers-{release}",
+        f"{root}/lib/modules/{release}/build",
     ):
         if is_headers_tree(candidate):
             return candidate

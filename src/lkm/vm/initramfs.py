@@ -60,7 +60,10 @@ def init_script(module_names: list[str], kernel: str, moddir: str, share: str = 
     changes kept in memory; host files everywhere stay visible, /tmp
     included) in which /lib/modules holds only the booted kernel's module
     tree (the host's own trees, if any, are hidden under a tmpfs: what the
-    guest sees does not depend on what the host has installed). The host
+    guest sees does not depend on what the host has installed). That tree
+    is a bind of the host's, under an overlay of its own whose writes are
+    kept in memory too, so that a step can install modules and index the
+    tree (``lkm install``, ``depmod``) without reaching the host. The host
     hands over step N as ``/scratch/step-N.cmd`` (a shell script, created
     by rename so it is never seen half-written); the guest
     leaves its stdout and stderr beside it and writes ``step-N.status``
@@ -84,8 +87,11 @@ mount -t overlay overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work /
 for d in proc sys dev; do mkdir -p /root/$d; mount --bind /$d /root/$d; done
 mkdir -p /root/lib/modules /root/scratch
 mount -t tmpfs -o mode=0755 tmpfs /root/lib/modules
-mkdir -p /root/lib/modules/{kernel}
+mkdir -p /root/lib/modules/{kernel} /rw/modules/upper /rw/modules/work
 mount --bind /host{moddir} /root/lib/modules/{kernel}
+mount -t overlay overlay \\
+    -o lowerdir=/root/lib/modules/{kernel},upperdir=/rw/modules/upper,workdir=/rw/modules/work \\
+    /root/lib/modules/{kernel} || echo LKM-VM: the module tree stays read-only
 mount --bind /scratch /root/scratch
 dmesg -n 8
 n=0
