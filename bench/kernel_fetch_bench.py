@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -58,26 +59,41 @@ def _by_hand(packages: list[str], release: str, scratch: Path) -> tuple[float, i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("series", nargs="?", default=None, help="default: Debian's default kernel")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     args = parser.parse_args()
     wanted = offer(args.series)
     packages = [deb.package for deb in wanted.packages]
     print(f"kernel fetch {args.series or 'default'}: {wanted.release}, {len(packages)} packages")
-    scratch = Path(tempfile.mkdtemp(prefix="lkm-fetch-bench-"))
-    try:
-        (scratch / "lkm").mkdir()
-        (scratch / "hand").mkdir()
-        lkm_seconds = _lkm(args.series or wanted.release, scratch / "lkm")
-        hand_seconds, hand_bytes = _by_hand(packages, wanted.release, scratch / "hand")
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    lkm_times: list[float] = []
+    hand_times: list[float] = []
+    hand_bytes = 0
+    for round_number in range(args.rounds):
+        scratch = Path(tempfile.mkdtemp(prefix="lkm-fetch-bench-"))
+        try:
+            (scratch / "lkm").mkdir()
+            (scratch / "hand").mkdir()
+            # Alternate who goes first: the machine's speed drifts.
+            if round_number % 2:
+                hand_seconds, hand_bytes = _by_hand(packages, wanted.release, scratch / "hand")
+                lkm_times.append(_lkm(args.series or wanted.release, scratch / "lkm"))
+            else:
+                lkm_times.append(_lkm(args.series or wanted.release, scratch / "lkm"))
+                hand_seconds, hand_bytes = _by_hand(packages, wanted.release, scratch / "hand")
+            hand_times.append(hand_seconds)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     lkm_bytes = wanted.size  # what apt announced and lkm checked it received
-    print(f"  {'':40} {'wall s':>8} {'MB downloaded':>14}")
-    print(f"  {'lkm kernel fetch':40} {lkm_seconds:8.1f} {lkm_bytes / 1e6:14.1f}")
     label = "apt-get download + dpkg-deb -x + depmod"
-    print(f"  {label:40} {hand_seconds:8.1f} {hand_bytes / 1e6:14.1f}")
+    print(f"  {'':40} {'best s':>8} {'median s':>9} {'MB downloaded':>14}")
+    for name, times, size in (
+        ("lkm kernel fetch", lkm_times, lkm_bytes),
+        (label, hand_times, hand_bytes),
+    ):
+        print(f"  {name:40} {min(times):8.1f} {statistics.median(times):9.1f} {size / 1e6:14.1f}")
+    ratios = [lkm / hand for lkm, hand in zip(lkm_times, hand_times, strict=True)]
     print(
-        f"  ratio lkm / by hand: time {lkm_seconds / hand_seconds:.2f}, "
-        f"bytes {lkm_bytes / hand_bytes:.2f}"
+        f"  ratio lkm / by hand: best {min(lkm_times) / min(hand_times):.2f}, "
+        f"median of rounds {statistics.median(ratios):.2f}, bytes {lkm_bytes / hand_bytes:.2f}"
     )
 
 
