@@ -22,6 +22,7 @@ import shlex
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 
 from lkm.errors import LkmError
 from lkm.records import Record
@@ -107,9 +108,14 @@ def qemu_command(
     accel: str = "tcg",
     virtiofs_socket: str | None = None,
     panic_on_oops: bool = True,
+    append: str = "",
+    extra: Sequence[str] = (),
 ) -> list[str]:
     """The QEMU command line (what ``--dry-run`` prints); the host's root
-    over 9p, or over virtiofs through ``virtiofs_socket``."""
+    over 9p, or over virtiofs through ``virtiofs_socket``. ``append``: more
+    of the kernel command line; ``extra``: more QEMU arguments (devices, a
+    gdb stub, a monitor), last."""
+    cmdline = KERNEL_CMDLINE if panic_on_oops else KERNEL_CMDLINE_SURVIVE_OOPS
     cpu = ["-cpu", "host"] if accel == "kvm" else ["-cpu", "max"]
     if virtiofs_socket is None:
         host = ["-virtfs", f"local,path=/,mount_tag={HOST_TAG},{_SHARE},readonly=on"]
@@ -123,9 +129,10 @@ def qemu_command(
         "-serial", f"file:{console}",
         "-kernel", kernel_image,
         "-initrd", initrd,
-        "-append", KERNEL_CMDLINE if panic_on_oops else KERNEL_CMDLINE_SURVIVE_OOPS,
+        "-append", f"{cmdline} {append}".strip(),
         *host,
         "-virtfs", f"local,path={scratch},mount_tag={SCRATCH_TAG},{_SHARE}",
+        *extra,
     ]  # fmt: skip
 
 
@@ -146,13 +153,16 @@ class VmSession:
         console: str | None = None,
         share: str = "9p",
         panic_on_oops: bool = True,
+        append: str = "",
+        extra: Sequence[str] = (),
     ) -> None:
         """``console``: where the kernel console log goes (kept after the
         run); by default a file removed with the session. ``share``: how
         the guest sees the host's root, ``9p`` or ``virtiofs``.
         ``panic_on_oops``: an oops stops the guest (tests want that); off,
         the kernel kills the task that oopsed and goes on, so its log and
-        taint can still be read (``lkm try`` reports them)."""
+        taint can still be read (``lkm try`` reports them). ``append`` and
+        ``extra``: see :func:`qemu_command`."""
         if shutil.which("qemu-system-x86_64") is None:
             raise VmError(
                 "qemu-system-x86_64 not found: install the Debian package qemu-system-x86"
@@ -186,6 +196,8 @@ class VmSession:
                 self.accel,
                 socket,
                 panic_on_oops,
+                append,
+                extra,
             )
             self._proc = start(cmd, stdin=NULL, stdout=NULL, stderr=PIPE)
         except BaseException:
