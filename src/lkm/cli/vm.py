@@ -7,7 +7,11 @@ status, printing its stdout and stderr. The kernel: a path to a
 or series (``6.1``, ``6.12``) of an installed or cached kernel — a Debian
 series or release not here yet is fetched into lkm's cache first
 (``--no-fetch`` refuses); by default the host's running kernel when its
-image and modules are installed, else the newest cached kernel.
+image and modules are installed, else the newest cached kernel. The guest
+kernel's own module requests (a filesystem, a network family, a link
+type) run the host root's ``/sbin/modprobe`` in the guest's root, as on a
+real system; ``--modprobe PATH`` names another program (lkm's ``modprobe``
+through a link, say).
 """
 
 from __future__ import annotations
@@ -24,11 +28,22 @@ if TYPE_CHECKING:
 
 USAGE = (
     "usage: lkm vm run [--kernel IMAGE|VERSION] [--memory SIZE] [--timeout SECONDS]"
-    " [--console LOGFILE] [--share 9p|virtiofs] [--no-fetch] [--dry-run] -- CMD...\n"
+    " [--console LOGFILE] [--share 9p|virtiofs] [--modprobe PATH] [--no-fetch] [--dry-run]"
+    " -- CMD...\n"
 )
 
 
-LONGOPTS = ("kernel=", "memory=", "timeout=", "console=", "share=", "dry-run", "no-fetch", "help")
+LONGOPTS = (
+    "kernel=",
+    "memory=",
+    "timeout=",
+    "console=",
+    "share=",
+    "modprobe=",
+    "dry-run",
+    "no-fetch",
+    "help",
+)
 
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "vm") -> int:
@@ -42,6 +57,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "vm") -> int
         return 2
     options = dict(opts)
     command = rest[1:]
+    from lkm.vm.initramfs import DEFAULT_MODPROBE
     from lkm.vm.kernel_image import bootable_image
     from lkm.vm.qemu import VmError, kvm_usable, qemu_command
     from lkm.vm.qemu import run as run_vm
@@ -72,6 +88,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "vm") -> int
             memory=options.get("--memory", "1G"),
             console=os.path.abspath(options["--console"]) if "--console" in options else None,
             share=options.get("--share", "9p"),
+            modprobe=options.get("--modprobe", DEFAULT_MODPROBE),
         )
     except (VmError, LkmError, ValueError) as exc:
         err.write(f"lkm vm: {exc}\n".encode("utf-8", "surrogateescape"))

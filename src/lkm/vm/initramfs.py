@@ -30,6 +30,25 @@ HOST_MOUNTS = {
 }
 
 
+# Where the kernel's module requests go in the guest (/proc/sys/kernel/modprobe).
+MODULE_HELPER = "/sbin/lkm-module-helper"
+DEFAULT_MODPROBE = "/sbin/modprobe"
+
+
+def module_helper_script(modprobe: str = DEFAULT_MODPROBE) -> str:
+    """The program the guest kernel runs for a module it needs
+    (``request_module``: ``-q -- ALIAS``). The kernel runs it in PID 1's
+    root — this initramfs, which has no module tree — as root, with a
+    minimal environment and file descriptors 0–2 closed; so it runs
+    ``modprobe`` (the host root's, kmod's or lkm's) in the overlay root the
+    commands see, as a real system's would run, after saying in the kernel
+    log what was asked."""
+    return f"""#!/bin/busybox sh
+echo "lkm-vm: module request: {modprobe} $*" >/dev/kmsg
+exec /bin/busybox chroot /root {modprobe} "$@"
+"""
+
+
 class InitramfsError(LkmError):
     """What the VM needs is missing; the message says what."""
 
@@ -93,6 +112,7 @@ mount -t overlay overlay \\
     -o lowerdir=/root/lib/modules/{kernel},upperdir=/rw/modules/upper,workdir=/rw/modules/work \\
     /root/lib/modules/{kernel} || echo LKM-VM: the module tree stays read-only
 mount --bind /scratch /root/scratch
+echo {MODULE_HELPER} >/proc/sys/kernel/modprobe
 dmesg -n 8
 n=0
 while [ ! -e /scratch/quit ]; do
@@ -111,9 +131,14 @@ poweroff -f
 """
 
 
-def build_initramfs(moddir: str, kernel: str, share: str = "9p") -> bytes:
-    """The cpio archive the VM boots with."""
-    members = [Member.directory(d) for d in ("bin", "dev", "proc", "sys", "modules")]
+def build_initramfs(
+    moddir: str, kernel: str, share: str = "9p", modprobe: str = DEFAULT_MODPROBE
+) -> bytes:
+    """The cpio archive the VM boots with; ``modprobe``: the program (a
+    path in the host's root) that serves the kernel's module requests."""
+    members = [Member.directory(d) for d in ("bin", "sbin", "dev", "proc", "sys", "modules")]
+    helper = module_helper_script(modprobe).encode("utf-8", "surrogateescape")
+    members.append(Member.file(MODULE_HELPER.lstrip("/"), helper, 0o755))
     members.append(Member.file("bin/busybox", read_file(find_busybox(), BINARY), 0o755))
     names = []
     for path in boot_module_files(moddir, share):

@@ -29,7 +29,7 @@ from lkm.records import Record
 from lkm.system.paths import KVM_PROBE, cache_path, make_cache_dir
 from lkm.system.run import NULL, PIPE, Process, start
 from lkm.vm import virtiofs
-from lkm.vm.initramfs import HOST_TAG, SCRATCH_TAG, build_initramfs
+from lkm.vm.initramfs import DEFAULT_MODPROBE, HOST_TAG, SCRATCH_TAG, build_initramfs
 from lkm.vm.kernel_image import bootable_image
 
 CONSOLE_TAIL = 40
@@ -155,6 +155,7 @@ class VmSession:
         panic_on_oops: bool = True,
         append: str = "",
         extra: Sequence[str] = (),
+        modprobe: str = DEFAULT_MODPROBE,
     ) -> None:
         """``console``: where the kernel console log goes (kept after the
         run); by default a file removed with the session. ``share``: how
@@ -162,7 +163,8 @@ class VmSession:
         ``panic_on_oops``: an oops stops the guest (tests want that); off,
         the kernel kills the task that oopsed and goes on, so its log and
         taint can still be read (``lkm try`` reports them). ``append`` and
-        ``extra``: see :func:`qemu_command`."""
+        ``extra``: see :func:`qemu_command`. ``modprobe``: the program in
+        the host's root that serves the guest kernel's module requests."""
         if shutil.which("qemu-system-x86_64") is None:
             raise VmError(
                 "qemu-system-x86_64 not found: install the Debian package qemu-system-x86"
@@ -180,7 +182,7 @@ class VmSession:
             os.mkdir(self.scratch)
             initrd = os.path.join(self._work, "initrd.cpio")
             with open(initrd, "wb") as f:
-                f.write(build_initramfs(moddir, kernel, share))
+                f.write(build_initramfs(moddir, kernel, share, modprobe))
             image = bootable_image(kernel_image)
             self.accel = accel or ("kvm" if kvm_usable(image) else "tcg")
             socket = None
@@ -291,9 +293,12 @@ def run(
     accel: str | None = None,
     console: str | None = None,
     share: str = "9p",
+    modprobe: str = DEFAULT_MODPROBE,
 ) -> VmResult:
     """Boot ``kernel_image`` (modules in ``moddir``), run ``command``, power off."""
-    with VmSession(kernel_image, moddir, kernel, memory, accel, console, share) as vm:
+    with VmSession(
+        kernel_image, moddir, kernel, memory, accel, console, share, modprobe=modprobe
+    ) as vm:
         step = vm.run(command, timeout)
         console = vm.console
     return VmResult(step.status, step.stdout, step.stderr, console)
