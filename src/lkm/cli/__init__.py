@@ -39,12 +39,15 @@ TOOLS: dict[str, str] = {
     "prepare": "lkm.cli.prepare",
     "install": "lkm.cli.install",
     "uninstall": "lkm.cli.uninstall",
+    "dkms": "lkm.cli.dkms",
 }
 # kmod's tools that lkm will provide; until then they say so plainly.
 PLANNED: tuple[str, ...] = ()
 # Names lkm answers to when invoked through a link: kmod's tools only (a
 # link named dmesg would shadow util-linux's).
-MULTICALL = frozenset(("modinfo", "depmod", "insmod", "rmmod", "lsmod", "modprobe", *PLANNED))
+MULTICALL = frozenset(
+    ("modinfo", "depmod", "insmod", "rmmod", "lsmod", "modprobe", "dkms", *PLANNED)
+)
 
 
 if TYPE_CHECKING:
@@ -77,6 +80,7 @@ Commands:
   prepare     make this machine able to build modules for a kernel (what m-a prepare did)
   install     place built modules in a kernel's module tree and index it
   uninstall   remove installed out-of-tree modules and index the tree again
+  dkms        DKMS's commands over DKMS's dkms.conf files and state tree
 
 Invoked through a link named modinfo (or any kmod tool name), lkm behaves
 as that tool. Run 'lkm COMMAND --help' for a command's options.

@@ -1,0 +1,307 @@
+"""``lkm dkms ACTION [options]``: DKMS's command line over DKMS's own state
+tree and dkms.conf files (Debian's dkms 3.0.10 is the reference).
+
+Actions: add, build, install, uninstall, unbuild, remove, status.
+Options as dkms takes them (``-x V``, ``-x=V`` and ``--long=V``):
+``-m NAME[/VERSION]``, ``-v VERSION``, ``NAME/VERSION``, ``-k KVER[/ARCH]``
+(repeatable), ``-a ARCH``, ``--all``, ``--force``, ``-j N``,
+``--dkmstree DIR``, ``--sourcetree DIR``, ``--installtree DIR``,
+``--kernelsourcedir DIR``, ``--config FILE``, ``-c DKMS.CONF``,
+``--no-depmod``, ``-q``; ``status --json`` is lkm's. Every failure is one
+line naming the package, the kernel, the cause and the log, with dkms's
+exit status (77: BUILD_EXCLUSIVE not met: skipped). Run as ``dkms``
+through a link, lkm behaves as ``lkm dkms``.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
+    from lkm.workflows.dkms.tree import Settings, Target, Tree
+
+ACTIONS = ("add", "build", "install", "uninstall", "unbuild", "remove", "status")
+# Options taking a value: dkms's name -> the key it fills.
+_VALUED = {
+    "-m": "module",
+    "--module": "module",
+    "-v": "version",
+    "-k": "kernel",
+    "--kernelver": "kernel",
+    "-a": "arch",
+    "--arch": "arch",
+    "-j": "jobs",
+    "-c": "conf",
+    "--dkmstree": "dkms_tree",
+    "--sourcetree": "source_tree",
+    "--installtree": "install_tree",
+    "--kernelsourcedir": "kernel_source_dir",
+    "--config": "kernel_config",
+}
+_FLAGS = {
+    "--all": "all",
+    "--force": "force",
+    "--no-depmod": "no_depmod",
+    "--json": "json",
+    "-q": "quiet",
+    "--quiet": "quiet",
+    "--verbose": "verbose",
+}
+
+
+class UsageError(Exception):
+    pass
+
+
+class Command:
+    """The parsed command line."""
+
+    def __init__(self) -> None:
+        self.action = ""
+        self.module = ""
+        self.version = ""
+        self.kernels: list[str] = []
+        self.arches: list[str] = []
+        self.values: dict[str, str] = {}
+        self.flags: set[str] = set()
+        self.help = False
+
+
+def parse(args: list[str]) -> Command:
+    """dkms's argument rules: the action and NAME/VERSION anywhere,
+    ``-x V`` or ``-x=V``; ``-k KVER/ARCH`` gives both."""
+    command = Command()
+    at = 0
+    while at < len(args):
+        arg = args[at]
+        name, equals, inline = arg.partition("=")
+        if arg in ("-h", "--help"):
+            command.help = True
+        elif name in _VALUED:
+            if equals:
+                value = inline
+            else:
+                at += 1
+                if at >= len(args):
+                    raise UsageError(f"option {arg} needs a value")
+                value = args[at]
+            _take(command, _VALUED[name], value)
+        elif arg in _FLAGS:
+            command.flags.add(_FLAGS[arg])
+        elif arg.startswith("-"):
+            raise UsageError(f"Unknown option: {arg}")
+        elif arg in ACTIONS:
+            if command.action:
+                raise UsageError("Cannot specify more than one action.")
+            command.action = arg
+        elif not command.module:
+            _take(command, "module", arg)
+        else:
+            raise UsageError(f"I do not know how to handle {arg}.")
+        at += 1
+    return command
+
+
+def _take(command: Command, key: str, value: str) -> None:
+    if key == "module":
+        name, slash, version = value.partition("/")
+        command.module = name
+        if slash:
+            command.version = version
+    elif key == "version":
+        command.version = value
+    elif key == "kernel":
+        kernel, slash, arch = value.partition("/")
+        command.kernels.append(kernel)
+        if slash:
+            command.arches.append(arch)
+    elif key == "arch":
+        command.arches.append(value)
+    else:
+        command.values[key] = value
+
+
+def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "dkms") -> int:
+    from lkm.errors import one_line
+
+    prog = "dkms" if argv0.rsplit("/", 1)[-1] == "dkms" else "lkm dkms"
+
+    def fail(message: str) -> None:
+        out.flush()
+        err.write(f"{prog}: {one_line(message)}\n".encode("utf-8", "surrogateescape"))
+        err.flush()
+
+    try:
+        command = parse(args)
+    except UsageError as exc:
+        fail(str(exc))
+        return 2
+    if command.help or not command.action:
+        (out if command.help else err).write((__doc__ or "").encode())
+        return 0 if command.help else 2
+    return _run(command, out, err, fail)
+
+
+def _run(command: Command, out: BinaryIO, err: BinaryIO, fail: object) -> int:
+    from lkm.workflows.dkms.conf import ConfError
+    from lkm.workflows.dkms.tree import DkmsError, Tree, load_settings
+
+    assert callable(fail)
+    quiet = "quiet" in command.flags
+
+    def say(line: str) -> None:
+        if not quiet:
+            out.write(f"{line}\n".encode("utf-8", "surrogateescape"))
+            out.flush()
+
+    try:
+        settings = _settings(command, load_settings)
+        tree = Tree(settings)
+        if command.action == "status":
+            return _status(tree, command, out)
+        return _act(tree, command, say, err, fail)
+    except (DkmsError, ConfError) as exc:
+        fail(str(exc))
+        return exc.status if isinstance(exc, DkmsError) else 8
+
+
+def _settings(command: Command, load: object) -> Settings:
+    assert callable(load)
+    values = command.values
+    jobs = values.get("jobs")
+    return load(  # type: ignore[no-any-return]
+        dkms_tree=values.get("dkms_tree"),
+        source_tree=values.get("source_tree"),
+        install_tree=values.get("install_tree"),
+        kernel_source_dir=values.get("kernel_source_dir"),
+        kernel_config=values.get("kernel_config"),
+        conf=values.get("conf"),
+        jobs=jobs,
+        force="force" in command.flags,
+        no_depmod="no_depmod" in command.flags,
+    )
+
+
+def _status(tree: Tree, command: Command, out: BinaryIO) -> int:
+    from lkm.workflows.dkms.status import status
+
+    kernels: list[str | None] = list(command.kernels) or [None]
+    arches = _arches_for(command, len(kernels), default=None)
+    entries = []
+    for kernel, arch in zip(kernels, arches, strict=True):
+        entries.extend(status(tree, command.module, command.version, kernel, arch))
+    if "json" in command.flags:
+        import json
+
+        text = json.dumps([e.as_json() for e in entries], indent=2) + "\n"
+        out.write(text.encode("utf-8", "surrogateescape"))
+    else:
+        for entry in entries:
+            out.write(f"{entry.line()}\n".encode("utf-8", "surrogateescape"))
+    return 0
+
+
+def _arches_for(command: Command, count: int, default: str | None) -> list[str | None]:
+    arches: list[str | None] = list(command.arches) or [default]
+    if len(arches) == 1 and count > 1:
+        arches = arches * count
+    if len(arches) != count:
+        raise _usage("give one arch per kernel (-k KVER/ARCH), or one for all")
+    return arches
+
+
+def _usage(message: str) -> Exception:
+    from lkm.workflows.dkms.tree import DkmsError
+
+    return DkmsError(message, 1)
+
+
+def _targets(tree: Tree, command: Command) -> list[Target]:
+    """The kernels to act on, as dkms's setup_kernels_arches picks them."""
+    import os
+
+    from lkm.workflows.dkms.tree import Target
+
+    if "all" in command.flags:
+        if command.kernels or command.arches:
+            raise _usage("You cannot specify a kernel version or arch and also --all")
+        return tree.builds(command.module, command.version)
+    kernels = list(command.kernels) or [os.uname().release]
+    arches = _arches_for(command, len(kernels), os.uname().machine)
+    return [
+        Target(command.module, command.version, k, a or os.uname().machine)
+        for k, a in zip(kernels, arches, strict=True)
+    ]
+
+
+def _act(tree: Tree, command: Command, say: object, err: BinaryIO, fail: object) -> int:
+    from lkm.cli.install import depmod_reporter
+    from lkm.workflows.dkms import build as building
+    from lkm.workflows.dkms import install as installing
+    from lkm.workflows.dkms.tree import DkmsError
+
+    assert callable(say) and callable(fail)
+    if not command.module or not command.version:
+        raise _usage(
+            "Arguments <module> and <module-version> are not specified: "
+            f"dkms {command.action} NAME/VERSION (or -m NAME -v VERSION)"
+        )
+    action = command.action
+    if action in ("add", "build", "install") and "all" in command.flags:
+        raise DkmsError(f"The action {action} does not support the --all parameter.", 5)
+    if action in ("remove", "uninstall", "unbuild") and not tree.is_added(
+        command.module, command.version
+    ):
+        raise DkmsError(f"{command.module}/{command.version}: not in the DKMS tree {tree.root}", 3)
+    targets = _targets(tree, command)
+    report = depmod_reporter(err)
+    if action == "add":
+        t = targets[0]
+        building.add(tree, t.module, t.version, t.kernel, t.arch, say)
+        return 0
+    if action == "remove":
+        installing.remove(tree, command.module, command.version, targets, say, report)
+        return 0
+    first_failure = 0
+    for t in targets:
+        try:
+            _one(tree, t, action, say, report)
+        except DkmsError as exc:
+            fail(str(exc))
+            first_failure = first_failure or exc.status
+    return first_failure
+
+
+def _one(tree: Tree, t: Target, action: str, say: object, report: object) -> None:
+    from lkm.workflows.dkms import build as building
+    from lkm.workflows.dkms import install as installing
+
+    assert callable(say) and callable(report)
+    force = tree.settings.force
+    if action == "build":
+        if tree.is_added(t.module, t.version) and tree.is_built(t):
+            if not force:
+                say(
+                    f"Module {t.module}/{t.version} already built for kernel {t.kernel} "
+                    f"({t.arch}), skip."
+                )
+                return
+            installing.uninstall(tree, t, say, report)
+            installing.unbuild(tree, t, say)
+        building.build(tree, t, say)
+    elif action == "install":
+        if tree.is_added(t.module, t.version) and tree.is_installed(t):
+            if not force:
+                say(
+                    f"Module {t.module}/{t.version} already installed on kernel {t.kernel} "
+                    f"({t.arch}), skip."
+                )
+                return
+            installing.uninstall(tree, t, say, report)
+        installing.install(tree, t, say, report)
+    elif action == "uninstall":
+        installing.uninstall(tree, t, say, report)
+    elif action == "unbuild":
+        installing.uninstall(tree, t, say, report)
+        installing.unbuild(tree, t, say)

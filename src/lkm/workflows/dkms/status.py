@@ -1,0 +1,138 @@
+"""``dkms status``: one line per package version and kernel, in dkms
+3.0.10's words and order, and the same facts as records for ``--json``.
+
+::
+
+    NAME/VERSION: added
+    NAME/VERSION, KVER, ARCH: built
+    NAME/VERSION, KVER, ARCH: installed (WARNING! Diff between built and installed module!)
+"""
+
+from __future__ import annotations
+
+import os
+
+from lkm.records import Record
+from lkm.workflows.dkms.tree import Target, Tree, module_file
+from lkm.workflows.dkms.versions import same_version
+
+
+class StatusEntry(Record):
+    """One status line's facts."""
+
+    module: str
+    version: str
+    state: str  # added, built, installed (skipped: BUILD_EXCLUSIVE not met)
+    kernel: str | None = None
+    arch: str | None = None
+    notes: tuple[str, ...] = ()  # dkms's parenthesised remarks
+    reason: str | None = None
+    log: str | None = None
+
+    def line(self) -> str:
+        """The line as dkms prints it."""
+        if self.kernel is None:
+            return f"{self.module}/{self.version}: {self.state}"
+        extra = "".join(f" ({note})" for note in self.notes)
+        return f"{self.module}/{self.version}, {self.kernel}, {self.arch}: {self.state}{extra}"
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "module": self.module,
+            "version": self.version,
+            "kernel": self.kernel,
+            "arch": self.arch,
+            "state": self.state,
+            "notes": list(self.notes),
+            "reason": self.reason,
+            "log": self.log,
+        }
+
+
+def status(
+    tree: Tree,
+    module: str | None = None,
+    version: str | None = None,
+    kernel: str | None = None,
+    arch: str | None = None,
+) -> list[StatusEntry]:
+    """What dkms status prints for these (shell-pattern) filters."""
+    entries = []
+    for m, v in tree.packages(module or None, version or None):
+        built = tree.builds(m, v, kernel or None, arch or None)
+        if not built:
+            entries.append(StatusEntry(m, v, "added"))
+            continue
+        for t in built:
+            installed = tree.link_is_to(t)
+            state = "installed" if installed else "built"
+            log = tree.make_log(t)
+            entries.append(
+                StatusEntry(
+                    m,
+                    v,
+                    state,
+                    t.kernel,
+                    t.arch,
+                    notes(tree, t, installed),
+                    log=log if os.path.exists(log) else None,
+                )
+            )
+    return entries
+
+
+def notes(tree: Tree, t: Target, installed: bool) -> tuple[str, ...]:
+    """dkms's remarks after the state (module_status_built_extra)."""
+    found = []
+    if os.path.isdir(f"{tree.root}/{t.module}/original_module/{t.kernel}/{t.arch}"):
+        found.append("original_module exists")
+    conf = tree.conf(t)
+    for index, mod in enumerate(conf.modules):
+        built = tree.built_file(t, mod.dest_name)
+        if built is None:
+            found.append("WARNING! Missing some built modules!")
+        elif installed:
+            placed = installed_file(tree, t, index)
+            if placed is None or not _same_bytes(built, placed):
+                found.append("WARNING! Diff between built and installed module!")
+    return tuple(found)
+
+
+def installed_file(tree: Tree, t: Target, index: int) -> str | None:
+    """Where module ``index`` of the package is installed for the kernel:
+    dkms's install location, or DEST_MODULE_LOCATION as written, whichever
+    holds a file of the same version as the built one
+    (find_actual_dest_module_location)."""
+    location = installed_location(tree, t, index)
+    if location is None:
+        return None
+    mod = tree.conf(t).modules[index]
+    directory = f"{tree.settings.install_tree}/{t.kernel}{location}"
+    return module_file(directory, mod.dest_name, tree.module_suffix(t.kernel))
+
+
+def installed_location(tree: Tree, t: Target, index: int) -> str | None:
+    mod = tree.conf(t).modules[index]
+    suffix = tree.module_suffix(t.kernel)
+    link = tree.kernel_link(t.module, t.kernel, t.arch)
+    owned = module_file(f"{link}/module", mod.dest_name, suffix)
+    locations = [mod.dest_location]
+    if mod.conf_location != mod.dest_location:
+        locations.append(mod.conf_location)
+    for location in locations:
+        directory = f"{tree.settings.install_tree}/{t.kernel}{location}"
+        placed = module_file(directory, mod.dest_name, suffix)
+        if placed is not None and same_version(owned, placed):
+            return location
+    return None
+
+
+def _same_bytes(a: str, b: str) -> bool:
+    try:
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            return fa.read() == fb.read()
+    except OSError:
+        return False
+
+
+__all__ = ["StatusEntry", "installed_file", "installed_location", "notes", "status"]

@@ -1,0 +1,313 @@
+"""DKMS's state tree, read and written as Debian's dkms 3.0.10 does.
+
+::
+
+    DKMS_TREE/NAME/VERSION/source -> SOURCE_TREE/NAME-VERSION   (added)
+    DKMS_TREE/NAME/VERSION/build/                               (while building)
+    DKMS_TREE/NAME/VERSION/KVER/ARCH/log/{make.log,.config}
+    DKMS_TREE/NAME/VERSION/KVER/ARCH/module/DEST_NAME.ko[.xz]   (built)
+    DKMS_TREE/NAME/kernel-KVER-ARCH -> VERSION/KVER/ARCH        (installed)
+
+A package is *added* when its version directory has a ``source``; *built*
+for a kernel when ``module/`` holds every module its dkms.conf names for
+that kernel (so reading the state evaluates the dkms.conf, as dkms does);
+*installed* when the ``kernel-KVER-ARCH`` link resolves to that build.
+Both tools read and write the same tree, so either can carry on what the
+other started.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Iterator
+
+from lkm.errors import LkmError
+from lkm.records import Record, field
+from lkm.workflows.dkms.conf import Context, DkmsConf, read_conf, read_framework
+
+DEFAULT_DKMS_TREE = "/var/lib/dkms"
+DEFAULT_SOURCE_TREE = "/usr/src"
+DEFAULT_INSTALL_TREE = "/lib/modules"
+# dkms 3.0.10 keeps its signing key here whatever the tree (prepare_signing).
+DEFAULT_KEY = "/var/lib/dkms/mok.key"
+DEFAULT_CERT = "/var/lib/dkms/mok.pub"
+# Kernel directories in a version directory: dkms's glob +([0-9]).*
+_KERNEL_DIR = re.compile(r"[0-9]+\..*", re.S)
+# Directories of a version that are not builds (dkms's remove_module).
+NOT_BUILDS = ("build", "tarball", "driver_disk", "rpm", "deb", "source")
+
+
+class DkmsError(LkmError):
+    """A dkms action that failed; ``status`` is dkms's exit status for it
+    (77: BUILD_EXCLUSIVE not met) and the message one line naming the
+    package, the kernel, the cause and the log."""
+
+    def __init__(self, message: str, status: int = 1, log: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.log = log
+
+
+class Settings(Record):
+    """Where dkms's trees are, and the options that apply to every action."""
+
+    dkms_tree: str = DEFAULT_DKMS_TREE
+    source_tree: str = DEFAULT_SOURCE_TREE
+    install_tree: str = DEFAULT_INSTALL_TREE
+    etc_dir: str = "/etc"
+    tmp_location: str = "/tmp"
+    kernel_source_dir: str | None = None  # --kernelsourcedir
+    kernel_config: str | None = None  # --config
+    jobs: str | None = None  # -j (None: nproc; "0": make -j)
+    force: bool = False
+    no_depmod: bool = False
+    distribution: str = "debian"
+    addon_modules_dir: str = ""
+    key: str = DEFAULT_KEY
+    cert: str = DEFAULT_CERT
+    conf: str | None = None  # -c: another dkms.conf
+    env: dict[str, str] | None = field(default=None)
+
+
+def load_settings(
+    *,
+    dkms_tree: str | None = None,
+    source_tree: str | None = None,
+    install_tree: str | None = None,
+    etc_dir: str = "/etc",
+    **options: object,
+) -> Settings:
+    """dkms's defaults, then /etc/dkms/framework.conf(.d), then the
+    command line, as dkms orders them."""
+    from lkm.workflows.dkms.conf import distribution
+
+    defaults = {
+        "dkms_tree": DEFAULT_DKMS_TREE,
+        "source_tree": DEFAULT_SOURCE_TREE,
+        "install_tree": DEFAULT_INSTALL_TREE,
+        "tmp_location": os.environ.get("TMPDIR") or "/tmp",
+    }
+    framework = read_framework(etc_dir, defaults)
+    addon = os.environ.get("ADDON_MODULES_DIR", "")
+    return Settings(
+        dkms_tree=dkms_tree or framework["dkms_tree"],
+        source_tree=source_tree or framework["source_tree"],
+        install_tree=install_tree or framework["install_tree"],
+        etc_dir=etc_dir,
+        tmp_location=framework["tmp_location"],
+        distribution="" if addon else distribution(etc_dir),
+        addon_modules_dir=addon,
+        key=framework.get("mok_signing_key") or DEFAULT_KEY,
+        cert=framework.get("mok_certificate") or DEFAULT_CERT,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+class Target(Record):
+    """One package version and one kernel/architecture."""
+
+    module: str
+    version: str
+    kernel: str
+    arch: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.module}/{self.version} for kernel {self.kernel} ({self.arch})"
+
+
+class Tree:
+    """The state tree of ``settings``: paths and the states read from them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.dkms_tree
+
+    # -- paths -------------------------------------------------------------
+
+    def version_dir(self, module: str, version: str) -> str:
+        return f"{self.root}/{module}/{version}"
+
+    def source_dir(self, module: str, version: str) -> str:
+        return f"{self.version_dir(module, version)}/source"
+
+    def build_dir(self, module: str, version: str) -> str:
+        return f"{self.version_dir(module, version)}/build"
+
+    def base_dir(self, t: Target) -> str:
+        return f"{self.version_dir(t.module, t.version)}/{t.kernel}/{t.arch}"
+
+    def kernel_link(self, module: str, kernel: str, arch: str) -> str:
+        return f"{self.root}/{module}/kernel-{kernel}-{arch}"
+
+    def make_log(self, t: Target) -> str:
+        return f"{self.base_dir(t)}/log/make.log"
+
+    def kernel_source_dir(self, kernel: str) -> str:
+        return self.settings.kernel_source_dir or f"/lib/modules/{kernel}/build"
+
+    def kernel_config(self, kernel: str) -> str:
+        return self.settings.kernel_config or f"{self.kernel_source_dir(kernel)}/.config"
+
+    def context(self, t: Target) -> Context:
+        return Context(
+            kernelver=t.kernel,
+            arch=t.arch,
+            kernel_source_dir=self.kernel_source_dir(t.kernel),
+            kernel_config=self.kernel_config(t.kernel),
+            dkms_tree=self.root,
+            source_tree=self.settings.source_tree,
+            install_tree=self.settings.install_tree,
+            module=t.module,
+            module_version=t.version,
+            distribution=self.settings.distribution,
+            tmp_location=self.settings.tmp_location,
+        )
+
+    # -- the conf ----------------------------------------------------------
+
+    def conf_path(self, module: str, version: str) -> str:
+        return self.settings.conf or f"{self.source_dir(module, version)}/dkms.conf"
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - one Tree per command
+    def conf(self, t: Target, path: str | None = None) -> DkmsConf:
+        """The package's dkms.conf evaluated for ``t``'s kernel."""
+        return read_conf(
+            path or self.conf_path(t.module, t.version),
+            self.context(t),
+            etc_dir=self.settings.etc_dir,
+            addon_modules_dir=self.settings.addon_modules_dir,
+        )
+
+    # -- states --------------------------------------------------------------
+
+    def module_suffix(self, kernel: str) -> str:
+        """The compression suffix of the kernel's modules, as dkms reads it
+        from modules.dep (``.xz`` on Debian's 6.12, "" on 6.1)."""
+        try:
+            with open(f"{self.settings.install_tree}/{kernel}/modules.dep", "rb") as file:
+                text = file.read()
+        except OSError:
+            return ""
+        suffix = ""
+        for candidate in (".gz", ".xz", ".zst"):
+            if f"{candidate}:".encode() in text:
+                suffix = candidate
+        return suffix
+
+    def is_added(self, module: str, version: str) -> bool:
+        if not module or not version or not os.path.isdir(self.version_dir(module, version)):
+            return False
+        source = self.source_dir(module, version)
+        return os.path.islink(source) or os.path.isdir(source)
+
+    def built_file(self, t: Target, name: str) -> str | None:
+        return module_file(f"{self.base_dir(t)}/module", name, self.module_suffix(t.kernel))
+
+    def is_built(self, t: Target) -> bool:
+        if not os.path.isdir(f"{self.base_dir(t)}/module"):
+            return False
+        conf = self.conf(t)
+        if conf.problems:
+            raise DkmsError(
+                f"{t.module}/{t.version}: bad conf file {conf.path}: {'; '.join(conf.problems)}",
+                8,
+            )
+        return all(self.built_file(t, m.dest_name) for m in conf.modules)
+
+    def link_is_to(self, t: Target) -> bool:
+        """Whether ``kernel-KVER-ARCH`` resolves to this build (dkms
+        compares ``readlink -f`` of the link with the build's path)."""
+        link = self.kernel_link(t.module, t.kernel, t.arch)
+        return os.path.islink(link) and os.path.realpath(link) == self.base_dir(t)
+
+    def is_installed(self, t: Target) -> bool:
+        return self.is_built(t) and self.link_is_to(t)
+
+    # -- listing -------------------------------------------------------------
+
+    def packages(
+        self, module: str | None = None, version: str | None = None
+    ) -> list[tuple[str, str]]:
+        """(module, version) of every added package, in dkms's order."""
+        found = []
+        for m in _matching(self.root, module):
+            for v in _matching(f"{self.root}/{m}", version):
+                if self.is_added(m, v):
+                    found.append((m, v))
+        return sorted(found, key=lambda mv: collation_key(f"{mv[0]}/{mv[1]}"))
+
+    def builds(
+        self, module: str, version: str, kernel: str | None = None, arch: str | None = None
+    ) -> list[Target]:
+        """Every kernel/arch the package is built for, in dkms's order."""
+        found = []
+        vdir = self.version_dir(module, version)
+        for k in _matching(vdir, kernel):
+            if kernel is None and not _KERNEL_DIR.fullmatch(k):
+                continue
+            if not os.path.isdir(f"{vdir}/{k}"):
+                continue
+            for a in _matching(f"{vdir}/{k}", arch):
+                t = Target(module, version, k, a)
+                if self.is_built(t):
+                    found.append(t)
+        return sorted(found, key=lambda t: collation_key(f"{t.kernel}/{t.arch}"))
+
+
+def module_file(directory: str, name: str, suffix: str) -> str | None:
+    """``NAME.ko``, else ``NAME.ko`` + the tree's compression suffix, in
+    ``directory`` (dkms's compressed_or_uncompressed)."""
+    for candidate in (f"{directory}/{name}.ko", f"{directory}/{name}.ko{suffix}"):
+        if os.path.lexists(candidate):
+            return candidate
+    return None
+
+
+def _matching(directory: str, pattern: str | None) -> Iterator[str]:
+    """Entries of ``directory`` matching a shell pattern (None: ``*``),
+    without dot files, as bash globs them."""
+    from lkm.formats.fnmatch import fnmatch
+
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(".") and not (pattern or "").startswith("."):
+            continue
+        if pattern is None or fnmatch(pattern, name):
+            yield name
+
+
+def collation_key(text: str) -> bytes | str:
+    """Sort key of bash's pathname expansion: the locale's collation
+    (``LC_COLLATE``/``LC_ALL``), byte order in the C locale."""
+    import locale
+
+    try:
+        locale.setlocale(locale.LC_COLLATE, "")
+    except locale.Error:
+        return text.encode("utf-8", "surrogateescape")
+    current = locale.setlocale(locale.LC_COLLATE)
+    if current in ("C", "POSIX"):
+        return text.encode("utf-8", "surrogateescape")
+    return locale.strxfrm(text)
+
+
+__all__ = [
+    "DEFAULT_CERT",
+    "DEFAULT_DKMS_TREE",
+    "DEFAULT_INSTALL_TREE",
+    "DEFAULT_KEY",
+    "DEFAULT_SOURCE_TREE",
+    "DkmsError",
+    "Settings",
+    "Target",
+    "Tree",
+    "collation_key",
+    "load_settings",
+    "module_file",
+]

@@ -1,0 +1,261 @@
+"""``lkm dkms`` against Debian's dkms 3.0.10 on real bookworm ``*-dkms``
+packages and the real Debian 6.1 kernel headers.
+
+Each package is downloaded with ``apt-get download`` and unpacked with
+``dpkg-deb -x`` (never installed). Each tool gets its own state tree,
+source tree and copy of the kernel's module tree (module files hard
+linked, index files copied), and its own signing key paths
+(``mok_signing_key``/``mok_certificate`` in the environment, which dkms
+3.0.10 honours); the headers are named with ``--kernelsourcedir`` and the
+module tree with ``--installtree``, so nothing outside the test's
+directory is touched. Real dkms installs with ``--no-depmod`` and kmod's
+``depmod -b`` indexes its copy (what dkms's ``depmod -a V`` does to
+``/lib/modules``); lkm indexes with its own depmod.
+
+Compared: build success per package, the module files each tool kept,
+``status`` lines byte for byte (each tool on each tree), install paths,
+compression, signature and signer (kmod's modinfo), modules.dep lines.
+Debian's dkms package is installed (without recommends) when absent.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import command, kmod, lkm
+
+from lkm.testing.debian_kernels import KernelFixture
+
+# Packages of different shapes: an array MAKE with BUILD_EXCLUSIVE_CONFIG,
+# bash logic sourcing the kernel's .config, three modules with mixed
+# locations, a dashed module name with a plain MAKE and CLEAN.
+PACKAGES = ("acpi-call-dkms", "v4l2loopback-dkms", "tp-smapi-dkms", "dm-writeboost-dkms")
+
+
+@pytest.fixture(scope="session")
+def real_dkms() -> str:
+    found = shutil.which("dkms")
+    if found is None:
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        command(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "dkms"],
+            env=env,
+            check=True,
+        )
+        found = shutil.which("dkms")
+    if found is None:
+        pytest.fail("Debian's dkms could not be installed (apt-get install dkms)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each package's source directory (NAME-VERSION), unpacked from its .deb."""
+    where = tmp_path_factory.mktemp("dkms-debs")
+    unpacked = where / "root"
+    for package in PACKAGES:
+        command(["apt-get", "download", package], cwd=where, check=True)
+    for deb in sorted(where.glob("*.deb")):
+        command(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True)
+    found = {}
+    for conf in sorted((unpacked / "usr" / "src").glob("*/dkms.conf")):
+        found[conf.parent.name] = conf.parent
+    assert len(found) == len(PACKAGES), found
+    return found
+
+
+def _split(name: str) -> tuple[str, str]:
+    module, version = name.rsplit("-", 1)
+    return module, version
+
+
+class Side:
+    """One tool's state tree, source tree, module tree and key."""
+
+    def __init__(self, base: Path, kernel: KernelFixture, sources: dict[str, Path]) -> None:
+        self.base = base
+        self.tree = base / "dkms"
+        self.src = base / "src"
+        self.root = base / "root"
+        self.tree.mkdir(parents=True)
+        self.src.mkdir()
+        for name, path in sources.items():
+            shutil.copytree(path, self.src / name, symlinks=True)
+        moddir = self.root / "lib" / "modules" / kernel.version
+        shutil.copytree(kernel.moddir, moddir, symlinks=True, copy_function=_link_modules)
+        self.moddir = moddir
+        self.key = base / "mok.key"
+        self.cert = base / "mok.pub"
+
+    def options(self, kernel: KernelFixture) -> list[str]:
+        return [
+            "--dkmstree",
+            str(self.tree),
+            "--sourcetree",
+            str(self.src),
+            "--installtree",
+            str(self.root / "lib" / "modules"),
+            "-k",
+            kernel.version,
+            "--kernelsourcedir",
+            str(kernel.headers),
+        ]
+
+    def env(self) -> dict[str, str]:
+        return {"mok_signing_key": str(self.key), "mok_certificate": str(self.cert)}
+
+
+def _link_modules(src: str, dst: str) -> None:
+    """Module files hard linked (never written by either tool), the rest copied."""
+    if ".ko" in os.path.basename(src):
+        os.link(src, dst)
+    else:
+        shutil.copy2(src, dst)
+
+
+def _sign_file(kernel: KernelFixture) -> str:
+    found = glob.glob(f"{kernel.root}/usr/lib/linux-kbuild-*/scripts/sign-file")
+    assert found, "the kernel fixture has no kbuild sign-file"
+    return found[0]
+
+
+def _dkms(real: str, args: list[str], side: Side, kernel: KernelFixture) -> int:
+    env = dict(os.environ, **side.env(), sign_file=_sign_file(kernel))
+    done = command([real, *args], env=env, cwd=str(side.base), timeout=900)
+    return done.returncode
+
+
+def _lkm(args: list[str], side: Side, monkeypatch: pytest.MonkeyPatch) -> tuple[int, bytes]:
+    with monkeypatch.context() as patch:
+        for key, value in side.env().items():
+            patch.setenv(key, value)
+        result = lkm("dkms", args)
+    return result.status, result.stderr
+
+
+def _status_lines(
+    real: str, side: Side, kernel: KernelFixture, monkeypatch: pytest.MonkeyPatch
+) -> tuple[bytes, bytes]:
+    options = ["--dkmstree", str(side.tree), "--sourcetree", str(side.src)]
+    options += ["--installtree", str(side.root / "lib" / "modules")]
+    env = dict(os.environ, **side.env())
+    theirs = command([real, "status", *options], env=env).stdout
+    with monkeypatch.context() as patch:
+        for key, value in side.env().items():
+            patch.setenv(key, value)
+        ours = lkm("dkms", ["status", *options]).stdout
+    return theirs, ours
+
+
+def _placed(side: Side) -> dict[str, Path]:
+    """Installed module files, relative to the module tree."""
+    return {
+        str(p.relative_to(side.moddir)): p
+        for p in side.moddir.rglob("*.ko*")
+        if not str(p.relative_to(side.moddir)).startswith("kernel/")
+    }
+
+
+def _modinfo_field(path: Path, field: str) -> str:
+    return kmod("modinfo", ["-F", field, str(path)]).stdout.decode().strip()
+
+
+def _dep_lines(side: Side) -> list[str]:
+    text = (side.moddir / "modules.dep").read_text()
+    return sorted(line for line in text.splitlines() if not line.startswith("kernel/"))
+
+
+def test_build_install_status_against_dkms(
+    real_dkms: str,
+    sources: dict[str, Path],
+    kernel_61: KernelFixture,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    report,  # type: ignore[no-untyped-def]
+) -> None:
+    kernel = kernel_61
+    theirs = Side(tmp_path / "dkms", kernel, sources)
+    ours = Side(tmp_path / "lkm", kernel, sources)
+    compared = 0
+    for name in sorted(sources):
+        module, version = _split(name)
+        mv = f"{module}/{version}"
+        status_dkms = _dkms(real_dkms, ["build", mv, *theirs.options(kernel)], theirs, kernel)
+        status_lkm, err = _lkm(["build", mv, *ours.options(kernel)], ours, monkeypatch)
+        assert (status_dkms == 0) == (status_lkm == 0), (name, status_dkms, status_lkm, err)
+        if status_lkm != 0:
+            assert err.count(b"\n") == 1 and kernel.version.encode() in err, err
+        built = f"{module}/{version}/{kernel.version}"
+        assert sorted(p.name for p in (theirs.tree / built).rglob("module/*")) == sorted(
+            p.name for p in (ours.tree / built).rglob("module/*")
+        ), name
+        compared += 2
+        if status_dkms != 0:
+            continue
+        install = ["install", mv, *theirs.options(kernel), "--no-depmod"]
+        status_dkms = _dkms(real_dkms, install, theirs, kernel)
+        command(["depmod", "-b", str(theirs.root), kernel.version], check=True)
+        status_lkm, err = _lkm(["install", mv, *ours.options(kernel)], ours, monkeypatch)
+        assert status_dkms == status_lkm == 0, (name, err)
+        compared += 1
+    for side in (theirs, ours):
+        by_dkms, by_lkm = _status_lines(real_dkms, side, kernel, monkeypatch)
+        assert by_lkm == by_dkms
+        assert by_lkm.count(b"\n") == len(sources)
+        compared += len(sources)
+    placed_dkms, placed_lkm = _placed(theirs), _placed(ours)
+    assert sorted(placed_lkm) == sorted(placed_dkms)
+    assert placed_lkm, "nothing was installed"
+    for relative in sorted(placed_lkm):
+        assert _modinfo_field(placed_lkm[relative], "signer"), relative  # signed
+        for field in ("signer", "sig_hashalgo", "name", "vermagic"):
+            assert _modinfo_field(placed_lkm[relative], field) == _modinfo_field(
+                placed_dkms[relative], field
+            ), (relative, field)
+            compared += 1
+    assert _dep_lines(ours) == _dep_lines(theirs)
+    compared += len(_dep_lines(ours))
+    report(
+        f"dkms vs lkm dkms on {len(sources)} Debian packages, {kernel.version}: {compared} cases"
+    )
+
+
+def test_either_tool_carries_on(
+    real_dkms: str,
+    sources: dict[str, Path],
+    kernel_61: KernelFixture,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    report,  # type: ignore[no-untyped-def]
+) -> None:
+    """dkms builds, lkm installs, dkms uninstalls, lkm removes: each step's
+    state reads the same with both tools."""
+    kernel = kernel_61
+    side = Side(tmp_path / "mixed", kernel, sources)
+    name = next(n for n in sorted(sources) if n.startswith("acpi"))
+    mv = "/".join(_split(name))
+    options = side.options(kernel)
+    compared = 0
+
+    def same_status(expected: bytes) -> None:
+        nonlocal compared
+        by_dkms, by_lkm = _status_lines(real_dkms, side, kernel, monkeypatch)
+        assert by_lkm == by_dkms == expected
+        compared += 1
+
+    assert _dkms(real_dkms, ["build", mv, *options], side, kernel) == 0
+    line = f"{mv}, {kernel.version}, {os.uname().machine}"
+    same_status(f"{line}: built\n".encode())
+    assert _lkm(["install", mv, *options], side, monkeypatch)[0] == 0
+    same_status(f"{line}: installed\n".encode())
+    assert _dkms(real_dkms, ["uninstall", mv, *options, "--no-depmod"], side, kernel) == 0
+    same_status(f"{line}: built\n".encode())
+    assert _lkm(["install", mv, *options], side, monkeypatch)[0] == 0
+    assert _lkm(["remove", mv, "--all", *options[:6]], side, monkeypatch)[0] == 0
+    same_status(b"")
+    assert not _placed(side)
+    report(f"dkms and lkm dkms taking turns on one tree ({name}): {compared} states compared")
