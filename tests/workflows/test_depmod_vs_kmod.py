@@ -23,11 +23,25 @@ TEXT, BINARY = INDEX_TEXT_FILES, INDEX_BINARY_FILES
 LABELS = ["6.1", "6.12", "6.1-s390x", "6.1-armhf"]
 
 
+# What depmod writes; the fixture trees hold lkm's (lkm kernel fetch
+# indexes what it unpacks), which a copy for a depmod test must not have.
+DEPMOD_OUTPUTS = (
+    *TEXT,
+    *BINARY,
+    "modules.weakdep",
+    "modules.builtin.alias.bin",
+    "modules.builtin.bin",
+)
+
+
 def tree_copy(kernel: KernelFixture, root: Path) -> Path:
-    """Hard-linked copy of a kernel's unpacked module tree (no indexes)."""
+    """Hard-linked copy of a kernel's unpacked module tree, without
+    depmod's outputs: the tree as the packages left it."""
     target = root / "lib" / "modules" / kernel.version
     target.parent.mkdir(parents=True)
     command(["cp", "-al", str(kernel.moddir), str(target)], check=True)
+    for name in DEPMOD_OUTPUTS:
+        (target / name).unlink(missing_ok=True)
     return target
 
 
