@@ -1,14 +1,19 @@
-"""``lkm try [DIR] [--kernel IMAGE|VERSION|HEADERS_DIR] [-j N] [-- TEST-CMD…]``:
+"""``lkm try [DIR] [--kernel IMAGE|VERSION|HEADERS_DIR] [-j N] [--gdb] [-- TEST-CMD…]``:
 build the module in DIR, boot the kernel it is for in a disposable VM, load
 the module (several in dependency order), run TEST-CMD inside, unload, and
 report the kernel's log lines, the taint the module caused and any oops or
-warning. Exit status 0 when all of it worked."""
+warning. Exit status 0 when all of it worked. With --gdb the VM waits after
+loading, for gdb to attach with the commands lkm writes (DIR/.lkm-gdb).
+With --shell an interactive shell in the VM follows the loading (exit it
+to go on). On a terminal, one line tells how far the VM's boot is."""
 
 from __future__ import annotations
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
     from typing import BinaryIO
+
+    from lkm.workflows.gdb import GdbRequest
 
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> int:
@@ -37,11 +42,29 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> in
     parser.add_argument(
         "--timeout", type=float, default=GUEST_TIMEOUT, help="seconds the guest may take"
     )
+    parser.add_argument(
+        "--gdb",
+        action="store_true",
+        help="give the VM a gdb stub; after loading, write the gdb commands that attach and"
+        " load the module's symbols (DIR/.lkm-gdb) and wait: gdb's lkm-go command (or the"
+        " file .lkm-gdb.go, or Enter) runs TEST-CMD",
+    )
+    parser.add_argument(
+        "--gdb-file", metavar="FILE", help="write the gdb commands here (implies --gdb)"
+    )
+    parser.add_argument(
+        "--shell",
+        action="store_true",
+        help="after loading, an interactive shell in the VM on this terminal (as lkm vm"
+        " shell); its exit runs TEST-CMD and unloads",
+    )
     options = parse_arguments(parser, args)
     if isinstance(options, int):
         return options
     line = line_writer(out)
+    from lkm.vm.terminal import BootProgress, Terminal
 
+    progress = BootProgress("lkm try", 2)
     try:
         fetch_on_demand(options.kernel, "image", not options.no_fetch, err)
         report = try_module(
@@ -52,11 +75,30 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> in
             line,
             options.console,
             options.timeout,
+            gdb=_gdb_request(options.gdb, options.gdb_file),
+            shell=Terminal(0, 1) if options.shell else None,
+            progress=progress,
         )
     except LkmError as exc:
         out.flush()
+        progress.clear()
         err.write(f"lkm try: {exc}\n".encode("utf-8", "surrogateescape"))
         return 1
+    finally:
+        progress.clear()
     for text in report.lines():
         line(text)
     return 0 if report.ok else 1
+
+
+def _gdb_request(gdb: bool, script: str | None) -> GdbRequest | None:
+    """What --gdb asks for; Enter on lkm's terminal says go too."""
+    if not gdb and script is None:
+        return None
+    import os
+    import sys
+
+    from lkm.workflows.gdb import GdbRequest
+
+    keyboard = sys.stdin.fileno() if sys.stdin is not None and sys.stdin.isatty() else None
+    return GdbRequest(os.path.abspath(script) if script else None, keyboard)

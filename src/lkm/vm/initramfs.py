@@ -11,14 +11,17 @@ guest loads plain ``.ko`` files with busybox's insmod.
 from __future__ import annotations
 
 import os
+import shlex
 
 from lkm.errors import LkmError
 from lkm.formats.cpio import Member, write
 from lkm.formats.module_file import module_name_from_path, open_module
 from lkm.model.database import ModuleDatabase
 from lkm.system.files import BINARY, read_file
+from lkm.vm.serial import GUEST_CONSOLE, STDIN, WINSIZE
 
-BOOT_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay")
+# virtio_console: the serial ports lkm vm shell's console and a step's stdin use.
+BOOT_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay", "virtio_console")
 HOST_TAG = "lkmhost"
 SCRATCH_TAG = "lkmscratch"
 BUSYBOX_PATHS = ("/bin/busybox", "/usr/bin/busybox")
@@ -72,7 +75,9 @@ def boot_module_files(moddir: str, share: str = "9p") -> list[str]:
     return list(closure.modules)
 
 
-def init_script(module_names: list[str], kernel: str, moddir: str, share: str = "9p") -> str:
+def init_script(
+    module_names: list[str], kernel: str, moddir: str, share: str = "9p", headers: str = ""
+) -> str:
     """The guest's /init: set up the host view, then run steps until told to stop.
 
     Each step runs chrooted in an overlay of the host root (writable,
@@ -88,10 +93,19 @@ def init_script(module_names: list[str], kernel: str, moddir: str, share: str = 
     leaves its stdout and stderr beside it and writes ``step-N.status``
     last. ``/scratch/quit`` powers the guest off. Boot is quiet; after it
     every kernel message goes to the console, where the host finds each
-    step's share.
+    step's share (and ``lkm-vm: init`` and ``lkm-vm: ready``, how far the
+    boot is). A step whose ``step-N.stdin`` exists reads the ``lkm.stdin``
+    serial port; one whose ``step-N.tty`` exists runs on the console
+    (``/dev/hvc0``) as its controlling tty, in a session of its own, its
+    window size set from the ``lkm.winsize`` port (see
+    :mod:`lkm.vm.serial`). ``headers``: the kernel's headers tree, a path
+    in the host's root, which the module tree's ``build`` link then names.
     """
+    build = f"/root/lib/modules/{kernel}/build"
+    build_link = f"ln -sfn {shlex.quote(headers)} {build}\n" if headers else ""
     loads = "".join(f"insmod /modules/{name}.ko\n" for name in module_names)
     return f"""#!/bin/busybox sh
+echo lkm-vm: init
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -111,14 +125,32 @@ mount --bind /host{moddir} /root/lib/modules/{kernel}
 mount -t overlay overlay \\
     -o lowerdir=/root/lib/modules/{kernel},upperdir=/rw/modules/upper,workdir=/rw/modules/work \\
     /root/lib/modules/{kernel} || echo LKM-VM: the module tree stays read-only
-mount --bind /scratch /root/scratch
+{build_link}mount --bind /scratch /root/scratch
 echo {MODULE_HELPER} >/proc/sys/kernel/modprobe
+port() {{
+    for p in /sys/class/virtio-ports/*; do
+        [ "$(cat $p/name)" = "$1" ] && echo /dev/${{p##*/}}
+    done
+}}
+follow_sizes() {{
+    [ -n "$sizes" ] && return
+    sizes=$(port {WINSIZE})
+    while read -r rows cols; do stty -F {GUEST_CONSOLE} rows $rows cols $cols; done <$sizes &
+}}
 dmesg -n 8
+echo lkm-vm: ready
 n=0
 while [ ! -e /scratch/quit ]; do
     step=/scratch/step-$n
     if [ -e $step.cmd ]; then
-        chroot /root /bin/sh $step.cmd </dev/null >$step.out 2>$step.err
+        if [ -e $step.tty ]; then
+            follow_sizes
+            setsid -c chroot /root /bin/sh $step.cmd <>{GUEST_CONSOLE} >&0 2>&0
+        else
+            input=/dev/null
+            [ -e $step.stdin ] && input=$(port {STDIN})
+            chroot /root /bin/sh $step.cmd <$input >$step.out 2>$step.err
+        fi
         echo $? >$step.tmp
         mv $step.tmp $step.status
         n=$((n + 1))
@@ -132,10 +164,15 @@ poweroff -f
 
 
 def build_initramfs(
-    moddir: str, kernel: str, share: str = "9p", modprobe: str = DEFAULT_MODPROBE
+    moddir: str,
+    kernel: str,
+    share: str = "9p",
+    modprobe: str = DEFAULT_MODPROBE,
+    headers: str = "",
 ) -> bytes:
     """The cpio archive the VM boots with; ``modprobe``: the program (a
-    path in the host's root) that serves the kernel's module requests."""
+    path in the host's root) that serves the kernel's module requests;
+    ``headers``: see :func:`init_script`."""
     members = [Member.directory(d) for d in ("bin", "sbin", "dev", "proc", "sys", "modules")]
     helper = module_helper_script(modprobe).encode("utf-8", "surrogateescape")
     members.append(Member.file(MODULE_HELPER.lstrip("/"), helper, 0o755))
@@ -147,6 +184,6 @@ def build_initramfs(
         name = module_name_from_path(path)
         names.append(name)
         members.append(Member.file(f"modules/{name}.ko", raw))
-    script = init_script(names, kernel, moddir, share)
+    script = init_script(names, kernel, moddir, share, headers)
     members.append(Member.file("init", script.encode(), 0o755))
     return write(members)

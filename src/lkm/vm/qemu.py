@@ -7,6 +7,11 @@ out (see :func:`lkm.vm.initramfs.init_script`). The kernel console goes to
 a log file. A guest that panics or oopses (``oops=panic panic=-1`` reboots,
 ``-no-reboot`` turns that into an exit) or runs past a time-out ends the
 run with a :class:`VmError` carrying the console tail, never a hang.
+Three virtio serial ports join host and guest besides (see
+:mod:`lkm.vm.serial`): a step's stdin, the console an interactive shell
+runs on (:meth:`VmSession.shell`), and that console's window size; a
+step's output is read from the scratch directory as it is written (see
+:mod:`lkm.vm.streams`).
 
 The kernel boots through its PVH entry when it has one (see
 :mod:`lkm.vm.kernel_image`). KVM when it works, TCG otherwise: :func:`kvm_usable` boots the kernel
@@ -22,15 +27,18 @@ import shlex
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from lkm.errors import LkmError
 from lkm.records import Record
 from lkm.system.paths import KVM_PROBE, cache_path, make_cache_dir
 from lkm.system.run import NULL, PIPE, Process, start
-from lkm.vm import virtiofs
+from lkm.vm import serial, virtiofs
 from lkm.vm.initramfs import DEFAULT_MODPROBE, HOST_TAG, SCRATCH_TAG, build_initramfs
 from lkm.vm.kernel_image import bootable_image
+from lkm.vm.serial import HostPorts, PortError
+from lkm.vm.streams import StepStreams
+from lkm.vm.terminal import Terminal, TerminalEscape
 
 CONSOLE_TAIL = 40
 # multidevs=remap: files from different host filesystems keep distinct inodes.
@@ -110,11 +118,13 @@ def qemu_command(
     panic_on_oops: bool = True,
     append: str = "",
     extra: Sequence[str] = (),
+    ports: str | None = None,
 ) -> list[str]:
     """The QEMU command line (what ``--dry-run`` prints); the host's root
     over 9p, or over virtiofs through ``virtiofs_socket``. ``append``: more
     of the kernel command line; ``extra``: more QEMU arguments (devices, a
-    gdb stub, a monitor), last."""
+    gdb stub, a monitor), last; ``ports``: the directory of the sockets of
+    the guest's serial ports (see :mod:`lkm.vm.serial`), None for none."""
     cmdline = KERNEL_CMDLINE if panic_on_oops else KERNEL_CMDLINE_SURVIVE_OOPS
     cpu = ["-cpu", "host"] if accel == "kvm" else ["-cpu", "max"]
     if virtiofs_socket is None:
@@ -132,6 +142,7 @@ def qemu_command(
         "-append", f"{cmdline} {append}".strip(),
         *host,
         "-virtfs", f"local,path={scratch},mount_tag={SCRATCH_TAG},{_SHARE}",
+        *(serial.qemu_args(ports) if ports is not None else ()),
         *extra,
     ]  # fmt: skip
 
@@ -156,6 +167,8 @@ class VmSession:
         append: str = "",
         extra: Sequence[str] = (),
         modprobe: str = DEFAULT_MODPROBE,
+        headers: str | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
         """``console``: where the kernel console log goes (kept after the
         run); by default a file removed with the session. ``share``: how
@@ -164,7 +177,10 @@ class VmSession:
         the kernel kills the task that oopsed and goes on, so its log and
         taint can still be read (``lkm try`` reports them). ``append`` and
         ``extra``: see :func:`qemu_command`. ``modprobe``: the program in
-        the host's root that serves the guest kernel's module requests."""
+        the host's root that serves the guest kernel's module requests.
+        ``headers``: the kernel's headers tree, which the guest module
+        tree's ``build`` link then names. ``progress`` is told how far the
+        boot is: ``booting``, ``init`` (the initramfs runs), ``ready``."""
         if shutil.which("qemu-system-x86_64") is None:
             raise VmError(
                 "qemu-system-x86_64 not found: install the Debian package qemu-system-x86"
@@ -176,13 +192,18 @@ class VmSession:
         self._steps = 0
         self._proc: Process | None = None
         self._virtiofsd: Process | None = None
+        self._ports: HostPorts | None = None
+        self._progress = progress
+        self._stage = ""  # how far the boot is, from the console's markers
+        self._console_seen = 0
+        self._stdin_taken = False
         if share not in ("9p", "virtiofs"):
             raise VmError(f"unknown share '{share}': 9p or virtiofs")
         try:
             os.mkdir(self.scratch)
             initrd = os.path.join(self._work, "initrd.cpio")
             with open(initrd, "wb") as f:
-                f.write(build_initramfs(moddir, kernel, share, modprobe))
+                f.write(build_initramfs(moddir, kernel, share, modprobe, headers or ""))
             image = bootable_image(kernel_image)
             self.accel = accel or ("kvm" if kvm_usable(image) else "tcg")
             socket = None
@@ -200,8 +221,17 @@ class VmSession:
                 panic_on_oops,
                 append,
                 extra,
+                self._work,
             )
             self._proc = start(cmd, stdin=NULL, stdout=NULL, stderr=PIPE)
+            self._set_stage("booting")
+            proc = self._proc
+            try:
+                self._ports = HostPorts(self._work, alive=lambda: proc.poll() is None)
+            except PortError:
+                if proc.poll() is not None:  # QEMU refused its command line: say why
+                    self._fail("at its start")
+                raise
         except BaseException:
             self.close()
             raise
@@ -217,22 +247,33 @@ class VmSession:
         return _read(self.console_path)
 
     def run(
-        self, command: list[str] | str, timeout: float = 120.0, cwd: str | None = None
+        self,
+        command: list[str] | str,
+        timeout: float | None = 120.0,
+        cwd: str | None = None,
+        *,
+        stdin: int | None = None,
+        output: Callable[[int, bytes], None] | None = None,
+        terminal: Terminal | None = None,
     ) -> StepResult:
-        """Run ``command`` (argv, or a shell script) as root in the guest."""
+        """Run ``command`` (argv, or a shell script) as root in the guest.
+
+        ``stdin``: a file descriptor the command reads to its end (one
+        step per session; by default it reads ``/dev/null``). ``output``
+        gets (1 or 2, bytes) as the command writes its stdout or stderr
+        (the result holds all of it too). ``terminal`` is joined to the
+        guest's console (``/dev/hvc0``) while the command runs, for a shell
+        the command starts there (``lkm try --shell``). ``timeout`` None:
+        no limit."""
+        if stdin is not None:
+            if self._stdin_taken:
+                raise VmError("a session forwards stdin to one step only")
+            self._stdin_taken = True
         text = command if isinstance(command, str) else shlex.join(command)
-        where = cwd if cwd is not None else os.getcwd()
-        step = os.path.join(self.scratch, f"step-{self._steps}")
-        self._steps += 1
-        # Arguments are bytes to the guest's shell too: surrogate escapes
-        # (lkm's text for bytes that are not UTF-8) go back to those bytes.
-        with open(step + ".tmp-cmd", "w", encoding="utf-8", errors="surrogateescape") as f:
-            f.write(f"cd {shlex.quote(where)} 2>/dev/null || cd /\n{text}\n")
-        console_start = _size(self.console_path)
-        os.rename(step + ".tmp-cmd", step + ".cmd")
-        self._wait_for(step + ".status", timeout, text)
-        with open(step + ".status") as f:
-            status = int(f.read().strip() or "1")
+        step, console_start = self._submit(text, cwd, "stdin" if stdin is not None else "")
+        assert self._ports is not None
+        streams = StepStreams(self._ports, step, output, stdin, terminal)
+        status = self._await_step(step, timeout, text, streams)
         return StepResult(
             text,
             status,
@@ -241,16 +282,82 @@ class VmSession:
             _read_bytes(self.console_path)[console_start:].decode(errors="replace"),
         )
 
-    def _wait_for(self, path: str, timeout: float, what: str) -> None:
+    def shell(self, terminal: Terminal, cwd: str | None = None) -> int:
+        """An interactive shell on the guest's console, joined to
+        ``terminal`` (see :mod:`lkm.vm.shell`); its exit status."""
+        from lkm.vm.shell import shell_script
+
+        script = shell_script(self.kernel, terminal.size(), terminal.term())
+        step, _ = self._submit(script, cwd, "tty")
+        assert self._ports is not None
+        streams = StepStreams(self._ports, step, terminal=terminal)
+        return self._await_step(step, None, "the shell", streams)
+
+    def _submit(self, text: str, cwd: str | None, mode: str) -> tuple[str, int]:
+        """Hand step ``text`` to the guest (``mode``: "", "stdin" or "tty",
+        see :func:`lkm.vm.initramfs.init_script`); its path without suffix,
+        and where the console log stood."""
+        where = cwd if cwd is not None else os.getcwd()
+        step = os.path.join(self.scratch, f"step-{self._steps}")
+        self._steps += 1
+        # Arguments are bytes to the guest's shell too: surrogate escapes
+        # (lkm's text for bytes that are not UTF-8) go back to those bytes.
+        with open(step + ".tmp-cmd", "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write(f"cd {shlex.quote(where)} 2>/dev/null || cd /\n{text}\n")
+        if mode:
+            with open(f"{step}.{mode}", "w"):
+                pass
+        console_start = _size(self.console_path)
+        os.rename(step + ".tmp-cmd", step + ".cmd")
+        return step, console_start
+
+    def _await_step(self, step: str, timeout: float | None, what: str, streams: StepStreams) -> int:
+        """Move the step's streams until it ends; its exit status."""
+        try:
+            self._wait_for(step + ".status", timeout, what, streams)
+            streams.finish()
+        except TerminalEscape as exc:
+            self._kill()
+            raise VmError(str(exc), console_tail(self.console)) from None
+        finally:
+            streams.close()
+        with open(step + ".status") as f:
+            return int(f.read().strip() or "1")
+
+    def _wait_for(self, path: str, timeout: float | None, what: str, streams: StepStreams) -> None:
         assert self._proc is not None
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout if timeout is not None else None
         while not os.path.exists(path):
             if self._proc.poll() is not None:
                 self._fail(f"before '{what}' finished")
-            if time.monotonic() > deadline:
+            if deadline is not None and time.monotonic() > deadline:
                 self._kill()
                 raise VmError(f"'{what}' ran past {timeout:.0f} s", console_tail(self.console))
-            time.sleep(_POLL)
+            if self._stage != "ready":
+                self._watch_boot()
+            if self._stage == "ready":
+                streams.attach_terminal()
+            streams.wait(_POLL)
+
+    def _watch_boot(self) -> None:
+        """Follow the boot through the init script's markers on the console."""
+        try:
+            with open(self.console_path, "rb") as f:
+                f.seek(self._console_seen)
+                new = f.read()
+        except FileNotFoundError:
+            return
+        lines = new.split(b"\n")
+        self._console_seen += len(new) - len(lines[-1])  # whole lines only
+        for line in lines[:-1]:
+            if line.startswith(b"lkm-vm: ") and line[8:].strip() in (b"init", b"ready"):
+                self._set_stage(line[8:].strip().decode())
+
+    def _set_stage(self, stage: str) -> None:
+        if stage != self._stage:
+            self._stage = stage
+            if self._progress is not None:
+                self._progress(stage)
 
     def _fail(self, when: str) -> None:
         log = self.console
@@ -278,6 +385,8 @@ class VmSession:
                 self._kill()
         if self._proc is not None:
             self._proc.close()
+        if self._ports is not None:
+            self._ports.close()
         if self._virtiofsd is not None:
             self._virtiofsd.close()
         shutil.rmtree(self._work, ignore_errors=True)

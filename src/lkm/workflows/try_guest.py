@@ -8,6 +8,10 @@ system call returned, ``/proc/modules`` lines, the kernel log records of
 each phase (read from ``/dev/kmsg``, so nothing else on the console mixes
 in) and the kernel's taint before and after.
 
+For ``lkm try --gdb`` the same work is two steps (``"step": "load"``, then
+``"step": "test"``): the first also reports where the kernel put each
+module's sections, and the VM is held between them while gdb attaches.
+
 Each system call runs in a forked child: when a module's init or exit
 function oopses, the kernel kills the calling task, and that must not be
 the process that writes the report.
@@ -61,16 +65,26 @@ def _in_child(call: str, target: str, work: Callable[[], None]) -> dict[str, obj
 
 
 class KernelLog:
-    """``/dev/kmsg`` from now on, drained phase by phase."""
+    """``/dev/kmsg`` from now on (or after record ``after``), drained phase by phase."""
 
-    def __init__(self, kernel: KernelModules) -> None:
-        self._fd = kernel.kmsg_from_now()
+    def __init__(self, kernel: KernelModules, after: int | None = None) -> None:
+        if after is None:
+            self._fd = kernel.kmsg_from_now()
+        else:
+            path = os.path.join(kernel.dev, "kmsg")
+            self._fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            os.lseek(self._fd, 0, os.SEEK_DATA)  # after the last "dmesg --clear", as kmsg()
+        self._after = after
+        self.sequence = -1 if after is None else after  # the last record drained
 
     def drain(self, phase: str) -> list[dict[str, object]]:
         """The records written since the last drain, tagged with ``phase``."""
         records = []
         for raw in kmsg_records(self._fd):
             record = parse_record(raw)
+            if self._after is not None and record.sequence <= self._after:
+                continue
+            self.sequence = record.sequence
             records.append(
                 {
                     "phase": phase,
@@ -80,6 +94,14 @@ class KernelLog:
                 }
             )
         return records
+
+
+def newest_sequence(kernel: KernelModules) -> int:
+    """The sequence number of the kernel log's newest record (-1: none)."""
+    newest = -1
+    for raw in kernel.kmsg():
+        newest = parse_record(raw).sequence
+    return newest
 
 
 def _lsmod_lines(kernel: KernelModules, names: set[str]) -> list[str]:
@@ -141,16 +163,14 @@ def _load_kernel_dependencies(names: list[str]) -> list[dict[str, object]]:
     return results
 
 
-def run(
+def load(
+    kernel: KernelModules,
+    log: KernelLog,
     modules: list[tuple[str, str]],
     kernel_dependencies: list[str],
-    test: list[str] | None,
-    cwd: str,
-) -> dict[str, object]:
-    """Load ``modules`` ((name, path), in order), run ``test`` in ``cwd``,
-    unload; the report (see the module's docstring)."""
-    kernel = KernelModules()
-    log = KernelLog(kernel)
+) -> tuple[dict[str, object], list[str]]:
+    """Load ``modules`` ((name, path), in order) after the booted kernel's
+    ``kernel_dependencies``; the report's load part and the names loaded."""
     report: dict[str, object] = {"taint_before": kernel.tainted()}
     loads = _load_kernel_dependencies(kernel_dependencies)
     loaded: list[str] = []
@@ -166,7 +186,16 @@ def run(
     report["lsmod"] = _lsmod_lines(kernel, shown)
     report["module_taint"] = {name: kernel.taint(name) for name in loaded}
     report["parameters"] = {name: kernel.parameters(name) for name in loaded}
-    if test and len(loaded) == len(modules):
+    return report, loaded
+
+
+def test_and_unload(
+    kernel: KernelModules, log: KernelLog, loaded: list[str], test: list[str] | None, cwd: str
+) -> dict[str, object]:
+    """Run ``test`` in ``cwd`` (None: none), unload ``loaded`` newest first;
+    the report's rest."""
+    report: dict[str, object] = {}
+    if test:
         report["test"] = _run_test(test, cwd)
         report["log_test"] = log.drain("test")
     unloads: list[dict[str, object]] = []
@@ -181,14 +210,66 @@ def run(
     return report
 
 
+def run(
+    modules: list[tuple[str, str]],
+    kernel_dependencies: list[str],
+    test: list[str] | None,
+    cwd: str,
+) -> dict[str, object]:
+    """Load ``modules`` ((name, path), in order), run ``test`` in ``cwd``,
+    unload; the report (see the module's docstring)."""
+    kernel = KernelModules()
+    log = KernelLog(kernel)
+    report, loaded = load(kernel, log, modules, kernel_dependencies)
+    all_loaded = len(loaded) == len(modules)
+    report.update(test_and_unload(kernel, log, loaded, test if all_loaded else None, cwd))
+    return report
+
+
+# -- lkm try --gdb: two steps, the VM held between them ------------------------
+# The load step also reports where the kernel put each module's sections and
+# the kernel log's last sequence number; the second step's log starts after
+# it, so the records logged between the steps (while gdb holds the VM, or
+# from the debugger's own pokes) are the test phase's.
+
+
+def load_for_debugging(
+    modules: list[tuple[str, str]], kernel_dependencies: list[str]
+) -> dict[str, object]:
+    """The load step of ``lkm try --gdb``: the load report, ``loaded``,
+    ``sections`` (name -> [(section, address)]) and ``kmsg_sequence``."""
+    from lkm.workflows.gdb import module_sections
+
+    kernel = KernelModules()
+    log = KernelLog(kernel, newest_sequence(kernel))
+    report, loaded = load(kernel, log, modules, kernel_dependencies)
+    report["loaded"] = loaded
+    report["sections"] = {name: module_sections(kernel.module_dir(name)) for name in loaded}
+    report["kmsg_sequence"] = log.sequence
+    return report
+
+
+def test_and_unload_after_debugging(
+    loaded: list[str], test: list[str] | None, cwd: str, kmsg_sequence: int
+) -> dict[str, object]:
+    """The second step of ``lkm try --gdb``: test and unload, the kernel log
+    from after record ``kmsg_sequence``."""
+    kernel = KernelModules()
+    return test_and_unload(kernel, KernelLog(kernel, kmsg_sequence), loaded, test, cwd)
+
+
 def main(argv: list[str]) -> int:
     plan = json.loads(argv[0])
-    report = run(
-        [(name, path) for name, path in plan["modules"]],
-        plan["kernel_dependencies"],
-        plan["test"],
-        plan["cwd"],
-    )
+    modules = [(name, path) for name, path in plan["modules"]]
+    step = plan.get("step", "all")
+    if step == "load":
+        report = load_for_debugging(modules, plan["kernel_dependencies"])
+    elif step == "test":
+        report = test_and_unload_after_debugging(
+            plan["loaded"], plan["test"], plan["cwd"], plan["kmsg_sequence"]
+        )
+    else:
+        report = run(modules, plan["kernel_dependencies"], plan["test"], plan["cwd"])
     sys.stdout.write(json.dumps(report) + "\n")
     return 0
 

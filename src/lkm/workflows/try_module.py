@@ -29,6 +29,10 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
     from typing import Any
 
+    from lkm.vm.qemu import VmSession
+    from lkm.vm.terminal import Terminal
+    from lkm.workflows.gdb import GdbRequest, GdbStub
+
 # The kernel's taint bits (Documentation/admin-guide/tainted-kernels.rst):
 # bit -> (letter, what it means).
 TAINT_FLAGS = {
@@ -388,14 +392,20 @@ def _time_guest_phases(report: TryReport, total: float) -> None:
 
 
 def guest_command(
-    modules: list[tuple[str, str]], kernel_dependencies: list[str], test: list[str] | None, cwd: str
+    modules: list[tuple[str, str]],
+    kernel_dependencies: list[str],
+    test: list[str] | None,
+    cwd: str,
+    **step: object,
 ) -> list[str]:
-    """The guest step: this interpreter running :mod:`lkm.workflows.try_guest`."""
+    """The guest step: this interpreter running :mod:`lkm.workflows.try_guest`
+    (``step``: the keys of one of its two ``--gdb`` steps)."""
     plan = {
         "modules": modules,
         "kernel_dependencies": kernel_dependencies,
         "test": test,
         "cwd": cwd,
+        **step,
     }
     return [sys.executable, "-m", "lkm.workflows.try_guest", json.dumps(plan)]
 
@@ -408,12 +418,21 @@ def try_module(
     output: Callable[[str], None] = print,
     console: str | None = None,
     timeout: float = GUEST_TIMEOUT,
+    gdb: GdbRequest | None = None,
+    shell: Terminal | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> TryReport:
     """Build the module in ``directory`` for ``kernel`` (as ``lkm vm`` names
-    kernels, or a headers tree), and try it in that kernel."""
+    kernels, or a headers tree), and try it in that kernel. With ``gdb``,
+    the VM has QEMU's gdb stub and is held after loading until gdb (or the
+    user) says go (see :func:`_debug_in_guest`). With ``shell``, an
+    interactive shell in the guest on that terminal after loading (after
+    gdb's go), before the test command and the unloading. ``progress``:
+    told how far the VM's boot is (see :class:`lkm.vm.qemu.VmSession`)."""
     from lkm.vm.boot_kernel import choose_kernel
     from lkm.vm.qemu import VmError, VmSession
     from lkm.workflows.build import build, find_headers
+    from lkm.workflows.gdb import KERNEL_APPEND, GdbStub
 
     directory = os.path.abspath(directory)
     if kernel is not None and os.path.isdir(kernel):
@@ -436,27 +455,151 @@ def try_module(
     names = " ".join(name for name, _ in report.modules)
     output(f"== boot {boot.release} and try {names}")
     started = time.monotonic()
+    stub = GdbStub() if gdb is not None else None
     try:
         from lkm.workflows.kernel_store import indexed_module_tree
 
         moddir = indexed_module_tree(boot.modules, boot.release)
         with VmSession(
-            boot.image, moddir, boot.release, console=console, panic_on_oops=False
+            boot.image,
+            moddir,
+            boot.release,
+            console=console,
+            panic_on_oops=False,
+            append=KERNEL_APPEND if stub is not None else "",
+            extra=stub.qemu_args() if stub is not None else (),
+            headers=headers.path,
+            progress=progress,
         ) as vm:
             vm.run("true", timeout)
             report.seconds["boot"] = time.monotonic() - started
             started = time.monotonic()
-            command = guest_command(report.modules, kernel_dependencies, test, directory)
-            step = vm.run(command, timeout)
-            if step.status != 0:
-                raise VmError(_helper_failure(step.status, step.stderr), step.kmsg)
-            _review(report, GuestReport.from_json(json.loads(step.stdout)))
-            _time_guest_phases(report, time.monotonic() - started)
+            if stub is None and shell is None:
+                command = guest_command(report.modules, kernel_dependencies, test, directory)
+                data = _guest_json(vm, command, timeout)
+            else:
+                held = _Held(
+                    report, boot.image, kernel_dependencies, test, gdb, stub, output, shell
+                )
+                data = _debug_in_guest(vm, held, timeout)
+            _review(report, GuestReport.from_json(data))
+            waited = report.seconds.get("gdb", 0) + report.seconds.get("shell", 0)
+            _time_guest_phases(report, time.monotonic() - started - waited)
     except VmError as exc:
         report.problems += exc.reason.splitlines()
         report.console_tail = exc.console
         report.incidents = find_incidents(("the VM", line) for line in _strip_times(exc.console))
+    finally:
+        if stub is not None:
+            stub.close()
     return report
+
+
+def _guest_json(vm: VmSession, command: list[str], timeout: float) -> dict[str, Any]:
+    """Run a guest helper step; the JSON report it printed."""
+    from lkm.vm.qemu import VmError
+
+    step = vm.run(command, timeout)
+    if step.status != 0:
+        raise VmError(_helper_failure(step.status, step.stderr), step.kmsg)
+    data: dict[str, Any] = json.loads(step.stdout)
+    return data
+
+
+class _Held(Record):
+    """What ``lkm try --gdb`` needs to hold the VM for gdb (and ``--shell``
+    for a shell)."""
+
+    report: TryReport
+    image: str  # the kernel image booted (where its debug vmlinux may be)
+    kernel_dependencies: list[str]
+    test: list[str] | None
+    request: GdbRequest | None
+    stub: GdbStub | None
+    output: Callable[[str], None]
+    shell: Terminal | None = None
+
+
+def _debug_in_guest(vm: VmSession, held: _Held, timeout: float) -> dict[str, Any]:
+    """Load (the first guest step), write and print the gdb commands, wait
+    for go, then test and unload (the second step, with no host time-out:
+    the VM may sit at a breakpoint for as long as someone debugs; the guest
+    still ends a test command after its own time-out). When a load failed,
+    nothing is held: what loaded is unloaded at once."""
+    report = held.report
+    modules, directory = report.modules, report.directory
+    load = guest_command(modules, held.kernel_dependencies, None, directory, step="load")
+    data = _guest_json(vm, load, timeout)
+    loaded: list[str] = data["loaded"]
+    all_loaded = len(loaded) == len(modules)
+    if all_loaded:
+        if held.request is not None and held.stub is not None:
+            _hold_for_gdb(held, data["sections"])
+        if held.shell is not None:
+            _shell_in_guest(vm, held, held.shell)
+    rest = guest_command(
+        modules,
+        held.kernel_dependencies,
+        held.test if all_loaded else None,
+        directory,
+        step="test",
+        loaded=loaded,
+        kmsg_sequence=data["kmsg_sequence"],
+    )
+    data.update(_guest_json(vm, rest, float("inf")))
+    return data
+
+
+def _shell_in_guest(vm: VmSession, held: _Held, terminal: Terminal) -> None:
+    """``--shell``: a shell in the guest, in the module's directory, until it exits."""
+    report = held.report
+    names = " ".join(name for name, _ in report.modules)
+    then = "test and unload" if held.test else "unload"
+    held.output(f"== shell in the VM with {names} loaded; exit it to {then}")
+    started = time.monotonic()
+    status = vm.shell(terminal, cwd=report.directory)
+    report.seconds["shell"] = time.monotonic() - started
+    held.output(f"== the shell exited with status {status}: {then}")
+
+
+def _hold_for_gdb(held: _Held, sections: dict[str, list[list[Any]]]) -> None:
+    from lkm.workflows.gdb import (
+        GDB_FILE,
+        GO_SUFFIX,
+        LoadedModule,
+        gdb_commands,
+        kernel_debug_file,
+        remove_go_file,
+        wait_for_go,
+        write_commands,
+    )
+
+    assert held.request is not None and held.stub is not None  # --gdb was asked for
+    report, output = held.report, held.output
+    script = held.request.script or os.path.join(report.directory, GDB_FILE)
+    go = script + GO_SUFFIX
+    modules = [
+        LoadedModule(name, path, tuple((s, a) for s, a in sections[name]))
+        for name, path in report.modules
+    ]
+    vmlinux = kernel_debug_file(report.kernel, held.image)
+    remove_go_file(go)  # a go file left from an earlier run does not count
+    lines = gdb_commands(held.stub.target, modules, vmlinux, report.kernel, held.stub.directory, go)
+    write_commands(script, lines)
+    names = " ".join(name for name, _ in report.modules)
+    output(f"== gdb: the VM is held with {names} loaded; the commands are in {script}:")
+    for line in lines:
+        output(f"  > {line}")
+    enter = ", or press Enter here" if held.request.keyboard is not None else ""
+    output(f"   debug with: gdb -x {script}")
+    output(
+        "   then set breakpoints and type lkm-go to run the test command and unload"
+        f" (or create {go}{enter})"
+    )
+    started = time.monotonic()
+    said = wait_for_go(go, held.request.keyboard)
+    report.seconds["gdb"] = time.monotonic() - started
+    output(f"== go ({said}): test and unload")
 
 
 def _helper_failure(status: int, stderr: bytes) -> str:
