@@ -151,3 +151,18 @@ def test_bad_conf_is_status_8(tmp_path: Path, monkeypatch) -> None:  # type: ign
     options = _package(tmp_path, "PACKAGE_NAME=pkg\nPACKAGE_VERSION=1.0\n")
     status, _, err = _dkms(["build", "pkg/1.0", *options])
     assert status == 8 and "DEST_MODULE_LOCATION" in err
+
+
+def test_autoinstall_skipped_is_not_a_failure(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("mok_signing_key", str(tmp_path / "mok.key"))
+    monkeypatch.setenv("mok_certificate", str(tmp_path / "mok.pub"))
+    conf = (
+        "PACKAGE_NAME=pkg\nPACKAGE_VERSION=1.0\nBUILT_MODULE_NAME=pkg\n"
+        "DEST_MODULE_LOCATION=/extra\nBUILD_EXCLUSIVE_KERNEL='^0\\.'\nAUTOINSTALL=yes\n"
+    )
+    options = _package(tmp_path, conf)
+    assert _dkms(["add", "pkg/1.0", *options])[0] == 0
+    status, out, err = _dkms(["autoinstall", *options])
+    assert (status, err) == (0, "") and "skipped" in out and "BUILD_EXCLUSIVE_KERNEL" in out
+    (tmp_path / "src/pkg-1.0/dkms.conf").write_text(conf.replace("AUTOINSTALL=yes\n", ""))
+    assert _dkms(["autoinstall", *options]) == (0, "", "")  # not asked for: nothing done

@@ -1,7 +1,11 @@
 """``lkm dkms ACTION [options]``: DKMS's command line over DKMS's own state
 tree and dkms.conf files (Debian's dkms 3.0.10 is the reference).
 
-Actions: add, build, install, uninstall, unbuild, remove, status.
+Actions: add, build, install, uninstall, unbuild, remove, status,
+autoinstall (the newest added version of each AUTOINSTALL package, built
+and installed for each kernel asked: ``-k`` (repeatable), ``--all`` (every
+kernel in the install tree) or the running one; builds in parallel up to
+``-j``; one line per failure, exit status 11 when any failed).
 Options as dkms takes them (``-x V``, ``-x=V`` and ``--long=V``):
 ``-m NAME[/VERSION]``, ``-v VERSION``, ``NAME/VERSION``, ``-k KVER[/ARCH]``
 (repeatable), ``-a ARCH``, ``--all``, ``--force``, ``-j N``,
@@ -21,7 +25,16 @@ if TYPE_CHECKING:
 
     from lkm.workflows.dkms.tree import Settings, Target, Tree
 
-ACTIONS = ("add", "build", "install", "uninstall", "unbuild", "remove", "status")
+ACTIONS = (
+    "add",
+    "build",
+    "install",
+    "uninstall",
+    "unbuild",
+    "remove",
+    "status",
+    "autoinstall",
+)
 # Options taking a value: dkms's name -> the key it fills.
 _VALUED = {
     "-m": "module",
@@ -160,6 +173,8 @@ def _run(command: Command, out: BinaryIO, err: BinaryIO, fail: object) -> int:
         tree = Tree(settings)
         if command.action == "status":
             return _status(tree, command, out)
+        if command.action == "autoinstall":
+            return _autoinstall(tree, command, say, err, fail)
         return _act(tree, command, say, err, fail)
     except (DkmsError, ConfError) as exc:
         fail(str(exc))
@@ -233,6 +248,36 @@ def _targets(tree: Tree, command: Command) -> list[Target]:
         Target(command.module, command.version, k, a or os.uname().machine)
         for k, a in zip(kernels, arches, strict=True)
     ]
+
+
+def _autoinstall(tree: Tree, command: Command, say: object, err: BinaryIO, fail: object) -> int:
+    """Every package for every kernel asked; 11 (dkms's status for a failed
+    autoinstall) when any failed, skipped ones (77) not counted."""
+    import os
+
+    from lkm.cli.install import depmod_reporter
+    from lkm.workflows.dkms.autoinstall import Outcome, autoinstall, installed_kernels
+
+    assert callable(say) and callable(fail)
+    if command.module or command.version:
+        raise _usage("autoinstall takes no NAME/VERSION: it acts on every added package")
+    if "all" in command.flags:
+        if command.kernels or command.arches:
+            raise _usage("You cannot specify a kernel version or arch and also --all")
+        kernels = installed_kernels(tree)
+    else:
+        kernels = list(command.kernels) or [os.uname().release]
+    arches = _arches_for(command, len(kernels) or 1, os.uname().machine)
+    pairs = [(k, a or os.uname().machine) for k, a in zip(kernels, arches, strict=False)]
+
+    def heard(outcome: Outcome) -> None:
+        if outcome.failed:
+            fail(outcome.message)
+        elif outcome.state == "skipped":
+            say(outcome.message)
+
+    outcomes = autoinstall(tree, pairs, tree.settings.jobs, say, depmod_reporter(err), heard)
+    return 11 if any(o.failed for o in outcomes) else 0
 
 
 def _act(tree: Tree, command: Command, say: object, err: BinaryIO, fail: object) -> int:

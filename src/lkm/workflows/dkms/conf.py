@@ -450,7 +450,9 @@ def _interpret(
         post_add=v.get("POST_ADD"),
         post_remove=v.get("POST_REMOVE"),
         obsolete_by=v.get("OBSOLETE_BY"),
-        autoinstall=v.get("AUTOINSTALL").lower().startswith("y"),
+        # dkms 3.0.10's autoinstall tests only that AUTOINSTALL is set
+        # (``[[ ! $AUTOINSTALL ]]``): any value, "no" included, means yes.
+        autoinstall=bool(v.get("AUTOINSTALL")),
         remake_initrd=v.get("REMAKE_INITRD").lower().startswith("y"),
         build_depends=tuple(v.array("BUILD_DEPENDS").values()),
         problems=tuple(problems),

@@ -1,0 +1,179 @@
+"""``dkms autoinstall``: build and install, for each kernel asked, the
+newest added version of every package whose dkms.conf sets AUTOINSTALL.
+
+Which packages, as Debian's dkms 3.0.10's ``autoinstall`` picks them: the
+added ones; for each, nothing when a version is installed for the kernel
+already (``kernel-KVER-ARCH`` resolves to it: dkms's _is_module_installed,
+so a second run reads no dkms.conf and builds nothing), else the newest
+version (dkms's ``VER`` order) whose dkms.conf, read for that kernel, sets
+AUTOINSTALL; BUILD_DEPENDS wait for the packages they name to be installed
+for the kernel. Unlike dkms (one kernel, stops reporting at the first
+error, exits 11 without saying which), every package is tried for every
+kernel and each failure is reported.
+
+Builds of different package/kernel pairs run in threads, up to ``-j``
+jobs in all: ``min(N, pairs)`` workers, each make given ``-j N // workers``;
+two kernels of one package version take turns (dkms builds in the
+version's one ``build/`` directory). Installs and lkm's depmod run after
+each round of builds, one at a time, in the calling thread: depmod forks,
+and no build thread is alive then.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+
+from lkm.records import Record
+from lkm.workflows.dkms.tree import DkmsError, Target, Tree, collation_key
+from lkm.workflows.dkms.versions import padded
+
+Say = Callable[[str], None]
+Report = Callable[[str, str], None]
+SKIPPED = 77  # BUILD_EXCLUSIVE_* not met: dkms's "skipped", not a failure
+
+
+class Outcome(Record):
+    """What autoinstall did with one package for one kernel."""
+
+    target: Target
+    state: str  # installed, skipped, failed
+    message: str = ""  # the failure's (or skip's) one line
+    status: int = 0  # dkms's exit status for it
+
+    @property
+    def failed(self) -> bool:
+        return self.state == "failed"
+
+
+def choose(tree: Tree, kernel: str, arch: str) -> list[Target]:
+    """The package versions dkms's autoinstall would install for the kernel."""
+    by_module: dict[str, list[str]] = {}
+    for module, version in tree.packages():
+        by_module.setdefault(module, []).append(version)
+    chosen = []
+    for module, versions in by_module.items():
+        newest_first = sorted(versions, key=lambda v: collation_key(padded(v)), reverse=True)
+        for version in newest_first:
+            t = Target(module, version, kernel, arch)
+            if tree.link_is_to(t):
+                break  # installed already: dkms skips the package
+            conf = tree.conf(t)
+            if conf.autoinstall or conf.problems:  # a bad conf is reported by build
+                chosen.append(t)
+                break
+    return chosen
+
+
+def autoinstall(
+    tree: Tree,
+    kernels: list[tuple[str, str]],
+    jobs: str | None,
+    say: Say,
+    report: Report,
+    on_outcome: Callable[[Outcome], None],
+) -> list[Outcome]:
+    """Build and install the chosen packages for every (kernel, arch);
+    ``on_outcome`` hears of each one as it ends."""
+    pending = [t for kernel, arch in kernels for t in choose(tree, kernel, arch)]
+    installed = {k: _installed_modules(tree, k, a) for k, a in kernels}
+    outcomes: list[Outcome] = []
+
+    def done(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        on_outcome(outcome)
+
+    while pending:
+        ready = [t for t in pending if _depends(tree, t) <= installed[t.kernel]]
+        if not ready:
+            break
+        pending = [t for t in pending if t not in ready]
+        built = build_all(tree, ready, jobs, say)
+        for t in ready:
+            failure = built[t]
+            outcome = failure if failure is not None else _install(tree, t, say, report)
+            if outcome.state == "installed":
+                installed[t.kernel].add(t.module)
+            done(outcome)
+    for t in pending:
+        missing = " ".join(sorted(_depends(tree, t) - installed[t.kernel]))
+        message = f"{t.label}: not built: it depends on {missing}, not installed for this kernel"
+        done(Outcome(t, "failed", message, 11))
+    return outcomes
+
+
+def _installed_modules(tree: Tree, kernel: str, arch: str) -> set[str]:
+    """Packages with some version installed for the kernel."""
+    return {m for m, _ in tree.packages() if os.path.exists(tree.kernel_link(m, kernel, arch))}
+
+
+def _depends(tree: Tree, t: Target) -> set[str]:
+    return set(tree.conf(t).build_depends) - {t.module}
+
+
+def build_all(
+    tree: Tree, targets: list[Target], jobs: str | None, say: Say
+) -> dict[Target, Outcome | None]:
+    """Build every target not built yet, in parallel; None for each built
+    (or built already), an Outcome for each that failed or was skipped."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lkm.workflows.dkms.build import jobs_argument, prepare_signing
+
+    if not targets:
+        return {}
+    total = jobs_argument(jobs)  # "" for -j 0: make's unlimited -j, one worker per pair
+    workers = len(targets) if not total else max(1, min(int(total), len(targets)))
+    share = "0" if not total else str(max(1, int(total) // workers))
+    builder = Tree(tree.settings.replace(jobs=share))
+    prepare_signing(tree, targets[0], say)  # the key, made once before any thread
+    locks = {(t.module, t.version): threading.Lock() for t in targets}
+
+    def one(t: Target) -> Outcome | None:
+        with locks[t.module, t.version]:
+            return _build(builder, t, say)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lkm-dkms") as pool:
+        results = list(pool.map(one, targets))
+    return dict(zip(targets, results, strict=True))
+
+
+def _build(tree: Tree, t: Target, say: Say) -> Outcome | None:
+    from lkm.workflows.dkms.build import build
+
+    try:
+        if not tree.is_built(t):
+            build(tree, t, say)
+    except DkmsError as exc:
+        return _failure(t, exc)
+    return None
+
+
+def _install(tree: Tree, t: Target, say: Say, report: Report) -> Outcome:
+    from lkm.workflows.dkms.install import install
+
+    try:
+        install(tree, t, say, report)
+    except DkmsError as exc:
+        return _failure(t, exc)
+    return Outcome(t, "installed")
+
+
+def _failure(t: Target, exc: DkmsError) -> Outcome:
+    state = "skipped" if exc.status == SKIPPED else "failed"
+    return Outcome(t, state, str(exc), exc.status)
+
+
+def installed_kernels(tree: Tree) -> list[str]:
+    """Kernels with a module tree in the install tree (``--all``), oldest first."""
+    root = tree.settings.install_tree
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return []
+    found = [n for n in names if os.path.isfile(f"{root}/{n}/modules.dep")]
+    return sorted(found, key=lambda k: collation_key(padded(k)))
+
+
+__all__ = ["Outcome", "autoinstall", "build_all", "choose", "installed_kernels"]
