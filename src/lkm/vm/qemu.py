@@ -22,9 +22,11 @@ guests die on the first instruction the nested hypervisor cannot emulate).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -38,7 +40,7 @@ from lkm.vm.initramfs import DEFAULT_MODPROBE, HOST_TAG, SCRATCH_TAG, build_init
 from lkm.vm.kernel_image import bootable_image
 from lkm.vm.serial import HostPorts, PortError
 from lkm.vm.streams import StepStreams
-from lkm.vm.terminal import Terminal, TerminalEscape
+from lkm.vm.terminal import Terminal, TerminalEscape, Terminated, ending_on_signals
 
 CONSOLE_TAIL = 40
 # multidevs=remap: files from different host filesystems keep distinct inodes.
@@ -197,6 +199,10 @@ class VmSession:
         self._stage = ""  # how far the boot is, from the console's markers
         self._console_seen = 0
         self._stdin_taken = False
+        # Until close(), a SIGTERM or SIGHUP unwinds to it (the guest is
+        # killed) instead of leaving QEMU running without its lkm.
+        self._signals = contextlib.ExitStack()
+        self._signals.enter_context(ending_on_signals())
         if share not in ("9p", "virtiofs"):
             raise VmError(f"unknown share '{share}': 9p or virtiofs")
         try:
@@ -378,6 +384,8 @@ class VmSession:
 
     def close(self, timeout: float = 30.0) -> None:
         """Power the guest off (killing it if it does not stop) and clean up."""
+        if sys.exc_info()[0] is Terminated:
+            self._kill()  # a signal ends lkm: no time for a clean power-off
         if self._proc is not None and self._proc.poll() is None:
             with open(os.path.join(self.scratch, "quit"), "w"):
                 pass
@@ -390,6 +398,7 @@ class VmSession:
         if self._virtiofsd is not None:
             self._virtiofsd.close()
         shutil.rmtree(self._work, ignore_errors=True)
+        self._signals.close()
 
 
 def run(

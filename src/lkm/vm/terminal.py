@@ -77,8 +77,7 @@ class Terminal:
         saved = termios.tcgetattr(self.input) if self.is_tty else None
         with contextlib.ExitStack() as undo:
             undo.enter_context(_signal(signal.SIGWINCH, self._note_resize))
-            undo.enter_context(_signal(signal.SIGTERM, _leave))
-            undo.enter_context(_signal(signal.SIGHUP, _leave))
+            undo.enter_context(ending_on_signals())
             if saved is not None:
                 tty.setraw(self.input, termios.TCSANOW)
                 undo.callback(termios.tcsetattr, self.input, termios.TCSADRAIN, saved)
@@ -88,10 +87,23 @@ class Terminal:
         self.resized = True
 
 
+class Terminated(SystemExit):
+    """SIGTERM or SIGHUP asked lkm to stop: everything is unwound (the
+    terminal restored, the guest killed rather than powered off), and the
+    process ends with the status a shell gives that signal."""
+
+
 def _leave(signum: int, frame: object) -> None:
-    # Unwind (restoring the terminal, stopping the guest), then end as the
-    # signal would have ended the process.
-    raise SystemExit(128 + signum)
+    raise Terminated(128 + signum)
+
+
+@contextlib.contextmanager
+def ending_on_signals() -> Iterator[None]:
+    """While inside, SIGTERM and SIGHUP unwind the stack (raising
+    :class:`Terminated`) instead of ending the process on the spot, which
+    would leave QEMU running and the terminal raw."""
+    with _signal(signal.SIGTERM, _leave), _signal(signal.SIGHUP, _leave):
+        yield
 
 
 @contextlib.contextmanager
