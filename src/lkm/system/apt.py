@@ -95,13 +95,23 @@ class Apt:
         return re.findall(r"^\s+\|?Depends:\s+(\S+)$", text, re.M)
 
     def update(self) -> None:
-        """Refresh the package lists (root only, for the machine's own)."""
+        """Refresh the package lists (root only, for the machine's own).
+        One index failing (a mirror in mid-sync) fails apt-get's status but
+        not the lists that did arrive: what apt knows afterwards decides,
+        and only when it knows no kernel at all is that an error."""
         self._linux = None
         try:
-            run(["apt-get", *self.options, "update"], check=True)
+            done = run(["apt-get", *self.options, "update"], check=False)
         except CommandError as exc:
+            raise AptError(f"apt-get update: {exc}") from None
+        if done.status != 0 and not any(
+            name.startswith("linux-image-") for name in self.linux_packages()
+        ):
             hint = "" if os.geteuid() == 0 else " (as root: apt-get update)"
-            raise AptError(f"apt-get update failed{hint}: {exc}") from None
+            last = done.stderr.decode(errors="replace").strip().splitlines()
+            raise AptError(
+                f"apt-get update failed{hint}: {last[-1] if last else f'status {done.status}'}"
+            )
 
     def deb_files(self, packages: Sequence[str]) -> list[DebFile]:
         """What ``apt-get download PACKAGE…`` would fetch (no download), in order."""

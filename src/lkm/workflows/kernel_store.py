@@ -92,6 +92,10 @@ class Progress:
             self.write(f"  {package}  {megabytes(total)}\n")
 
 
+def _packages_text(count: int) -> str:
+    return f"{count} package" if count == 1 else f"{count} packages"
+
+
 def megabytes(size: int) -> str:
     return f"{size / 1e6:.1f} MB"
 
@@ -225,7 +229,7 @@ def fetch_kernel(
         index_module_tree(root, wanted.release, report)
         return kernel_in_root(root, wanted.release, cached=True)
     report.step(
-        f"fetching {wanted.release} ({wanted.arch}): {len(wanted.packages)} packages, "
+        f"fetching {wanted.release} ({wanted.arch}): {_packages_text(len(wanted.packages))}, "
         f"{megabytes(wanted.size)}"
     )
     os.makedirs(os.path.dirname(root), exist_ok=True)
@@ -277,7 +281,7 @@ def _unpack(debs: Sequence[str], tree: str, report: Progress) -> None:
     """``dpkg-deb -x`` of every package into ``tree``, all at once: the
     packages hold disjoint files (dpkg refuses packages that overlap), and
     each extraction is a decompressor and tar that wait on each other."""
-    report.step(f"unpacking {len(debs)} packages")
+    report.step(f"unpacking {_packages_text(len(debs))}")
     os.makedirs(tree)
     from contextlib import ExitStack
 
