@@ -325,16 +325,32 @@ def index_module_tree(root: str, release: str, report: Progress) -> None:
     moddir = os.path.join(root, "lib", "modules", release)
     if not os.path.isdir(moddir) or os.path.exists(os.path.join(moddir, "modules.dep.bin")):
         return
+    report.step("indexing the module tree (lkm depmod)")
+    _depmod(moddir, release, basedir=root)
+
+
+def _depmod(
+    moddir: str,
+    release: str,
+    basedir: str = "",
+    moduledir: str = "/lib/modules",
+    outdir: str | None = None,
+) -> None:
+    """lkm's depmod over ``moddir`` (``BASEDIR/MODULEDIR/RELEASE``), its
+    files written under ``outdir`` when given, uncached; its errors as one
+    FetchError."""
     from lkm.workflows.depmod import DepmodSettings, run_depmod
 
-    report.step("indexing the module tree (lkm depmod)")
     problems: list[str] = []
 
     def note(level: str, message: str) -> None:
         if level in ("ERROR", "FATAL"):
             problems.append(message)
 
-    result = run_depmod(DepmodSettings(version=release, basedir=root, use_cache=False), note)
+    settings = DepmodSettings(
+        version=release, basedir=basedir, moduledir=moduledir, outdir=outdir, use_cache=False
+    )
+    result = run_depmod(settings, note)
     if result.status != 0 or problems:
         raise FetchError(f"{moddir}: depmod failed: {'; '.join(problems) or result.status}")
 
@@ -365,7 +381,7 @@ def indexed_module_tree(moddir: str, release: str) -> str:
     os.makedirs(views, exist_ok=True)
     work = tempfile.mkdtemp(prefix=".view-", dir=views)
     try:
-        _index_into(moddir, release, work)
+        _depmod(moddir, release, moduledir=os.path.dirname(moddir), outdir=work)
         for name in _listdir(moddir):
             if not os.path.lexists(os.path.join(work + moddir, name)):
                 os.symlink(os.path.join(moddir, name), os.path.join(work + moddir, name))
@@ -381,23 +397,6 @@ def _newer_than(view: str, moddir: str) -> bool:
         return os.stat(f"{view}/modules.dep.bin").st_mtime >= os.stat(moddir).st_mtime
     except OSError:
         return False
-
-
-def _index_into(moddir: str, release: str, out: str) -> None:
-    from lkm.workflows.depmod import DepmodSettings, run_depmod
-
-    problems: list[str] = []
-
-    def note(level: str, message: str) -> None:
-        if level in ("ERROR", "FATAL"):
-            problems.append(message)
-
-    settings = DepmodSettings(
-        version=release, moduledir=os.path.dirname(moddir), outdir=out, use_cache=False
-    )
-    result = run_depmod(settings, note)
-    if result.status != 0 or problems:
-        raise FetchError(f"{moddir}: depmod failed: {'; '.join(problems) or result.status}")
 
 
 def _keep_newest(directory: str, count: int) -> None:
