@@ -33,14 +33,13 @@ from conftest import command, kmod
 
 from lkm.model.database import ModuleDatabase
 from lkm.testing.debian_kernels import KernelFixture
-from lkm.testing.guest import Guest
+from lkm.testing.guest import Guest, titled_output, titled_script
 from lkm.vm.initramfs import BOOT_MODULES
 from lkm.vm.qemu import VmSession
 from lkm.workflows.scaffold import create
 
 LKM = str(Path(sys.executable).with_name("lkm"))
 NAME = "kernel-module-example"
-MARK = "@@ "
 HELLO_GOODBYE = "kernel_module_example: Hello, world\nkernel_module_example: Goodbye, world\n"
 
 
@@ -132,15 +131,7 @@ def story(module: Path) -> str:
         "modinfo after": f"modinfo -n {NAME}",
         "kernel log": "dmesg | grep -oE 'kernel_module_example: (Hello|Goodbye), world'",
     }
-    lines = ["M=/lib/modules/$(uname -r)"]
-    for title, script in parts.items():
-        lines.append(f"printf '\\n{MARK}%s\\n' '{title}'; ( {script} ) 2>&1; echo \"status $?\"")
-    return "\n".join(lines)
-
-
-def sections(stdout: bytes) -> dict[str, str]:
-    parts = stdout.decode().split(f"\n{MARK}")[1:]
-    return dict(part.split("\n", 1) for part in parts)
+    return titled_script(parts, prelude="M=/lib/modules/$(uname -r)")
 
 
 def test_install_load_unload_uninstall(vm: InstallGuest) -> None:
@@ -148,7 +139,7 @@ def test_install_load_unload_uninstall(vm: InstallGuest) -> None:
     moddir = f"/lib/modules/{kernel.version}"
     path = f"{moddir}/{kbuild_install_dir(kernel)}/{NAME}{tree_suffix(kernel)}"
     result = vm.check(story(module), timeout=600)
-    got = sections(result.stdout)
+    got = titled_output(result.stdout)
     assert got == {
         "install": f"{module} -> {path}\nindexed {moddir}\nstatus 0\n",
         "lkm modprobe": "loaded: 1\nstatus 0\n",

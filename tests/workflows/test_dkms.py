@@ -142,7 +142,10 @@ def test_build_exclusive_is_skipped_with_77(tmp_path: Path, monkeypatch) -> None
     status, _, err = _dkms(["build", "pkg/1.0", *options])
     assert status == 77 and "skipped" in err and "BUILD_EXCLUSIVE_KERNEL" in err
     status, out, _ = _dkms(["status", "--json", *options[:6]])
-    assert json.loads(out)[0]["state"] == "added"
+    (entry,) = json.loads(out)
+    assert (entry["state"], entry["kernel"]) == ("skipped", KVER)
+    assert "BUILD_EXCLUSIVE_KERNEL" in entry["reason"]
+    assert _dkms(["status", *options[:6]])[1] == "pkg/1.0: added\n"
 
 
 def test_bad_conf_is_status_8(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

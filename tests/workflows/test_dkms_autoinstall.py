@@ -78,24 +78,36 @@ def test_autoinstall_goes_past_a_failure(
     assert got == {
         ("acpi-call", "1.0"): ("added", None),
         ("acpi-call", "1.2.2"): ("installed", kernel.version),
-        ("broken", "1.0"): ("added", None),
+        ("broken", "1.0"): ("failed", kernel.version),
         ("tp_smapi", "0.43"): ("installed", kernel.version),
     }
+    failed = next(e for e in state if e["module"] == "broken")
+    assert failed["reason"] in err and Path(failed["log"]).read_text().count("/nonexistent")
+    text = lkm("dkms", ["status", *options[:6]]).stdout.decode()
+    assert "broken/1.0: added\n" in text  # dkms's line format: no failed state there
     placed = sorted(p.name for p in (side.moddir / "updates" / "dkms").iterdir())
     # hdaps is left out as dkms leaves it: the kernel has its own (version check)
     assert placed == ["acpi_call.ko", "thinkpad_ec.ko", "tp_smapi.ko"]
     dep = (side.moddir / "modules.dep").read_text()
     assert "updates/dkms/acpi_call.ko:" in dep and "updates/dkms/tp_smapi.ko:" in dep
 
-    # Nothing changed (the broken package gone): no make, under a second.
-    assert lkm("dkms", ["remove", "broken/1.0", "--all", *options[:6]]).status == 0
+    # Nothing changed: no make, under a second; the failure reported again
+    # from its record, as a failure.
     calls.unlink()
     started = time.monotonic()
     again = lkm("dkms", ["autoinstall", "-j", "2", *options])
     took = time.monotonic() - started
-    assert (again.status, again.stderr) == (0, b"")
+    assert again.status == 11 and again.stderr.count(b"\n") == 1
+    assert b"broken/1.0" in again.stderr and b"not rebuilt" in again.stderr
     assert not calls.exists(), calls.read_text()
     assert took < 1.0, took
+
+    # A changed source file: tried again.
+    with (side.src / "broken-1.0" / "dkms.conf").open("a") as conf:
+        conf.write("# edited\n")
+    third = lkm("dkms", ["autoinstall", "-j", "2", *options])
+    assert third.status == 11 and b"not rebuilt" not in third.stderr
+    assert calls.read_text().count("/nonexistent") == 1
     report(
         f"dkms autoinstall on {kernel.version}: 3 packages (1 failing), "
         f"second run {took:.2f} s without make"

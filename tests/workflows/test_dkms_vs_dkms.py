@@ -1,5 +1,5 @@
 """``lkm dkms`` against Debian's dkms 3.0.10 on real bookworm ``*-dkms``
-packages and the real Debian 6.1 kernel headers.
+packages and the real Debian 6.1 and 6.12 kernel headers.
 
 Each package is downloaded with ``apt-get download`` and unpacked with
 ``dpkg-deb -x`` (never installed). Each tool gets its own state tree,
@@ -20,9 +20,11 @@ Debian's dkms package is installed (without recommends) when absent.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,8 +34,17 @@ from lkm.testing.debian_kernels import KernelFixture
 
 # Packages of different shapes: an array MAKE with BUILD_EXCLUSIVE_CONFIG,
 # bash logic sourcing the kernel's .config, three modules with mixed
-# locations, a dashed module name with a plain MAKE and CLEAN.
-PACKAGES = ("acpi-call-dkms", "v4l2loopback-dkms", "tp-smapi-dkms", "dm-writeboost-dkms")
+# locations, a dashed module name with a plain MAKE and CLEAN, four
+# modules behind a sourced .config and an if, a PRE_BUILD ./configure
+# with $BASH_SOURCE and STRIP=no.
+PACKAGES = (
+    "acpi-call-dkms",
+    "v4l2loopback-dkms",
+    "tp-smapi-dkms",
+    "dm-writeboost-dkms",
+    "digimend-dkms",
+    "iptables-netflow-dkms",
+)
 
 
 @pytest.fixture(scope="session")
@@ -55,16 +66,19 @@ def real_dkms() -> str:
 @pytest.fixture(scope="session")
 def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Each package's source directory (NAME-VERSION), unpacked from its .deb."""
-    where = tmp_path_factory.mktemp("dkms-debs")
+    return _unpacked(tmp_path_factory.mktemp("dkms-debs"), PACKAGES)
+
+
+def _unpacked(where: Path, packages: tuple[str, ...]) -> dict[str, Path]:
     unpacked = where / "root"
-    for package in PACKAGES:
+    for package in packages:
         command(["apt-get", "download", package], cwd=where, check=True)
     for deb in sorted(where.glob("*.deb")):
         command(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True)
     found = {}
     for conf in sorted((unpacked / "usr" / "src").glob("*/dkms.conf")):
         found[conf.parent.name] = conf.parent
-    assert len(found) == len(PACKAGES), found
+    assert len(found) == len(packages), found
     return found
 
 
@@ -123,10 +137,33 @@ def _sign_file(kernel: KernelFixture) -> str:
     return found[0]
 
 
+# Real dkms reads the tree's compression from /lib/modules/KVER/modules.dep
+# whatever --installtree says; it runs in a mount namespace where the
+# side's module tree is /lib/modules, so the host's is never read or written.
+_IN_NAMESPACE = 'mount --bind "$1" /lib/modules && shift && exec "$@"'
+
+
 def _dkms(real: str, args: list[str], side: Side, kernel: KernelFixture) -> int:
     env = dict(os.environ, **side.env(), sign_file=_sign_file(kernel))
-    done = command([real, *args], env=env, cwd=str(side.base), timeout=900)
+    modules = side.root / "lib" / "modules"
+    argv = ["unshare", "-m", "sh", "-c", _IN_NAMESPACE, "sh", str(modules), real, *args]
+    with _lib_modules_mountpoint():
+        done = command(argv, env=env, cwd=str(side.base), timeout=900)
     return done.returncode
+
+
+@contextlib.contextmanager
+def _lib_modules_mountpoint() -> Iterator[None]:
+    """/lib/modules exists while real dkms runs (made, and removed, when
+    the host has none)."""
+    made = not os.path.lexists("/lib/modules")
+    if made:
+        os.mkdir("/lib/modules")
+    try:
+        yield
+    finally:
+        if made:
+            os.rmdir("/lib/modules")
 
 
 def _lkm(args: list[str], side: Side, monkeypatch: pytest.MonkeyPatch) -> tuple[int, bytes]:
@@ -137,13 +174,14 @@ def _lkm(args: list[str], side: Side, monkeypatch: pytest.MonkeyPatch) -> tuple[
     return result.status, result.stderr
 
 
-def _status_lines(
-    real: str, side: Side, kernel: KernelFixture, monkeypatch: pytest.MonkeyPatch
-) -> tuple[bytes, bytes]:
+def _status_lines(real: str, side: Side, monkeypatch: pytest.MonkeyPatch) -> tuple[bytes, bytes]:
     options = ["--dkmstree", str(side.tree), "--sourcetree", str(side.src)]
     options += ["--installtree", str(side.root / "lib" / "modules")]
     env = dict(os.environ, **side.env())
-    theirs = command([real, "status", *options], env=env).stdout
+    modules = side.root / "lib" / "modules"
+    argv = ["unshare", "-m", "sh", "-c", _IN_NAMESPACE, "sh", str(modules), real]
+    with _lib_modules_mountpoint():
+        theirs = command([*argv, "status", *options], env=env).stdout
     with monkeypatch.context() as patch:
         for key, value in side.env().items():
             patch.setenv(key, value)
@@ -169,18 +207,20 @@ def _dep_lines(side: Side) -> list[str]:
     return sorted(line for line in text.splitlines() if not line.startswith("kernel/"))
 
 
+@pytest.mark.parametrize("label", ["6.1", "6.12"])
 def test_build_install_status_against_dkms(
+    label: str,
     real_dkms: str,
     sources: dict[str, Path],
-    kernel_61: KernelFixture,
+    kernels: list[KernelFixture],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     report,  # type: ignore[no-untyped-def]
 ) -> None:
-    kernel = kernel_61
+    kernel = next(k for k in kernels if k.label == label)
     theirs = Side(tmp_path / "dkms", kernel, sources)
     ours = Side(tmp_path / "lkm", kernel, sources)
-    compared = 0
+    compared = built_by_both = 0
     for name in sorted(sources):
         module, version = _split(name)
         mv = f"{module}/{version}"
@@ -196,6 +236,7 @@ def test_build_install_status_against_dkms(
         compared += 2
         if status_dkms != 0:
             continue
+        built_by_both += 1
         install = ["install", mv, *theirs.options(kernel), "--no-depmod"]
         status_dkms = _dkms(real_dkms, install, theirs, kernel)
         command(["depmod", "-b", str(theirs.root), kernel.version], check=True)
@@ -203,13 +244,13 @@ def test_build_install_status_against_dkms(
         assert status_dkms == status_lkm == 0, (name, err)
         compared += 1
     for side in (theirs, ours):
-        by_dkms, by_lkm = _status_lines(real_dkms, side, kernel, monkeypatch)
+        by_dkms, by_lkm = _status_lines(real_dkms, side, monkeypatch)
         assert by_lkm == by_dkms
         assert by_lkm.count(b"\n") == len(sources)
         compared += len(sources)
     placed_dkms, placed_lkm = _placed(theirs), _placed(ours)
     assert sorted(placed_lkm) == sorted(placed_dkms)
-    assert placed_lkm, "nothing was installed"
+    assert built_by_both and placed_lkm, "nothing was built and installed"
     for relative in sorted(placed_lkm):
         assert _modinfo_field(placed_lkm[relative], "signer"), relative  # signed
         for field in ("signer", "sig_hashalgo", "name", "vermagic"):
@@ -220,7 +261,8 @@ def test_build_install_status_against_dkms(
     assert _dep_lines(ours) == _dep_lines(theirs)
     compared += len(_dep_lines(ours))
     report(
-        f"dkms vs lkm dkms on {len(sources)} Debian packages, {kernel.version}: {compared} cases"
+        f"dkms vs lkm dkms on {len(sources)} Debian packages, {kernel.version} "
+        f"({built_by_both} built by both): {compared} cases"
     )
 
 
@@ -243,7 +285,7 @@ def test_either_tool_carries_on(
 
     def same_status(expected: bytes) -> None:
         nonlocal compared
-        by_dkms, by_lkm = _status_lines(real_dkms, side, kernel, monkeypatch)
+        by_dkms, by_lkm = _status_lines(real_dkms, side, monkeypatch)
         assert by_lkm == by_dkms == expected
         compared += 1
 
@@ -259,3 +301,141 @@ def test_either_tool_carries_on(
     same_status(b"")
     assert not _placed(side)
     report(f"dkms and lkm dkms taking turns on one tree ({name}): {compared} states compared")
+
+
+def _status_pair(real: str, side: Side, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    by_dkms, by_lkm = _status_lines(real, side, monkeypatch)
+    assert by_lkm == by_dkms
+    return by_lkm
+
+
+def _tree_files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_tarballs_load_in_either_tool(
+    real_dkms: str,
+    sources: dict[str, Path],
+    kernel_61: KernelFixture,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    report,  # type: ignore[no-untyped-def]
+) -> None:
+    """lkm's mktarball loads with dkms's ldtarball and dkms's with lkm's:
+    the same builds, sources and status lines; --binaries-only too."""
+    kernel = kernel_61
+    name = next(n for n in sorted(sources) if n.startswith("acpi"))
+    module, version = _split(name)
+    mv = f"{module}/{version}"
+    one = {name: sources[name]}
+    made = Side(tmp_path / "made", kernel, one)
+    built = f"{mv}, {kernel.version}, {os.uname().machine}: built\n".encode()
+    assert _lkm(["build", mv, *made.options(kernel)], made, monkeypatch)[0] == 0
+    ours = tmp_path / "by-lkm.dkms.tar.gz"
+    theirs = tmp_path / "by-dkms.dkms.tar.gz"
+    bare = tmp_path / "bare.dkms.tar.gz"
+    opts = made.options(kernel)
+    assert _lkm(["mktarball", mv, *opts, "--archive", str(ours)], made, monkeypatch)[0] == 0
+    assert _dkms(real_dkms, ["mktarball", mv, *opts, f"--archive={theirs}"], made, kernel) == 0
+    assert (
+        _lkm(
+            ["mktarball", mv, *opts, "--binaries-only", "--archive", str(bare)], made, monkeypatch
+        )[0]
+        == 0
+    )
+    compared = 0
+    for archive, loader in ((ours, "dkms"), (theirs, "lkm"), (bare, "dkms"), (bare, "lkm")):
+        side = Side(tmp_path / f"{loader}-{archive.name}", kernel, {})
+        args = ["ldtarball", str(archive), *side.options(kernel)]
+        if loader == "dkms":
+            # dkms 3.0.10 loads a binaries-only archive, then exits 1 (its
+            # ``load_tarball && add_module`` with nothing to add); lkm says 0.
+            expected = 1 if archive == bare else 0
+            assert _dkms(real_dkms, args, side, kernel) == expected
+        else:
+            assert _lkm(args, side, monkeypatch)[0] == 0, archive
+        assert _status_pair(real_dkms, side, monkeypatch) == built, (archive, loader)
+        assert _tree_files(side.tree / module / version / kernel.version) == _tree_files(
+            made.tree / module / version / kernel.version
+        ), (archive, loader)
+        if archive != bare:
+            assert _tree_files(side.src / name) == _tree_files(made.src / name)
+        compared += 3
+    report(f"dkms/lkm mktarball -> ldtarball by the other tool ({name}): {compared} cases")
+
+
+def test_bad_tarballs_are_refused_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hostile or broken archive: one line, a non-zero status, nothing loaded."""
+    import io
+    import tarfile
+
+    tree, src = tmp_path / "dkms", tmp_path / "src"
+    tree.mkdir()
+    src.mkdir()
+    conf = b"PACKAGE_NAME=evil\nPACKAGE_VERSION=1\nDEST_MODULE_LOCATION=/extra\n"
+
+    def archive(name: str, members: list[tuple[str, bytes | None, str]]) -> Path:
+        path = tmp_path / name
+        with tarfile.open(path, "w:gz") as tar:
+            for member, data, link in members:
+                info = tarfile.TarInfo(member)
+                if link:
+                    info.type, info.linkname = tarfile.SYMTYPE, link
+                    tar.addfile(info)
+                else:
+                    info.size = len(data or b"")
+                    tar.addfile(info, io.BytesIO(data or b""))
+        return path
+
+    good = ("./dkms_source_tree/dkms.conf", conf, "")
+    cases = {
+        "dotdot": archive("a.tgz", [good, ("./dkms_source_tree/../../../escape", b"x", "")]),
+        "link-out": archive("b.tgz", [good, ("./dkms_source_tree/l", None, "/etc")]),
+        "through-link": archive(
+            "c.tgz", [("./l", None, "dkms_source_tree"), good, ("./l/../../x", b"x", "")]
+        ),
+        "no-conf": archive("d.tgz", [("./dkms_source_tree/x.c", b"", "")]),
+    }
+    whole = (tmp_path / "a.tgz").read_bytes()
+    truncated = tmp_path / "e.tgz"
+    truncated.write_bytes(whole[: len(whole) // 2])
+    cases["truncated"] = truncated
+    for what, path in cases.items():
+        result = lkm(
+            "dkms", ["ldtarball", str(path), "--dkmstree", str(tree), "--sourcetree", str(src)]
+        )
+        assert result.status != 0, what
+        assert result.stderr.count(b"\n") == 1 and str(path).encode() in result.stderr, (
+            what,
+            result.stderr,
+        )
+        assert not list(tree.iterdir()) and not list(src.iterdir()), what
+        assert not (tmp_path / "escape").exists() and not (tmp_path / "x").exists()
+
+
+def test_make_hiding_failure_names_the_compiler_error(
+    real_dkms: str,
+    kernel_612: KernelFixture,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    report,  # type: ignore[no-untyped-def]
+) -> None:
+    """xtables-addons' MAKE ends in ``; find … -exec mv``, so make's failure
+    on 6.12 never reaches the exit status: dkms says only that a module is
+    missing (7); lkm says the same status with the compiler's first error."""
+    kernel = kernel_612
+    found = _unpacked(tmp_path / "debs", ("xtables-addons-dkms",))
+    name = next(iter(found))
+    mv = "/".join(_split(name))
+    theirs = Side(tmp_path / "dkms", kernel, found)
+    ours = Side(tmp_path / "lkm", kernel, found)
+    status_dkms = _dkms(real_dkms, ["build", mv, *theirs.options(kernel)], theirs, kernel)
+    status_lkm, err = _lkm(["build", mv, *ours.options(kernel)], ours, monkeypatch)
+    assert status_lkm == status_dkms == 7, (status_dkms, status_lkm, err)
+    line = err.decode()
+    assert line.count("\n") == 1 and kernel.version in line and "was not built" in line
+    assert ": fatal error: " in line or ": error: " in line, line
+    assert "full log: " in line and line.rstrip().split("full log: ")[1].endswith("make.log")
+    report(f"{name} on {kernel.version}: dkms and lkm both exit 7; lkm names: {line.strip()}")

@@ -1,28 +1,37 @@
 """``lkm dkms ACTION [options]``: DKMS's command line over DKMS's own state
 tree and dkms.conf files (Debian's dkms 3.0.10 is the reference).
 
-Actions: add, build, install, uninstall, unbuild, remove, status,
+Actions: add (NAME/VERSION from SOURCE_TREE, or a source directory, or a
+tarball), build, install, uninstall, unbuild, remove, status,
 autoinstall (the newest added version of each AUTOINSTALL package, built
 and installed for each kernel asked: ``-k`` (repeatable), ``--all`` (every
 kernel in the install tree) or the running one; builds in parallel up to
-``-j``; one line per failure, exit status 11 when any failed).
+``-j``; one line per failure, exit status 11 when any failed), mktarball
+(``--archive``, ``--binaries-only``, ``--source-only``), ldtarball FILE;
+and lkm's ``hooks`` (``[--remove]``): the kernel postinst/prerm and
+kernel-install hooks that run autoinstall and unbuild per kernel.
 Options as dkms takes them (``-x V``, ``-x=V`` and ``--long=V``):
 ``-m NAME[/VERSION]``, ``-v VERSION``, ``NAME/VERSION``, ``-k KVER[/ARCH]``
 (repeatable), ``-a ARCH``, ``--all``, ``--force``, ``-j N``,
 ``--dkmstree DIR``, ``--sourcetree DIR``, ``--installtree DIR``,
 ``--kernelsourcedir DIR``, ``--config FILE``, ``-c DKMS.CONF``,
-``--no-depmod``, ``-q``; ``status --json`` is lkm's. Every failure is one
-line naming the package, the kernel, the cause and the log, with dkms's
-exit status (77: BUILD_EXCLUSIVE not met: skipped). Run as ``dkms``
-through a link, lkm behaves as ``lkm dkms``.
+``--no-depmod``, ``-q``; lkm's ``status --json`` and ``--root DIR`` (an
+image: its trees, its /etc, its kernels; autoinstall without ``-k`` does
+every kernel in it). Every failure is one line naming the package, the
+kernel, the cause and the log, with dkms's exit status (77:
+BUILD_EXCLUSIVE not met: skipped). Run as ``dkms`` through a link, lkm
+behaves as ``lkm dkms``.
 """
 
 from __future__ import annotations
+
+import os
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
     from typing import BinaryIO
 
+    from lkm.workflows.dkms.status import StatusEntry
     from lkm.workflows.dkms.tree import Settings, Target, Tree
 
 ACTIONS = (
@@ -34,6 +43,9 @@ ACTIONS = (
     "remove",
     "status",
     "autoinstall",
+    "mktarball",
+    "ldtarball",
+    "hooks",
 )
 # Options taking a value: dkms's name -> the key it fills.
 _VALUED = {
@@ -51,6 +63,8 @@ _VALUED = {
     "--installtree": "install_tree",
     "--kernelsourcedir": "kernel_source_dir",
     "--config": "kernel_config",
+    "--archive": "archive",
+    "--root": "root",
 }
 _FLAGS = {
     "--all": "all",
@@ -60,6 +74,9 @@ _FLAGS = {
     "-q": "quiet",
     "--quiet": "quiet",
     "--verbose": "verbose",
+    "--binaries-only": "binaries_only",
+    "--source-only": "source_only",
+    "--remove": "remove",
 }
 
 
@@ -108,12 +125,23 @@ def parse(args: list[str]) -> Command:
             if command.action:
                 raise UsageError("Cannot specify more than one action.")
             command.action = arg
+        elif _names_source(arg):
+            command.values["source"] = arg.removesuffix("dkms.conf") or "."
+        elif os.path.isfile(arg):
+            command.values["archive"] = arg  # a file: a tarball, as dkms assumes
         elif not command.module:
             _take(command, "module", arg)
         else:
             raise UsageError(f"I do not know how to handle {arg}.")
         at += 1
     return command
+
+
+def _names_source(arg: str) -> bool:
+    """A dkms.conf, or a directory holding one: a source tree to add."""
+    if arg.endswith("dkms.conf") and os.path.isfile(arg):
+        return True
+    return os.path.isdir(arg) and os.path.isfile(f"{arg}/dkms.conf")
 
 
 def _take(command: Command, key: str, value: str) -> None:
@@ -172,9 +200,17 @@ def _run(command: Command, out: BinaryIO, err: BinaryIO, fail: object) -> int:
         settings = _settings(command, load_settings)
         tree = Tree(settings)
         if command.action == "status":
-            return _status(tree, command, out)
+            return _status(tree, command, out, err)
+        if command.action == "hooks":
+            return _hooks(tree, command, say)
         if command.action == "autoinstall":
             return _autoinstall(tree, command, say, err, fail)
+        if command.action == "ldtarball" or (
+            command.action == "add" and not command.module and _names_a_package(command)
+        ):
+            return _load(tree, command, say)
+        if command.action == "mktarball":
+            return _mktarball(tree, command, say)
         return _act(tree, command, say, err, fail)
     except (DkmsError, ConfError) as exc:
         fail(str(exc))
@@ -195,26 +231,50 @@ def _settings(command: Command, load: object) -> Settings:
         jobs=jobs,
         force="force" in command.flags,
         no_depmod="no_depmod" in command.flags,
+        root=values.get("root", ""),
     )
 
 
-def _status(tree: Tree, command: Command, out: BinaryIO) -> int:
-    from lkm.workflows.dkms.status import status
+def _status(tree: Tree, command: Command, out: BinaryIO, err: BinaryIO) -> int:
+    from lkm.workflows.dkms.status import status, with_trust
 
     kernels: list[str | None] = list(command.kernels) or [None]
     arches = _arches_for(command, len(kernels), default=None)
     entries = []
     for kernel, arch in zip(kernels, arches, strict=True):
-        entries.extend(status(tree, command.module, command.version, kernel, arch))
+        entries.extend(
+            status(tree, command.module, command.version, kernel, arch, "json" in command.flags)
+        )
+    entries = with_trust(tree, entries)
     if "json" in command.flags:
         import json
 
         text = json.dumps([e.as_json() for e in entries], indent=2) + "\n"
         out.write(text.encode("utf-8", "surrogateescape"))
-    else:
-        for entry in entries:
-            out.write(f"{entry.line()}\n".encode("utf-8", "surrogateescape"))
+        return 0
+    for entry in entries:
+        out.write(f"{entry.line()}\n".encode("utf-8", "surrogateescape"))
+    out.flush()
+    _warn_rejected(entries, err)
     return 0
+
+
+def _warn_rejected(entries: list[StatusEntry], err: BinaryIO) -> None:
+    """One line per kernel that will refuse DKMS's modules (stderr: the
+    status lines stay dkms's)."""
+    from lkm.workflows.dkms.trust import enrol_hint
+
+    warned = set()
+    for entry in entries:
+        trust = entry.signing
+        if trust is None or not trust.rejected or entry.kernel in warned:
+            continue
+        warned.add(entry.kernel)
+        line = (
+            f"dkms: warning: kernel {entry.kernel} enforces module signatures and will reject "
+            f"modules signed with {trust.cert} ({trust.detail}): {enrol_hint(trust.cert)}\n"
+        )
+        err.write(line.encode("utf-8", "surrogateescape"))
 
 
 def _arches_for(command: Command, count: int, default: str | None) -> list[str | None]:
@@ -242,12 +302,94 @@ def _targets(tree: Tree, command: Command) -> list[Target]:
         if command.kernels or command.arches:
             raise _usage("You cannot specify a kernel version or arch and also --all")
         return tree.builds(command.module, command.version)
+    if not command.kernels and tree.settings.root:
+        raise _usage(f"name the image's kernel with -k (--root {tree.settings.root})")
     kernels = list(command.kernels) or [os.uname().release]
     arches = _arches_for(command, len(kernels), os.uname().machine)
     return [
         Target(command.module, command.version, k, a or os.uname().machine)
         for k, a in zip(kernels, arches, strict=True)
     ]
+
+
+def _hooks(tree: Tree, command: Command, say: object) -> int:
+    """Write (or ``--remove``) lkm's kernel hooks, under ``--root``."""
+    from lkm.workflows.dkms.hooks import remove_hooks, write_hooks
+
+    assert callable(say)
+    if "remove" in command.flags:
+        remove_hooks(tree.settings.root, say)
+    else:
+        write_hooks(tree.settings.root, say)
+    return 0
+
+
+def _names_a_package(command: Command) -> bool:
+    return "archive" in command.values or "source" in command.values
+
+
+def _load(tree: Tree, command: Command, say: object) -> int:
+    """ldtarball, or add of a tarball or a source directory: the sources
+    copied to SOURCE_TREE/NAME-VERSION (and a tarball's builds loaded),
+    then the package added as ``add`` does."""
+    from lkm.workflows.dkms import tarball
+    from lkm.workflows.dkms.build import add
+
+    assert callable(say)
+    kernel = (command.kernels or [os.uname().release])[0]
+    arch = (command.arches or [os.uname().machine])[0]
+    source = command.values.get("source")
+    archive = command.values.get("archive", "")
+    if source is not None and command.action == "add" and "archive" not in command.values:
+        module, version = tarball.read_package(tree, f"{source}/dkms.conf", kernel, arch, 10)
+        if tree.is_added(module, version):
+            raise _usage_status(f"{module}/{version}: already added to {tree.root}", 3)
+        tarball.copy_source_tree(tree, source, module, version, say)
+    else:
+        if not archive:
+            raise _usage_status("ldtarball needs a DKMS tarball: dkms ldtarball FILE", 2)
+        module, version = tarball.load_tarball(tree, archive, kernel, arch, say)
+        if not os.path.isdir(f"{tree.settings.source_tree}/{module}-{version}"):
+            return 0  # binaries only: the state tree holds its dkms.conf; nothing to add
+    add(tree, module, version, kernel, arch, say)
+    return 0
+
+
+def _mktarball(tree: Tree, command: Command, say: object) -> int:
+    from lkm.workflows.dkms.tarball import make_tarball
+
+    assert callable(say)
+    _need_package(command)
+    if not tree.is_added(command.module, command.version):
+        raise _usage_status(
+            f"{command.module}/{command.version}: not in the DKMS tree {tree.root}", 3
+        )
+    targets = [] if "source_only" in command.flags else _targets(tree, command)
+    make_tarball(
+        tree,
+        command.module,
+        command.version,
+        targets,
+        archive=command.values.get("archive"),
+        source_only="source_only" in command.flags,
+        binaries_only="binaries_only" in command.flags,
+        say=say,
+    )
+    return 0
+
+
+def _need_package(command: Command) -> None:
+    if not command.module or not command.version:
+        raise _usage(
+            "Arguments <module> and <module-version> are not specified: "
+            f"dkms {command.action} NAME/VERSION (or -m NAME -v VERSION)"
+        )
+
+
+def _usage_status(message: str, status: int) -> Exception:
+    from lkm.workflows.dkms.tree import DkmsError
+
+    return DkmsError(message, status)
 
 
 def _autoinstall(tree: Tree, command: Command, say: object, err: BinaryIO, fail: object) -> int:
@@ -261,10 +403,10 @@ def _autoinstall(tree: Tree, command: Command, say: object, err: BinaryIO, fail:
     assert callable(say) and callable(fail)
     if command.module or command.version:
         raise _usage("autoinstall takes no NAME/VERSION: it acts on every added package")
-    if "all" in command.flags:
+    if "all" in command.flags or (tree.settings.root and not command.kernels):
         if command.kernels or command.arches:
             raise _usage("You cannot specify a kernel version or arch and also --all")
-        kernels = installed_kernels(tree)
+        kernels = installed_kernels(tree)  # an image's: every kernel in it
     else:
         kernels = list(command.kernels) or [os.uname().release]
     arches = _arches_for(command, len(kernels) or 1, os.uname().machine)
@@ -287,11 +429,7 @@ def _act(tree: Tree, command: Command, say: object, err: BinaryIO, fail: object)
     from lkm.workflows.dkms.tree import DkmsError
 
     assert callable(say) and callable(fail)
-    if not command.module or not command.version:
-        raise _usage(
-            "Arguments <module> and <module-version> are not specified: "
-            f"dkms {command.action} NAME/VERSION (or -m NAME -v VERSION)"
-        )
+    _need_package(command)
     action = command.action
     if action in ("add", "build", "install") and "all" in command.flags:
         raise DkmsError(f"The action {action} does not support the --all parameter.", 5)

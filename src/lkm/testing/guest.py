@@ -12,6 +12,25 @@ from lkm.testing.debian_kernels import KernelFixture
 from lkm.vm.qemu import StepResult, VmSession
 
 CONSOLE_LINES = 60
+PART_MARK = "@@ "  # starts the line naming each part of a titled script's output
+
+
+def titled_script(parts: dict[str, str], prelude: str = "") -> str:
+    """One guest step running each part in turn (its stderr with its
+    stdout): a line naming the part, its output, ``status N``; read back
+    with :func:`titled_output`."""
+    lines = [prelude] if prelude else []
+    for title, script in parts.items():
+        lines.append(
+            f"printf '\\n{PART_MARK}%s\\n' '{title}'; ( {script} ) 2>&1; echo \"status $?\""
+        )
+    return "\n".join(lines)
+
+
+def titled_output(stdout: bytes) -> dict[str, str]:
+    """Title → output (ending in ``status N``) of a :func:`titled_script`."""
+    parts = stdout.decode().split(f"\n{PART_MARK}")[1:]
+    return dict(part.split("\n", 1) for part in parts)
 
 
 class Guest:

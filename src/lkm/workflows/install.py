@@ -331,8 +331,8 @@ def _kbuild_trees(root: str, release: str) -> Iterator[str]:
     tree its Makefile includes."""
     moddir = f"{root}/lib/modules/{release}"
     candidates = [
-        _in_root(root, f"{moddir}/source"),
-        _in_root(root, f"{moddir}/build"),
+        link_in_root(root, f"{moddir}/source"),
+        link_in_root(root, f"{moddir}/build"),
         f"{root}/usr/src/linux-headers-{release}",
     ]
     for tree in candidates:
@@ -358,7 +358,7 @@ def _with_source_tree(root: str, headers: str) -> Iterator[str]:
         yield inside if os.path.isdir(inside) else source
 
 
-def _in_root(root: str, link: str) -> str:
+def link_in_root(root: str, link: str) -> str:
     """A symbolic link's target read as the image builder means it: an
     absolute target inside ``root``."""
     if root and os.path.islink(link):
@@ -800,6 +800,7 @@ __all__ = [
     "default_install_dir",
     "install",
     "is_release",
+    "link_in_root",
     "module_files",
     "module_tree",
     "read_built_module",

@@ -143,11 +143,32 @@ def _build(tree: Tree, t: Target, say: Say) -> Outcome | None:
     from lkm.workflows.dkms.build import build
 
     try:
-        if not tree.is_built(t):
-            build(tree, t, say)
+        if tree.is_built(t):
+            return None
+        unchanged = _unchanged_failure(tree, t)
+        if unchanged is not None:
+            return unchanged
+        build(tree, t, say)
     except DkmsError as exc:
         return _failure(t, exc)
     return None
+
+
+def _unchanged_failure(tree: Tree, t: Target) -> Outcome | None:
+    """The recorded failure (or skip) of ``t`` when nothing it depends on
+    changed since: the same build would fail the same way, so a kernel
+    hook run again does not spend minutes finding that out."""
+    from lkm.workflows.dkms.tree import build_digest, read_result
+
+    if tree.settings.force:
+        return None
+    previous = read_result(tree, t)
+    if previous is None or previous.digest != build_digest(tree, t):
+        return None
+    reason = previous.reason
+    if previous.state == "failed":
+        reason += "; not rebuilt: sources, dkms.conf and headers unchanged (--force rebuilds)"
+    return Outcome(t, previous.state, reason, previous.status)
 
 
 def _install(tree: Tree, t: Target, say: Say, report: Report) -> Outcome:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from lkm.errors import LkmError, one_line
 from lkm.records import Record
 from lkm.workflows.dkms.conf import DkmsConf
-from lkm.workflows.dkms.tree import DkmsError, Target, Tree
+from lkm.workflows.dkms.tree import DkmsError, Target, Tree, clear_result, record_result
 
 Say = Callable[[str], None]
 KEY_CN = "DKMS module signing key"  # the subject dkms's openssl req writes
@@ -79,10 +79,13 @@ def add(tree: Tree, module: str, version: str, kernel: str, arch: str, say: Say)
     t = Target(module, version, kernel, arch)
     conf = tree.conf(t, tree.settings.conf or f"{source}/dkms.conf")
     _check_conf(t, conf)
-    link = tree.source_dir(module, version)
-    say(f"Creating symlink {link} -> {source}")
+    link = tree.source_link(module, version)
+    root = tree.settings.root
+    # In an image, the link names the sources as the image will see them.
+    target = source[len(root) :] if root and source.startswith(f"{root}/") else source
+    say(f"Creating symlink {link} -> {target}")
     os.makedirs(tree.build_dir(module, version), exist_ok=True)
-    os.symlink(source, link)
+    os.symlink(target, link)
     _script(tree, t, "post_add", conf.post_add, say)
 
 
@@ -94,6 +97,16 @@ def build(tree: Tree, t: Target, say: Say) -> str:
     base = tree.base_dir(t)
     if os.path.isdir(base):
         raise DkmsError(f"{t.label}: already built ({base} exists; dkms remove it first)", 3)
+    try:
+        module_dir = _build(tree, t, signing, say)
+    except DkmsError as exc:
+        record_result(tree, t, str(exc), exc.status, exc.log)
+        raise
+    clear_result(tree, t)
+    return module_dir
+
+
+def _build(tree: Tree, t: Target, signing: Signing | None, say: Say) -> str:
     conf = tree.conf(t)
     _check_conf(t, conf)
     if conf.excluded:

@@ -18,8 +18,16 @@ from collections.abc import Callable
 
 from lkm.errors import LkmError
 from lkm.workflows.dkms.build import _script, build
+from lkm.workflows.dkms.initramfs import reason_to_refresh, refresh_initramfs
 from lkm.workflows.dkms.status import installed_location
-from lkm.workflows.dkms.tree import NOT_BUILDS, DkmsError, Target, Tree, module_file
+from lkm.workflows.dkms.tree import (
+    NOT_BUILDS,
+    DkmsError,
+    Target,
+    Tree,
+    clear_result,
+    module_file,
+)
 from lkm.workflows.dkms.versions import compare, version_info
 
 Say = Callable[[str], None]
@@ -71,6 +79,9 @@ def install(tree: Tree, t: Target, say: Say, report: Report) -> list[str]:
         os.unlink(link)
     os.symlink(f"{t.version}/{t.kernel}/{t.arch}", link)
     _script(tree, t, "post_install", conf.post_install, say)
+    reason = reason_to_refresh(tree, t, conf.remake_initrd, placed)
+    if reason is not None:
+        refresh_initramfs(tree, t, reason, say)
     return placed
 
 
@@ -185,30 +196,44 @@ def uninstall(tree: Tree, t: Target, say: Say, report: Report) -> bool:
     conf = tree.conf(t)
     kernel_dir = f"{tree.settings.install_tree}/{t.kernel}"
     change = TreeChange()
+    doomed = _installed_files(tree, t, say)
+    reason = reason_to_refresh(tree, t, conf.remake_initrd, doomed)
 
     def steps() -> None:
-        for index, mod in enumerate(conf.modules):
-            location = installed_location(tree, t, index)
-            if location is None:
-                say(f"{mod.dest_name}: not found within {kernel_dir}/")
-                continue
-            directory = f"{kernel_dir}{location}"
-            for name in sorted(os.listdir(directory)):
-                if name.startswith(f"{mod.dest_name}.ko"):
-                    say(f"Deleting {directory}/{name}")
-                    change.remove(f"{directory}/{name}")
+        for path in doomed:
+            say(f"Deleting {path}")
+            change.remove(path)
         _reindex(tree, t, change, report)
 
     _apply(change, steps, kernel_dir, t)
     os.unlink(tree.kernel_link(t.module, t.kernel, t.arch))
     _script(tree, t, "post_remove", conf.post_remove, say)
+    if reason is not None:
+        refresh_initramfs(tree, t, reason, say)
     return True
+
+
+def _installed_files(tree: Tree, t: Target, say: Say) -> list[str]:
+    """The files of ``t``'s modules in the kernel's tree."""
+    kernel_dir = f"{tree.settings.install_tree}/{t.kernel}"
+    found = []
+    for index, mod in enumerate(tree.conf(t).modules):
+        location = installed_location(tree, t, index)
+        if location is None:
+            say(f"{mod.dest_name}: not found within {kernel_dir}/")
+            continue
+        directory = f"{kernel_dir}{location}"
+        for name in sorted(os.listdir(directory)):
+            if name.startswith(f"{mod.dest_name}.ko"):
+                found.append(f"{directory}/{name}")
+    return found
 
 
 def unbuild(tree: Tree, t: Target, say: Say) -> bool:
     """Delete ``KVER/ARCH`` (and ``KVER`` when empty); False when not built."""
     import shutil
 
+    clear_result(tree, t)
     if not tree.is_built(t):
         say(
             f"Module {t.module} {t.version} is not built for kernel {t.kernel} "
@@ -233,7 +258,11 @@ def remove(
         uninstall(tree, t, say, report)
         unbuild(tree, t, say)
     vdir = tree.version_dir(module, version)
-    left = [e for e in os.listdir(vdir) if os.path.isdir(f"{vdir}/{e}") and e not in NOT_BUILDS]
+    left = [
+        e
+        for e in os.listdir(vdir)
+        if os.path.isdir(f"{vdir}/{e}") and e not in NOT_BUILDS and not e.startswith(".")
+    ]
     if not left:
         say(f"Deleting module {module}-{version} completely from the DKMS tree.")
         shutil.rmtree(vdir)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 
 from lkm.records import Record
-from lkm.workflows.dkms.tree import Target, Tree, module_file
+from lkm.workflows.dkms.tree import Target, Tree, module_file, recorded_results
+from lkm.workflows.dkms.trust import KeyTrust
 from lkm.workflows.dkms.versions import same_version
 
 
@@ -28,6 +29,7 @@ class StatusEntry(Record):
     notes: tuple[str, ...] = ()  # dkms's parenthesised remarks
     reason: str | None = None
     log: str | None = None
+    signing: KeyTrust | None = None  # whether the kernel accepts DKMS's key
 
     def line(self) -> str:
         """The line as dkms prints it."""
@@ -46,6 +48,7 @@ class StatusEntry(Record):
             "notes": list(self.notes),
             "reason": self.reason,
             "log": self.log,
+            "signing": None if self.signing is None else self.signing.as_json(),
         }
 
 
@@ -55,13 +58,19 @@ def status(
     version: str | None = None,
     kernel: str | None = None,
     arch: str | None = None,
+    results: bool = False,
 ) -> list[StatusEntry]:
-    """What dkms status prints for these (shell-pattern) filters."""
+    """What dkms status prints for these (shell-pattern) filters; with
+    ``results``, also each kernel a build failed or was skipped for (lkm's
+    record: dkms's text has no line for them)."""
     entries = []
     for m, v in tree.packages(module or None, version or None):
         built = tree.builds(m, v, kernel or None, arch or None)
+        tried = _tried(tree, m, v, kernel, arch, built) if results else []
+        entries.extend(tried)
         if not built:
-            entries.append(StatusEntry(m, v, "added"))
+            if not tried:
+                entries.append(StatusEntry(m, v, "added"))
             continue
         for t in built:
             installed = tree.link_is_to(t)
@@ -79,6 +88,42 @@ def status(
                 )
             )
     return entries
+
+
+def with_trust(tree: Tree, entries: list[StatusEntry]) -> list[StatusEntry]:
+    """``entries`` with each kernel's verdict on DKMS's signing key."""
+    from lkm.workflows.dkms.trust import key_trust
+
+    verdicts: dict[str, KeyTrust] = {}
+    for entry in entries:
+        if entry.kernel is not None and entry.kernel not in verdicts:
+            config = tree.kernel_config(entry.kernel)
+            verdicts[entry.kernel] = key_trust(tree.settings.cert, entry.kernel, config)
+    return [e if e.kernel is None else e.replace(signing=verdicts[e.kernel]) for e in entries]
+
+
+def _tried(
+    tree: Tree, module: str, version: str, kernel: str | None, arch: str | None, built: list[Target]
+) -> list[StatusEntry]:
+    from lkm.formats.fnmatch import fnmatch
+
+    found = []
+    for result in recorded_results(tree, module, version):
+        t = result.target
+        if t in built or not fnmatch(kernel or "*", t.kernel) or not fnmatch(arch or "*", t.arch):
+            continue
+        found.append(
+            StatusEntry(
+                module,
+                version,
+                result.state,
+                t.kernel,
+                t.arch,
+                reason=result.reason,
+                log=result.log,
+            )
+        )
+    return found
 
 
 def notes(tree: Tree, t: Target, installed: bool) -> tuple[str, ...]:
@@ -135,4 +180,11 @@ def _same_bytes(a: str, b: str) -> bool:
         return False
 
 
-__all__ = ["StatusEntry", "installed_file", "installed_location", "notes", "status"]
+__all__ = [
+    "StatusEntry",
+    "installed_file",
+    "installed_location",
+    "notes",
+    "status",
+    "with_trust",
+]

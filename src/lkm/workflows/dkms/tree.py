@@ -69,6 +69,7 @@ class Settings(Record):
     cert: str = DEFAULT_CERT
     conf: str | None = None  # -c: another dkms.conf
     env: dict[str, str] | None = field(default=None)
+    root: str = ""  # --root: an image's root directory ("" for the machine's own)
 
 
 def load_settings(
@@ -77,12 +78,18 @@ def load_settings(
     source_tree: str | None = None,
     install_tree: str | None = None,
     etc_dir: str = "/etc",
+    root: str = "",
     **options: object,
 ) -> Settings:
     """dkms's defaults, then /etc/dkms/framework.conf(.d), then the
-    command line, as dkms orders them."""
+    command line, as dkms orders them. With ``root`` (an image being
+    built), the defaults and framework.conf's paths are the image's:
+    ROOT/var/lib/dkms, ROOT/usr/src, ROOT/lib/modules, ROOT/etc."""
     from lkm.workflows.dkms.conf import distribution
+    from lkm.workflows.install import root_directory
 
+    root = root_directory(root)
+    etc_dir = f"{root}{etc_dir}"
     defaults = {
         "dkms_tree": DEFAULT_DKMS_TREE,
         "source_tree": DEFAULT_SOURCE_TREE,
@@ -90,6 +97,8 @@ def load_settings(
         "tmp_location": os.environ.get("TMPDIR") or "/tmp",
     }
     framework = read_framework(etc_dir, defaults)
+    for name in ("dkms_tree", "source_tree", "install_tree"):
+        framework[name] = _in_image(root, framework[name])
     addon = os.environ.get("ADDON_MODULES_DIR", "")
     return Settings(
         dkms_tree=dkms_tree or framework["dkms_tree"],
@@ -99,10 +108,15 @@ def load_settings(
         tmp_location=framework["tmp_location"],
         distribution="" if addon else distribution(etc_dir),
         addon_modules_dir=addon,
-        key=framework.get("mok_signing_key") or DEFAULT_KEY,
-        cert=framework.get("mok_certificate") or DEFAULT_CERT,
+        key=_in_image(root, framework.get("mok_signing_key") or DEFAULT_KEY),
+        cert=_in_image(root, framework.get("mok_certificate") or DEFAULT_CERT),
+        root=root,
         **options,  # type: ignore[arg-type]
     )
+
+
+def _in_image(root: str, path: str) -> str:
+    return f"{root}{path}" if root and path.startswith("/") else path
 
 
 class Target(Record):
@@ -130,8 +144,17 @@ class Tree:
     def version_dir(self, module: str, version: str) -> str:
         return f"{self.root}/{module}/{version}"
 
-    def source_dir(self, module: str, version: str) -> str:
+    def source_link(self, module: str, version: str) -> str:
+        """The state tree's ``source`` entry (a link to the sources, or a
+        binaries-only package's directory)."""
         return f"{self.version_dir(module, version)}/source"
+
+    def source_dir(self, module: str, version: str) -> str:
+        """Where the sources are: through the ``source`` link, read as
+        the image means it under ``--root``."""
+        from lkm.workflows.install import link_in_root
+
+        return link_in_root(self.settings.root, self.source_link(module, version))
 
     def build_dir(self, module: str, version: str) -> str:
         return f"{self.version_dir(module, version)}/build"
@@ -142,11 +165,23 @@ class Tree:
     def kernel_link(self, module: str, kernel: str, arch: str) -> str:
         return f"{self.root}/{module}/kernel-{kernel}-{arch}"
 
+    def results_dir(self, module: str, version: str) -> str:
+        """lkm's record of builds that failed or were skipped, one file per
+        kernel: a dot directory, which dkms's globs and ``ls`` pass over
+        (dkms refuses to build where ``KVER/ARCH`` exists, so it cannot go
+        there), removed with the version."""
+        return f"{self.version_dir(module, version)}/.lkm-results"
+
     def make_log(self, t: Target) -> str:
         return f"{self.base_dir(t)}/log/make.log"
 
     def kernel_source_dir(self, kernel: str) -> str:
-        return self.settings.kernel_source_dir or f"/lib/modules/{kernel}/build"
+        from lkm.workflows.install import link_in_root
+
+        if self.settings.kernel_source_dir:
+            return self.settings.kernel_source_dir
+        root = self.settings.root
+        return link_in_root(root, f"{root}/lib/modules/{kernel}/build")
 
     def kernel_config(self, kernel: str) -> str:
         return self.settings.kernel_config or f"{self.kernel_source_dir(kernel)}/.config"
@@ -200,7 +235,7 @@ class Tree:
     def is_added(self, module: str, version: str) -> bool:
         if not module or not version or not os.path.isdir(self.version_dir(module, version)):
             return False
-        source = self.source_dir(module, version)
+        source = self.source_link(module, version)
         return os.path.islink(source) or os.path.isdir(source)
 
     def built_file(self, t: Target, name: str) -> str | None:
@@ -257,6 +292,133 @@ class Tree:
         return sorted(found, key=lambda t: collation_key(f"{t.kernel}/{t.arch}"))
 
 
+class BuildResult(Record):
+    """A build that did not end built: ``failed`` or ``skipped`` (77)."""
+
+    target: Target
+    state: str
+    reason: str
+    status: int
+    log: str | None = None
+    digest: str = ""  # build_digest() when it was tried
+
+
+def record_result(tree: Tree, t: Target, reason: str, status: int, log: str | None) -> None:
+    """Remember why ``t`` is not built (its make.log kept beside it: the
+    next build of another kernel reuses build/)."""
+    import json
+    import shutil
+
+    directory = tree.results_dir(t.module, t.version)
+    os.makedirs(directory, exist_ok=True)
+    name = f"{directory}/{t.kernel}-{t.arch}"
+    kept = None
+    if log and os.path.isfile(log):
+        kept = f"{name}.make.log"
+        shutil.copyfile(log, kept)
+    state = "skipped" if status == 77 else "failed"
+    record = {
+        "state": state,
+        "reason": reason,
+        "status": status,
+        "log": kept,
+        "digest": build_digest(tree, t),
+    }
+    with open(f"{name}.json.new", "w", encoding="utf-8") as file:
+        json.dump(record, file)
+    os.replace(f"{name}.json.new", f"{name}.json")
+
+
+def clear_result(tree: Tree, t: Target) -> None:
+    base = f"{tree.results_dir(t.module, t.version)}/{t.kernel}-{t.arch}"
+    for path in (f"{base}.json", f"{base}.make.log"):
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+def read_result(tree: Tree, t: Target) -> BuildResult | None:
+    import json
+
+    path = f"{tree.results_dir(t.module, t.version)}/{t.kernel}-{t.arch}.json"
+    try:
+        with open(path, encoding="utf-8") as file:
+            data = json.load(file)
+        return BuildResult(
+            t,
+            str(data["state"]),
+            str(data["reason"]),
+            int(data["status"]),
+            data["log"],
+            str(data.get("digest", "")),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # none, or not lkm's: no record
+
+
+# The headers' files that say what a module is built against: a changed
+# kernel config, symbol versions or toolchain changes what a build gives.
+_HEADER_FILES = (
+    ".config",
+    "Module.symvers",
+    "Makefile",
+    "include/generated/utsrelease.h",
+    "include/generated/autoconf.h",
+    "include/config/kernel.release",
+)
+
+
+def build_digest(tree: Tree, t: Target) -> str:
+    """What a build of ``t`` depends on, hashed: every file of the
+    package's sources (dkms.conf among them) by path and content, the
+    dkms.conf overrides in /etc/dkms, and the kernel headers' identifying
+    files. The same digest builds the same way (or fails the same way)."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    source = os.path.realpath(tree.source_dir(t.module, t.version))
+    files = [(f"source/{rel}", path) for rel, path in _tree_files(source)]
+    files += [(f"etc/{os.path.basename(p)}", p) for p in _overrides(tree, t)]
+    headers = tree.kernel_source_dir(t.kernel)
+    files += [(f"headers/{name}", f"{headers}/{name}") for name in _HEADER_FILES]
+    digest.update(f"{t.kernel}\0{t.arch}\0{tree.settings.conf or ''}\0".encode())
+    for name, path in files:
+        digest.update(name.encode("utf-8", "surrogateescape") + b"\0")
+        try:
+            with open(path, "rb") as file:
+                digest.update(hashlib.blake2b(file.read(), digest_size=16).digest())
+        except OSError:
+            digest.update(b"-")
+    return digest.hexdigest()
+
+
+def _tree_files(top: str) -> list[tuple[str, str]]:
+    found = []
+    for directory, dirs, files in os.walk(top):
+        dirs.sort()
+        for name in sorted(files):
+            path = f"{directory}/{name}"
+            found.append((os.path.relpath(path, top), path))
+    return found
+
+
+def _overrides(tree: Tree, t: Target) -> list[str]:
+    from lkm.workflows.dkms.conf import override_files
+
+    files = override_files(tree.settings.etc_dir, t.module, t.version, t.kernel, t.arch)
+    return [path for path in files if os.path.exists(path)]
+
+
+def recorded_results(tree: Tree, module: str, version: str) -> list[BuildResult]:
+    """Every kernel ``module/version`` failed or was skipped for."""
+    found = []
+    for name in sorted(_matching(tree.results_dir(module, version), "*.json")):
+        kernel, _, arch = name.removesuffix(".json").rpartition("-")
+        result = read_result(tree, Target(module, version, kernel, arch))
+        if result is not None:
+            found.append(result)
+    return found
+
+
 def module_file(directory: str, name: str, suffix: str) -> str | None:
     """``NAME.ko``, else ``NAME.ko`` + the tree's compression suffix, in
     ``directory`` (dkms's compressed_or_uncompressed)."""
@@ -303,11 +465,17 @@ __all__ = [
     "DEFAULT_INSTALL_TREE",
     "DEFAULT_KEY",
     "DEFAULT_SOURCE_TREE",
+    "BuildResult",
     "DkmsError",
     "Settings",
     "Target",
     "Tree",
+    "build_digest",
+    "clear_result",
     "collation_key",
     "load_settings",
     "module_file",
+    "read_result",
+    "record_result",
+    "recorded_results",
 ]
