@@ -266,6 +266,9 @@ def main() -> int:
     parser.add_argument(
         "--every", type=int, default=1, help="throughput over every Nth alias (default: all)"
     )
+    parser.add_argument(
+        "--throughput-only", action="store_true", help="part 2 only (alias resolution)"
+    )
     parser.add_argument("labels", nargs="*", default=["6.1", "6.12"])
     add_also_option(parser)
     args = parser.parse_args()
@@ -275,7 +278,8 @@ def main() -> int:
     for label in args.labels:
         kernel = kernels[label]
         aliases, _ = tree_aliases(Path(module_tree(kernel)))
-        per_call(kernel, [*NAMES, _pci_alias(aliases)], args.rounds, lkms)
+        if not args.throughput_only:
+            per_call(kernel, [*NAMES, _pci_alias(aliases)], args.rounds, lkms)
         throughput(kernel, args.throughput_rounds, args.sample, args.every)
     return 0
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from lkm.testing.debian_kernels import KernelFixture
+from lkm.testing.host import device_add
 from lkm.vm.shell import prompt
 from lkm.workflows.build import build
 from lkm.workflows.scaffold import create
@@ -87,15 +87,6 @@ def _built_hello(directory: Path, kernel: KernelFixture) -> Path:
     return Path(module)
 
 
-def _device_add(socket: Path, **arguments: str) -> None:
-    qmp = QEMUMonitorProtocol(str(socket))
-    qmp.connect()
-    try:
-        qmp.cmd("device_add", **arguments)
-    finally:
-        qmp.close()
-
-
 def test_shell_session(kernel: KernelFixture, tmp_path: Path) -> None:
     module = _built_hello(tmp_path / "hello", kernel)
     qmp = tmp_path / "qmp.sock"
@@ -141,7 +132,7 @@ def _session(shell: GuestShell, kernel: KernelFixture, module: Path, qmp: Path) 
     assert shell.run(f"{aliases} | grep -c {E1000}") == "1\n"
     shell.run("busybox uevent sh -c 'echo $ACTION $MODALIAS >>/tmp/ev' & true")
     time.sleep(1)
-    _device_add(qmp, driver="e1000", id="lkmnic")
+    device_add(str(qmp), driver="e1000", id="lkmnic")
     shell.run(f"for i in $(seq 100); do grep -q {E1000} /tmp/ev && break; sleep 0.2; done", 60)
     assert f"add {E1000}" in shell.run("cat /tmp/ev")
     assert shell.run(f"{aliases} | grep -c {E1000}") == "2\n"

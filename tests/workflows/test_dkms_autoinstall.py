@@ -102,6 +102,18 @@ def test_autoinstall_goes_past_a_failure(
     assert not calls.exists(), calls.read_text()
     assert took < 1.0, took
 
+    # Unbuilt (a kernel's prerm hook), then autoinstall: the same build
+    # copied back from lkm's build cache, not compiled.
+    built = side.tree / "acpi-call/1.2.2" / kernel.version / os.uname().machine
+    module = built / "module" / "acpi_call.ko"
+    before = module.read_bytes()
+    assert lkm("dkms", ["unbuild", "acpi-call/1.2.2", *options]).status == 0
+    assert not module.exists() and not (side.moddir / "updates/dkms/acpi_call.ko").exists()
+    reused = lkm("dkms", ["autoinstall", "-j", "2", *options])
+    assert reused.status == 11 and b"Reusing the build of acpi-call/1.2.2" in reused.stdout
+    assert not calls.exists(), calls.read_text()
+    assert module.read_bytes() == before == (side.moddir / "updates/dkms/acpi_call.ko").read_bytes()
+
     # A changed source file: tried again.
     with (side.src / "broken-1.0" / "dkms.conf").open("a") as conf:
         conf.write("# edited\n")

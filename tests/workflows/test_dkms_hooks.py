@@ -12,16 +12,15 @@ and /etc/dkms — so the host's are never read or written.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 from conftest import command, lkm
 
 from lkm.testing.debian_kernels import KernelFixture
+from lkm.testing.host import mountpoints
 
 PACKAGE = "lkmhello"
 SOURCE = """\
@@ -90,26 +89,9 @@ def _link_modules(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-@contextlib.contextmanager
-def _mountpoints() -> Iterator[None]:
-    """The host directories the image is bound over, made (and removed
-    afterwards) where the host has none."""
-    made = []
-    try:
-        for directory in BOUND:
-            path = f"/{directory}"
-            if not os.path.lexists(path):
-                os.makedirs(path)
-                made.append(path)
-        yield
-    finally:
-        for path in reversed(made):
-            os.rmdir(path)
-
-
 def _in_image(root: Path, argv: list[str]) -> tuple[int, str]:
     """Run ``argv`` with the image's trees in place of the host's."""
-    with _mountpoints():
+    with mountpoints(*(f"/{d}" for d in BOUND)):
         done = command(
             ["unshare", "-m", "sh", "-c", _BIND_AND_RUN, "sh", str(root), *argv],
             text=True,

@@ -20,17 +20,16 @@ Debian's dkms package is installed (without recommends) when absent.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import command, kmod, lkm
 
 from lkm.testing.debian_kernels import KernelFixture
+from lkm.testing.host import mountpoints
 
 # Packages of different shapes: an array MAKE with BUILD_EXCLUSIVE_CONFIG,
 # bash logic sourcing the kernel's .config, three modules with mixed
@@ -147,23 +146,9 @@ def _dkms(real: str, args: list[str], side: Side, kernel: KernelFixture) -> int:
     env = dict(os.environ, **side.env(), sign_file=_sign_file(kernel))
     modules = side.root / "lib" / "modules"
     argv = ["unshare", "-m", "sh", "-c", _IN_NAMESPACE, "sh", str(modules), real, *args]
-    with _lib_modules_mountpoint():
+    with mountpoints("/lib/modules"):
         done = command(argv, env=env, cwd=str(side.base), timeout=900)
     return done.returncode
-
-
-@contextlib.contextmanager
-def _lib_modules_mountpoint() -> Iterator[None]:
-    """/lib/modules exists while real dkms runs (made, and removed, when
-    the host has none)."""
-    made = not os.path.lexists("/lib/modules")
-    if made:
-        os.mkdir("/lib/modules")
-    try:
-        yield
-    finally:
-        if made:
-            os.rmdir("/lib/modules")
 
 
 def _lkm(args: list[str], side: Side, monkeypatch: pytest.MonkeyPatch) -> tuple[int, bytes]:
@@ -180,7 +165,7 @@ def _status_lines(real: str, side: Side, monkeypatch: pytest.MonkeyPatch) -> tup
     env = dict(os.environ, **side.env())
     modules = side.root / "lib" / "modules"
     argv = ["unshare", "-m", "sh", "-c", _IN_NAMESPACE, "sh", str(modules), real]
-    with _lib_modules_mountpoint():
+    with mountpoints("/lib/modules"):
         theirs = command([*argv, "status", *options], env=env).stdout
     with monkeypatch.context() as patch:
         for key, value in side.env().items():
@@ -426,6 +411,7 @@ def test_make_hiding_failure_names_the_compiler_error(
     on 6.12 never reaches the exit status: dkms says only that a module is
     missing (7); lkm says the same status with the compiler's first error."""
     kernel = kernel_612
+    (tmp_path / "debs").mkdir()
     found = _unpacked(tmp_path / "debs", ("xtables-addons-dkms",))
     name = next(iter(found))
     mv = "/".join(_split(name))

@@ -40,6 +40,8 @@ TOOLS: dict[str, str] = {
     "install": "lkm.cli.install",
     "uninstall": "lkm.cli.uninstall",
     "dkms": "lkm.cli.dkms",
+    "static-nodes": "lkm.cli.static_nodes",
+    "autoload": "lkm.cli.autoload",
 }
 # kmod's tools that lkm will provide; until then they say so plainly.
 PLANNED: tuple[str, ...] = ()
@@ -81,6 +83,8 @@ Commands:
   install     place built modules in a kernel's module tree and index it
   uninstall   remove installed out-of-tree modules and index the tree again
   dkms        DKMS's commands over DKMS's dkms.conf files and state tree
+  static-nodes  device nodes of modules loaded on first open (kmod-compatible)
+  autoload    load the modules devices need as they appear (coldplug, uevents)
 
 Invoked through a link named modinfo (or any kmod tool name), lkm behaves
 as that tool. Run 'lkm COMMAND --help' for a command's options.

@@ -102,6 +102,26 @@ def fnmatch(pattern: str, string: str) -> bool:
     return bool(compiled.match(string))
 
 
+def matcher(pattern: str) -> Callable[[str], object]:
+    """``fnmatch(pattern, ·)`` for a pattern matched many times: compiled
+    once and held by the caller (outside the shared LRU cache, which a
+    walk over thousands of index patterns would churn). The string must
+    already be in C's terms (:func:`c_bytes`; ASCII strings are)."""
+    compiled = _compile.__wrapped__(pattern)
+    # The attribute each time: a star pattern swaps in its regex once warm.
+    return lambda string: compiled.match(string)
+
+
+def required_literal(pattern: str) -> str:
+    """A substring every string matching ``pattern`` contains: its longest
+    run of literal characters ("" when it has brackets or escapes, whose
+    literals are not simply read off)."""
+    data = c_bytes(pattern)
+    if "[" in data or "\\" in data:
+        return ""
+    return max(data.replace("?", "*").split("*"), key=len)
+
+
 def match_any(patterns: Iterable[str]) -> Callable[[str], bool]:
     """A test of whether a string matches at least one of ``patterns`` (as
     :func:`fnmatch` says), cheap for thousands of them: a string costs a

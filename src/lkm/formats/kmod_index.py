@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from lkm.errors import IndexFormatError
 from lkm.formats.elf import Buffer
 from lkm.formats.file_kinds import open_regular
-from lkm.formats.fnmatch import fnmatch
+from lkm.formats.fnmatch import c_bytes, matcher, required_literal
 from lkm.formats.kmod_index_format import (
     INDEX_MAGIC,
     INDEX_VERSION_MAJOR,
@@ -42,11 +42,20 @@ from lkm.formats.kmod_index_format import (
 from lkm.records import Record
 
 _U32 = struct.Struct(">I")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    # (order among the subtree's keys, the pattern's match, its values)
+    _Entry = tuple[int, Callable[[str], object], tuple["IndexValue", ...]]
 
 
 class IndexValue(Record):
     priority: int
     value: str
+
+
+_WILDCARDS = "*?["
 
 
 class _Node(Record):
@@ -55,6 +64,10 @@ class _Node(Record):
     last: int
     children: tuple[int, ...]
     values: tuple[IndexValue, ...]
+    # For wildcard searches: where the prefix's first wildcard is (-1: none)
+    # and the children under '*', '?' and '[' (char, offset), in that order.
+    wild_at: int = -1
+    wild: tuple[tuple[str, int], ...] = ()
 
     def child(self, ch: int) -> int:
         if self.first <= ch <= self.last:
@@ -81,6 +94,26 @@ def _child_offset(node: _Node, char: str) -> int:
     return node.child(code) if code < 128 else 0
 
 
+def _first(hit: tuple[int, tuple[IndexValue, ...]]) -> int:
+    return hit[0]
+
+
+class _Flat:
+    """A wildcard subtree's patterns, compiled once, grouped by a literal
+    each of them requires in a matching key (:func:`required_literal`): a
+    lookup tries the patterns of the literals its key contains, one
+    ``in`` test per group instead of one match per pattern."""
+
+    __slots__ = ("groups",)
+
+    def __init__(self, found: list[tuple[str, tuple[IndexValue, ...]]]) -> None:
+        groups: dict[str, list[_Entry]] = {}
+        for index, (pattern, values) in enumerate(found):
+            entry = (index, matcher(pattern), values)
+            groups.setdefault(required_literal(pattern), []).append(entry)
+        self.groups = tuple((literal, tuple(entries)) for literal, entries in groups.items())
+
+
 class KmodIndex:
     """One ``modules.*.bin`` file.
 
@@ -103,10 +136,22 @@ class KmodIndex:
             raise self._error(f"unsupported index version 0x{version:08x}")
         self.version = version
         self.root = root
+        # Decoded nodes and flattened wildcard subtrees, by offset: at most
+        # one entry per node of the file (its size bounds them).
+        self._nodes: dict[int, _Node | None] = {}
+        self._flat: dict[tuple[int, str], _Flat] = {}
 
     # -- node decoding --------------------------------------------------------
 
     def _node(self, offset: int) -> _Node | None:
+        """The node at ``offset`` (flags included), decoded once: lookups
+        pass the same top nodes again and again."""
+        node = self._nodes.get(offset)
+        if node is None and offset & NODE_MASK:
+            node = self._nodes[offset] = self._decode(offset)
+        return node
+
+    def _decode(self, offset: int) -> _Node | None:
         pos = offset & NODE_MASK
         if pos == 0:
             return None
@@ -142,7 +187,17 @@ class KmodIndex:
         values: tuple[IndexValue, ...] = ()
         if offset & NODE_VALUES:
             values = self._values(pos)
-        return _Node(prefix, first, last, children, values)
+        wild_at = -1
+        if "*" in prefix or "?" in prefix or "[" in prefix:
+            wild_at = min(at for at in map(prefix.find, _WILDCARDS) if at >= 0)
+        wild: tuple[tuple[str, int], ...] = ()
+        if first <= 91 and last >= 42:  # '*' (42), '?' (63), '[' (91)
+            wild = tuple(
+                (char, children[ord(char) - first])
+                for char in _WILDCARDS
+                if first <= ord(char) <= last and children[ord(char) - first] & NODE_MASK
+            )
+        return _Node(prefix, first, last, children, values, wild_at, wild)
 
     def _values(self, pos: int) -> tuple[IndexValue, ...]:
         data = self.data
@@ -198,28 +253,35 @@ class KmodIndex:
         priority, later finds first among equals.
         """
         out: list[IndexValue] = []
-        node = self._node(self.root)
+        offset = self.root
+        node = self._node(offset)
         i = 0
+        size = len(key)
         # Each step consumes a key character, so this loop is bounded; the
         # subtree walks check themselves for cycles.
         while node is not None:
             prefix = node.prefix
-            for j, ch in enumerate(prefix):
-                if ch in "*?[":
-                    self._match_subtree(node, prefix[j:], key[i + j :], out)
-                    return out
-                if i + j >= len(key) or ch != key[i + j]:
-                    return out
+            if node.wild_at >= 0:
+                at = node.wild_at
+                if key.startswith(prefix[:at], i) and i + at <= size:
+                    self._match_subtree(offset, node, prefix[at:], key[i + at :], out)
+                return out
+            if not key.startswith(prefix, i):
+                return out
             i += len(prefix)
-            for wild in "*?[":
-                child = self._node(node.child(ord(wild)))
+            for wild, child_offset in node.wild:
+                child = self._node(child_offset)
                 if child is not None:
-                    self._match_subtree(child, wild + child.prefix, key[i:], out)
-            if i == len(key):
+                    self._match_subtree(child_offset, child, wild + child.prefix, key[i:], out)
+            if i == size:
                 for value in node.values:
                     insert_by_priority(out, value)
                 return out
-            node = self._node(_child_offset(node, key[i]))
+            code = ord(key[i])
+            offset = node.children[code - node.first] if node.first <= code <= node.last else 0
+            if code >= 128:  # kmod indexes by (signed) char: no child
+                offset = 0
+            node = self._node(offset)
             i += 1
         return out
 
@@ -233,27 +295,50 @@ class KmodIndex:
             seen.add(masked)
         return offset
 
-    def _match_subtree(self, top: _Node, pattern: str, subkey: str, out: list[IndexValue]) -> None:
-        """Match every key below ``top`` as a pattern against ``subkey``.
+    def _match_subtree(
+        self, offset: int, top: _Node, pattern: str, subkey: str, out: list[IndexValue]
+    ) -> None:
+        """Match every key below ``top`` (at ``offset``) as a pattern
+        against ``subkey``; the values of those that match go into ``out``
+        in the order of :meth:`_flatten`."""
+        flat = self._flat.get((offset, pattern))
+        if flat is None:
+            flat = self._flat[offset, pattern] = _Flat(self._flatten(top, pattern))
+        if not subkey.isascii() or "\0" in subkey:
+            subkey = c_bytes(subkey)
+        hits: list[tuple[int, tuple[IndexValue, ...]]] = []
+        for literal, entries in flat.groups:
+            if literal in subkey:
+                for index, match, values in entries:
+                    if match(subkey):
+                        hits.append((index, values))
+        if len(hits) > 1:
+            hits.sort(key=_first)
+        for _, values in hits:
+            for value in values:
+                insert_by_priority(out, value)
 
-        Children in ascending order before the node itself (kmod's
-        recursion order, which decides the order of equal priorities);
-        iterative, so a deep trie cannot exhaust Python's stack.
-        """
+    def _flatten(self, top: _Node, pattern: str) -> list[tuple[str, tuple[IndexValue, ...]]]:
+        """The keys below ``top`` with values, as full patterns, in the
+        order kmod's recursion meets them: children in ascending order
+        before the node itself (which decides the order of equal
+        priorities). Iterative, so a deep trie cannot exhaust Python's
+        stack; a node reached twice is a cycle (a corrupt file)."""
         seen: set[int] = set()
+        found: list[tuple[str, tuple[IndexValue, ...]]] = []
         stack: list[tuple[_Node, str, bool]] = [(top, pattern, False)]
         while stack:
             node, pattern, children_done = stack.pop()
             if children_done:
-                if node.values and fnmatch(pattern, subkey):
-                    for value in node.values:
-                        insert_by_priority(out, value)
+                if node.values:
+                    found.append((pattern, node.values))
                 continue
             stack.append((node, pattern, True))
             for ch in range(node.last, node.first - 1, -1):
                 child = self._node(self._unseen(node.children[ch - node.first], seen))
                 if child is not None:
                     stack.append((child, pattern + chr(ch) + child.prefix, False))
+        return found
 
     # -- dump -----------------------------------------------------------------
 

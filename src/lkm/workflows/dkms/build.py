@@ -23,8 +23,16 @@ from collections.abc import Callable
 
 from lkm.errors import LkmError, one_line
 from lkm.records import Record
+from lkm.workflows.dkms.cache import cached_build, restore_build, store_build
 from lkm.workflows.dkms.conf import DkmsConf
-from lkm.workflows.dkms.tree import DkmsError, Target, Tree, clear_result, record_result
+from lkm.workflows.dkms.tree import (
+    DkmsError,
+    Target,
+    Tree,
+    build_digest,
+    clear_result,
+    record_result,
+)
 
 Say = Callable[[str], None]
 KEY_CN = "DKMS module signing key"  # the subject dkms's openssl req writes
@@ -97,12 +105,18 @@ def build(tree: Tree, t: Target, say: Say) -> str:
     base = tree.base_dir(t)
     if os.path.isdir(base):
         raise DkmsError(f"{t.label}: already built ({base} exists; dkms remove it first)", 3)
+    digest = build_digest(tree, t)
+    cached = None if tree.settings.force else cached_build(tree, t, digest)
+    if cached is not None:
+        say(f"Reusing the build of {t.label} from {cached} (same sources, dkms.conf and headers)")
+        clear_result(tree, t)
+        return restore_build(tree, t, cached)
     try:
         module_dir = _build(tree, t, signing, say)
     except DkmsError as exc:
-        record_result(tree, t, str(exc), exc.status, exc.log)
-        raise
+        raise record_result(tree, t, str(exc), exc.status, exc.log, digest) from None
     clear_result(tree, t)
+    store_build(tree, t, digest)
     return module_dir
 
 

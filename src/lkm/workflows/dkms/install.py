@@ -34,8 +34,9 @@ Say = Callable[[str], None]
 Report = Callable[[str, str], None]
 
 
-def install(tree: Tree, t: Target, say: Say, report: Report) -> list[str]:
-    """Install ``t`` (building it first when needed); the files placed."""
+def install(tree: Tree, t: Target, say: Say, report: Report, *, reindex: bool = True) -> list[str]:
+    """Install ``t`` (building it first when needed); the files placed.
+    ``reindex=False``: the caller runs :func:`reindex` once for several."""
     from lkm.workflows.install import TreeChange
 
     if not tree.is_built(t):
@@ -71,7 +72,8 @@ def install(tree: Tree, t: Target, say: Say, report: Report) -> list[str]:
             say(f"Installing {target}")
             change.write(target, data)
             placed.append(target)
-        _reindex(tree, t, change, report)
+        if reindex:
+            _reindex(tree, t, change, report)
 
     _apply(change, steps, kernel_dir, t)
     link = tree.kernel_link(t.module, t.kernel, t.arch)
@@ -136,27 +138,41 @@ def _find_module(directory: str, name: str, suffix: str) -> list[str]:
 
 def _reindex(tree: Tree, t: Target, change: object, report: Report) -> None:
     """lkm's depmod over the kernel's tree (dkms: ``depmod -a KVER``)."""
-    from lkm.workflows.depmod import OUTPUT_FILES, DepmodSettings, run_depmod
+    from lkm.workflows.depmod import OUTPUT_FILES
     from lkm.workflows.install import TreeChange
 
     if tree.settings.no_depmod:
         return
     install_tree = tree.settings.install_tree.rstrip("/") or "/"
-    basedir, moduledir = _split_install_tree(install_tree)
     assert isinstance(change, TreeChange)
     change.keep_indexes(f"{install_tree}/{t.kernel}", OUTPUT_FILES)
-    settings = DepmodSettings(version=t.kernel, basedir=basedir, moduledir=moduledir)
+    reindex(tree, t.kernel, t.label, report)
+
+
+def reindex(tree: Tree, kernel: str, label: str, report: Report) -> None:
+    """lkm's depmod over one kernel's tree; DkmsError (``label`` first)
+    when it cannot index it."""
+    from lkm.workflows.depmod import DepmodSettings, run_depmod
+
+    install_tree = tree.settings.install_tree.rstrip("/") or "/"
+    basedir, moduledir = depmod_tree(tree)
+    settings = DepmodSettings(version=kernel, basedir=basedir, moduledir=moduledir)
     try:
         result = run_depmod(settings, report)
     except (LkmError, OSError) as exc:
-        raise DkmsError(f"{t.label}: depmod failed: {exc}", 6) from None
+        raise DkmsError(f"{label}: depmod failed: {exc}", 6) from None
     if result.status != 0:
-        raise DkmsError(f"{t.label}: depmod could not index {install_tree}/{t.kernel}", 6)
+        raise DkmsError(f"{label}: depmod could not index {install_tree}/{kernel}", 6)
+
+
+def depmod_tree(tree: Tree) -> tuple[str, str]:
+    """(basedir, moduledir) for depmod of the install tree."""
+    return _split_install_tree(tree.settings.install_tree.rstrip("/") or "/")
 
 
 def _split_install_tree(install_tree: str) -> tuple[str, str]:
     """(basedir, moduledir) for depmod: ``ROOT/lib/modules`` is ROOT and
-    /lib/modules; any other tree is itself with an empty module dir."""
+    /lib/modules; any other tree is its parent and its name."""
     if install_tree.endswith("/lib/modules"):
         return install_tree[: -len("/lib/modules")], "/lib/modules"
     parent, name = os.path.split(install_tree)
@@ -271,4 +287,4 @@ def remove(
         os.rmdir(mdir)
 
 
-__all__ = ["install", "remove", "unbuild", "uninstall"]
+__all__ = ["depmod_tree", "install", "reindex", "remove", "unbuild", "uninstall"]

@@ -172,6 +172,10 @@ class Tree:
         there), removed with the version."""
         return f"{self.version_dir(module, version)}/.lkm-results"
 
+    def builds_cache(self, module: str, version: str) -> str:
+        """Copies of lkm's last builds of the version, by build digest."""
+        return f"{self.version_dir(module, version)}/.lkm-builds"
+
     def make_log(self, t: Target) -> str:
         return f"{self.base_dir(t)}/log/make.log"
 
@@ -303,9 +307,12 @@ class BuildResult(Record):
     digest: str = ""  # build_digest() when it was tried
 
 
-def record_result(tree: Tree, t: Target, reason: str, status: int, log: str | None) -> None:
+def record_result(
+    tree: Tree, t: Target, reason: str, status: int, log: str | None, digest: str
+) -> DkmsError:
     """Remember why ``t`` is not built (its make.log kept beside it: the
-    next build of another kernel reuses build/)."""
+    next build of another kernel reuses build/); the error to raise, naming
+    the kept log."""
     import json
     import shutil
 
@@ -316,17 +323,20 @@ def record_result(tree: Tree, t: Target, reason: str, status: int, log: str | No
     if log and os.path.isfile(log):
         kept = f"{name}.make.log"
         shutil.copyfile(log, kept)
+        # build/make.log is the next build's: name the kept copy
+        reason = reason.replace(log, kept)
     state = "skipped" if status == 77 else "failed"
     record = {
         "state": state,
         "reason": reason,
         "status": status,
         "log": kept,
-        "digest": build_digest(tree, t),
+        "digest": digest,
     }
     with open(f"{name}.json.new", "w", encoding="utf-8") as file:
         json.dump(record, file)
     os.replace(f"{name}.json.new", f"{name}.json")
+    return DkmsError(reason, status, kept)
 
 
 def clear_result(tree: Tree, t: Target) -> None:
@@ -380,6 +390,7 @@ def build_digest(tree: Tree, t: Target) -> str:
     files += [(f"etc/{os.path.basename(p)}", p) for p in _overrides(tree, t)]
     headers = tree.kernel_source_dir(t.kernel)
     files += [(f"headers/{name}", f"{headers}/{name}") for name in _HEADER_FILES]
+    files.append(("signing/cert", tree.settings.cert))  # what the modules get signed with
     digest.update(f"{t.kernel}\0{t.arch}\0{tree.settings.conf or ''}\0".encode())
     for name, path in files:
         digest.update(name.encode("utf-8", "surrogateescape") + b"\0")

@@ -1,0 +1,144 @@
+"""``lkm static-nodes``: kmod's ``static-nodes`` byte for byte — the device
+nodes of modules that load on first open (``modules.devname``) in a human
+format, systemd-tmpfiles' or modules.devname's own.
+
+Options as kmod 30: ``-f/--format human|tmpfiles|devname``, ``-o/--output
+FILE`` (parents made), ``-h``. lkm's own: ``-b/--basedir DIR`` and
+``--kernel VERSION`` (another tree than the running kernel's: an image's).
+A missing modules.devname is a warning and exit 0, as with kmod; an
+unreadable one, or an entry that does not scan (reported, the rest still
+written), exit 1. The output file is written whole, through a temporary
+file and a rename.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
+SHORT = "o:f:hb:"
+LONG = ("output=", "format=", "help", "basedir=", "kernel=")
+
+
+def help_text(prog: str) -> str:
+    from lkm.formats.devname import FORMATS
+
+    lines = [
+        "Usage:",
+        f"\t{prog} static-nodes [options]",
+        "",
+        "kmod static-nodes outputs the static-node information of the currently running kernel.",
+        "",
+        "Options:",
+        '\t-f, --format=FORMAT  choose format to use: see "Formats"',
+        "\t-o, --output=FILE    write output to file",
+        "\t-h, --help           show this help",
+        "",
+        "Formats:",
+        *(f"\t{name:<12} {description}" for name, description in FORMATS.items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "static-nodes") -> int:
+    import os
+
+    from lkm.cli.options import UsageError, parse
+    from lkm.formats.devname import FORMATS
+
+    prog = "lkm"
+    try:
+        options, _ = parse(prog, args, SHORT, LONG)
+    except UsageError as exc:
+        err.write(f"{exc}\n".encode("utf-8", "surrogateescape"))
+        return 1
+    fmt, output, basedir, kernel = "human", None, "", os.uname().release
+    for name, value in options:
+        if name in ("-h", "--help"):
+            out.write(help_text(prog).encode())
+            return 0
+        if name in ("-f", "--format"):
+            if value not in FORMATS:
+                err.write(f"Unknown format: '{value}'.\n".encode("utf-8", "surrogateescape"))
+                out.write(help_text(prog).encode())
+                return 1
+            fmt = value
+        elif name in ("-o", "--output"):
+            output = value
+        elif name in ("-b", "--basedir"):
+            basedir = value
+        else:
+            kernel = value
+    return static_nodes(f"{basedir}/lib/modules/{kernel}", kernel, fmt, output, out, err)
+
+
+def static_nodes(
+    moddir: str, kernel: str, fmt: str, output: str | None, out: BinaryIO, err: BinaryIO
+) -> int:
+    from lkm.formats.devname import lines, render, scan
+
+    path = f"{moddir}/modules.devname"
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except FileNotFoundError:
+        err.write(f"Warning: {path} not found - ignoring\n".encode("utf-8", "surrogateescape"))
+        return 0
+    except IsADirectoryError:
+        data = b""  # kmod opens it, and its first read ends the input
+    except OSError as exc:
+        err.write(
+            f"Error: could not open {path} - {exc.strerror}\n".encode("utf-8", "surrogateescape")
+        )
+        return 1
+    status = 0
+    chunks = []
+    for line in lines(data):
+        if line.startswith(b"#"):
+            continue
+        entry = scan(line)
+        if entry is None:
+            err.write(b"Error: invalid devname entry: " + line.split(b"\0", 1)[0])
+            status = 1
+            continue
+        chunks.append(render(entry, fmt))
+    text = b"".join(chunks)
+    if output is None:
+        out.write(text)
+        return status
+    return _write(output, text, err) or status
+
+
+def _write(output: str, text: bytes, err: BinaryIO) -> int:
+    """``output`` written whole (its parents made, as kmod makes them)."""
+    import os
+
+    parent = os.path.dirname(output)
+    try:
+        if parent:
+            os.makedirs(parent, mode=0o755, exist_ok=True)
+    except OSError as exc:
+        message = f"Error: could not create parent directory for {output} - {exc.strerror}.\n"
+        err.write(message.encode("utf-8", "surrogateescape"))
+        return 1
+    try:
+        if os.path.exists(output) and not os.path.isfile(output):
+            with open(output, "wb") as file:  # a device or FIFO: written in place
+                file.write(text)
+            return 0
+        partial = f"{output}.lkm-new"
+        with open(partial, "wb") as file:
+            file.write(text)
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(partial, 0o666 & ~umask)  # as fopen would create it
+        os.replace(partial, output)
+    except OSError as exc:
+        err.write(
+            f"Error: could not create {output} - {exc.strerror}\n".encode(
+                "utf-8", "surrogateescape"
+            )
+        )
+        return 1
+    return 0
