@@ -41,8 +41,9 @@ namespace costs a few milliseconds per call, printed, and is in every time.
 
 ``make`` is found through a wrapper on PATH that logs its arguments, so the
 bench counts the builds each run started (a top-level make carries the
-``-jN KERNELRELEASE=V`` both tools insert). Some packages fail to compile
-against 6.12: that is expected, and both tools should fail the same ones.
+``KERNELRELEASE=V`` both tools insert, dkms's after ``-jN``). Some packages
+fail to compile against 6.12: that is expected, and both tools should fail
+the same ones.
 
 lkm runs from a byte-compiled copy of its package taken at the start
 (PYTHONPATH), so edits to src/ during the minutes this takes do not reach
@@ -95,9 +96,10 @@ MAKE_WRAPPER = """#!/bin/sh
 echo "$*" >> "$BENCH_MAKE_LOG"
 exec {make} "$@"
 """
-# A build's top-level make: both tools insert -jN and KERNELRELEASE after
-# a leading "make" (kbuild's sub-makes get them through MAKEFLAGS instead).
-_TOP_MAKE = re.compile(r"^-j\S* KERNELRELEASE=", re.M)
+# A build's top-level make: both tools insert KERNELRELEASE after a leading
+# "make", dkms with -jN before it (lkm's makes share its jobserver through
+# MAKEFLAGS, as kbuild's sub-makes get theirs).
+_TOP_MAKE = re.compile(r"^(-j\S* )?KERNELRELEASE=", re.M)
 # dkms status: "acpi-call/1.2.2, 6.1.0-57-amd64, x86_64: installed"
 _STATUS = re.compile(r"^([^,]+), ([^,]+), [^:]+: installed", re.M)
 

@@ -91,11 +91,14 @@ def _link_modules(src: str, dst: str) -> None:
 
 def _in_image(root: Path, argv: list[str]) -> tuple[int, str]:
     """Run ``argv`` with the image's trees in place of the host's."""
+    # The image's lkm: the one under test, found on PATH as in an image.
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
     with mountpoints(*(f"/{d}" for d in BOUND)):
         done = command(
             ["unshare", "-m", "sh", "-c", _BIND_AND_RUN, "sh", str(root), *argv],
             text=True,
             timeout=600,
+            env=dict(os.environ, PATH=path),
         )
     return done.returncode, done.stdout + done.stderr
 
@@ -133,9 +136,9 @@ def test_root_and_kernel_hooks(
     written = lkm("dkms", ["hooks", "--root", str(root)])
     assert written.status == 0, written.stderr
     hooks = [
-        root / "etc/kernel/postinst.d/lkm-dkms",
-        root / "etc/kernel/prerm.d/lkm-dkms",
-        root / "etc/kernel/install.d/40-lkm-dkms.install",
+        root / "etc/kernel/postinst.d/dkms-lkm",
+        root / "etc/kernel/prerm.d/dkms-lkm",
+        root / "etc/kernel/install.d/40-dkms-lkm.install",
     ]
     assert all(os.access(h, os.X_OK) for h in hooks)
     checks += 1

@@ -382,6 +382,17 @@ def test_bad_tarballs_are_refused_whole(tmp_path: Path, monkeypatch: pytest.Monk
             "c.tgz", [("./l", None, "dkms_source_tree"), good, ("./l/../../x", b"x", "")]
         ),
         "no-conf": archive("d.tgz", [("./dkms_source_tree/x.c", b"", "")]),
+        # a link to the top, a second link through it out, then a file
+        # written through that (each name alone looks inside)
+        "link-chain": archive(
+            "f.tgz",
+            [
+                good,
+                ("./d/e/L", None, "../.."),
+                ("./N", None, "d/e/L/../../escape"),
+                ("./N", b"x", ""),
+            ],
+        ),
     }
     whole = (tmp_path / "a.tgz").read_bytes()
     truncated = tmp_path / "e.tgz"

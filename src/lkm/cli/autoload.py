@@ -36,6 +36,9 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "autoload") 
     parsed = parse_arguments(parser, args)
     if isinstance(parsed, int):
         return parsed
+    if not parsed.settle > 0 or not parsed.timeout > 0:
+        err.write(b"lkm autoload: --settle and --timeout take a number of seconds above 0\n")
+        return 2
     return _follow(parsed.coldplug, parsed.once, parsed.dry_run, parsed.json, parsed, out, err)
 
 
@@ -56,8 +59,11 @@ def _follow(
 
     def log(item: LoadEvent | Notice) -> None:
         text = json.dumps(item.as_json()) if as_json else item.line()
-        out.write(f"{text}\n".encode("utf-8", "surrogateescape"))
-        out.flush()
+        try:
+            out.write(f"{text}\n".encode("utf-8", "surrogateescape"))
+            out.flush()
+        except OSError:
+            pass  # the reader went away (a restarted journal): keep loading modules
 
     stop = []
 

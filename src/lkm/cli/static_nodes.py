@@ -7,8 +7,8 @@ FILE`` (parents made), ``-h``. lkm's own: ``-b/--basedir DIR`` and
 ``--kernel VERSION`` (another tree than the running kernel's: an image's).
 A missing modules.devname is a warning and exit 0, as with kmod; an
 unreadable one, or an entry that does not scan (reported, the rest still
-written), exit 1. The output file is written whole, through a temporary
-file and a rename.
+written), exit 1. The output file is truncated and written in place, as
+kmod writes it (through a link, onto a device).
 """
 
 from __future__ import annotations
@@ -92,6 +92,11 @@ def static_nodes(
             f"Error: could not open {path} - {exc.strerror}\n".encode("utf-8", "surrogateescape")
         )
         return 1
+    sink = None
+    if output is not None:
+        sink = _open_output(output, err)  # before the entries are read, as kmod
+        if sink is None:
+            return 1
     status = 0
     chunks = []
     for line in lines(data):
@@ -104,14 +109,18 @@ def static_nodes(
             continue
         chunks.append(render(entry, fmt))
     text = b"".join(chunks)
-    if output is None:
+    if sink is None:
         out.write(text)
         return status
-    return _write(output, text, err) or status
+    with sink:
+        sink.write(text)
+    return status
 
 
-def _write(output: str, text: bytes, err: BinaryIO) -> int:
-    """``output`` written whole (its parents made, as kmod makes them)."""
+def _open_output(output: str, err: BinaryIO) -> BinaryIO | None:
+    """``output`` truncated for writing in place, as kmod's fopen(…, "w")
+    opens it (through a link, onto a device or FIFO), its parents made
+    first; None, reported, when it cannot be."""
     import os
 
     parent = os.path.dirname(output)
@@ -121,24 +130,13 @@ def _write(output: str, text: bytes, err: BinaryIO) -> int:
     except OSError as exc:
         message = f"Error: could not create parent directory for {output} - {exc.strerror}.\n"
         err.write(message.encode("utf-8", "surrogateescape"))
-        return 1
+        return None
     try:
-        if os.path.exists(output) and not os.path.isfile(output):
-            with open(output, "wb") as file:  # a device or FIFO: written in place
-                file.write(text)
-            return 0
-        partial = f"{output}.lkm-new"
-        with open(partial, "wb") as file:
-            file.write(text)
-        umask = os.umask(0o022)
-        os.umask(umask)
-        os.chmod(partial, 0o666 & ~umask)  # as fopen would create it
-        os.replace(partial, output)
+        return open(output, "wb")
     except OSError as exc:
         err.write(
             f"Error: could not create {output} - {exc.strerror}\n".encode(
                 "utf-8", "surrogateescape"
             )
         )
-        return 1
-    return 0
+        return None

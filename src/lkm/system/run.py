@@ -162,11 +162,13 @@ def run(
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
     executable: str | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Completed:
     """Run ``argv`` to its end. ``check``: a non-zero status raises
     :class:`CommandError`. ``input`` is written to its stdin. A missing
     program raises :class:`ProgramNotFound`, a time-out
-    :class:`CommandTimeout` (the command killed)."""
+    :class:`CommandTimeout` (the command killed). ``pass_fds``: descriptors
+    the command inherits (a jobserver's pipe)."""
     import subprocess
 
     _trace(argv)
@@ -179,6 +181,7 @@ def run(
             cwd=cwd,
             env=env,
             executable=executable,
+            pass_fds=tuple(pass_fds),
         )
     except OSError as exc:
         raise _not_started(argv, exc) from None

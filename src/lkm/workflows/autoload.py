@@ -114,19 +114,39 @@ class Autoloader:
         return self._modprobe
 
     def handle(self, devpath: str, alias: str) -> LoadEvent | None:
-        """Load what ``alias`` names (None: handled before)."""
-        from lkm.workflows.modprobe import LoadFlags
+        """Load what ``alias`` names (None: handled before, or an error,
+        logged: nothing a device or a broken database brings stops the
+        daemon)."""
+        from lkm.errors import LkmError
 
+        try:
+            return self._handle(devpath, alias)
+        except (LkmError, OSError, ValueError) as exc:
+            self.log(Notice("error", f"{devpath} {alias}: {exc}"))
+            self.close()  # read the database again next time
+            return None
+
+    def forget(self, alias: str) -> None:
+        """The device is gone: a device with this alias added again is
+        loaded again (udev runs ``kmod load`` on every add)."""
+        self.handled.discard(alias)
+
+    def _handle(self, devpath: str, alias: str) -> LoadEvent | None:
+        from lkm.workflows.modprobe import LoadFlags, is_path_operand
+
+        if is_path_operand(alias):  # modprobe would take it for a file
+            self.log(Notice("ignored", f"{devpath}: MODALIAS {alias!r} is a path"))
+            return None
         modprobe = self._database()
         if alias in self.handled:
             return None
         if len(self.handled) >= MAX_REMEMBERED:
             self.handled.clear()
-        self.handled.add(alias)
         started = time.monotonic()
         if not modprobe.resolve(alias):
             # udev's "kmod load" is quiet about aliases no module has (most
             # platform, ACPI and DMI ones): so is the log, at a glance.
+            self.handled.add(alias)
             event = LoadEvent(devpath, alias, "no module", seconds=time.monotonic() - started)
             self.log(event)
             return event
@@ -137,6 +157,8 @@ class Autoloader:
             plan = modprobe.load(alias, flags=flags)
         event = _event(devpath, alias, plan, self.dry_run, modprobe)
         event = event.replace(seconds=time.monotonic() - started)
+        if event.result not in ("failed", "partly loaded"):
+            self.handled.add(alias)  # a failure is tried again for the next device
         self.log(event)
         return event
 
@@ -205,8 +227,7 @@ def follow(
 
     started = time.monotonic()
     if coldplug:
-        for devpath, alias in existing_devices(sysfs):
-            loader.handle(devpath, alias)
+        _coldplug(loader, sysfs, stopped)
     while not stopped():
         if limits.once and time.monotonic() - started > limits.bound:
             loader.log(Notice("unsettled", f"uevents still coming after {limits.bound:g} s"))
@@ -219,8 +240,7 @@ def follow(
         if datagram.overrun:
             loader.log(Notice("overrun", "uevents were lost (receive buffer full)"))
             if coldplug:
-                for devpath, alias in existing_devices(sysfs):
-                    loader.handle(devpath, alias)
+                _coldplug(loader, sysfs, stopped)
             continue
         if datagram.sender != 0:
             loader.log(
@@ -234,7 +254,16 @@ def follow(
             continue
         if uevent.action == "add" and uevent.modalias:
             loader.handle(uevent.devpath, uevent.modalias)
+        elif uevent.action == "remove" and uevent.modalias:
+            loader.forget(uevent.modalias)
     return True
+
+
+def _coldplug(loader: Autoloader, sysfs: str, stopped: Callable[[], bool]) -> None:
+    for devpath, alias in existing_devices(sysfs):
+        if stopped():
+            return
+        loader.handle(devpath, alias)
 
 
 __all__ = ["Autoloader", "Limits", "LoadEvent", "Notice", "existing_devices", "follow"]

@@ -12,7 +12,8 @@ error, exits 11 without saying which), every package is tried for every
 kernel and each failure is reported.
 
 Builds of different package/kernel pairs run in threads, up to ``-j``
-jobs in all: ``min(N, pairs)`` workers, each make given ``-j N // workers``;
+jobs in all: ``min(N, pairs)`` workers whose makes share N job slots
+through a jobserver lkm holds (:mod:`lkm.system.jobserver`);
 two kernels of one package version take turns (dkms builds in the
 version's one ``build/`` directory). Installs run after each round of
 builds, one at a time, then lkm's depmod once per kernel (dkms: once per
@@ -34,6 +35,7 @@ from lkm.workflows.dkms.versions import padded
 Say = Callable[[str], None]
 Report = Callable[[str, str], None]
 SKIPPED = 77  # BUILD_EXCLUSIVE_* not met: dkms's "skipped", not a failure
+_REMEMBERED = (7, 10)  # a module not built, make failed
 
 
 class Outcome(Record):
@@ -43,6 +45,7 @@ class Outcome(Record):
     state: str  # installed, skipped, failed
     message: str = ""  # the failure's (or skip's) one line
     status: int = 0  # dkms's exit status for it
+    placed: tuple[str, ...] = ()  # the module files installed
 
     @property
     def failed(self) -> bool:
@@ -101,7 +104,9 @@ def autoinstall(
         for t in ready:
             failure = built[t]
             placed.append(_install(tree, t, say, report) if failure is None else failure)
-        for outcome in _reindexed(tree, placed, report):
+        indexed = _reindexed(tree, placed, report)
+        _refresh_initramfs(tree, indexed, say)
+        for outcome in indexed:
             if outcome.state == "installed":
                 installed[outcome.target.kernel].add(outcome.target.module)
             done(outcome)
@@ -114,6 +119,27 @@ def autoinstall(
 
 def _will_build(tree: Tree, t: Target) -> bool:
     return not tree.is_built(t) and _unchanged_failure(tree, t) is None
+
+
+def _refresh_initramfs(tree: Tree, outcomes: list[Outcome], say: Say) -> None:
+    """Once per kernel, after its tree is indexed: the initramfs of each
+    kernel a REMAKE_INITRD or boot-critical module was installed for. A
+    failure is a warning: the modules are installed either way."""
+    from lkm.workflows.dkms.initramfs import reason_to_refresh, refresh_initramfs
+
+    reasons: dict[str, tuple[Target, str]] = {}
+    for o in outcomes:
+        if o.state != "installed" or o.target.kernel in reasons:
+            continue
+        remake = tree.conf(o.target).remake_initrd
+        reason = reason_to_refresh(tree, o.target, remake, list(o.placed))
+        if reason is not None:
+            reasons[o.target.kernel] = (o.target, reason)
+    for t, reason in reasons.values():
+        try:
+            refresh_initramfs(tree, t, reason, say)
+        except DkmsError as exc:
+            say(f"Warning: {exc}")
 
 
 def _warm_depmod(tree: Tree, kernels: list[str]) -> list[subprocess.Popen[bytes]]:
@@ -173,19 +199,33 @@ def build_all(
 
     if not targets:
         return {}
+    from lkm.system.jobserver import Jobserver
+
     total = jobs_argument(jobs)  # "" for -j 0: make's unlimited -j, one worker per pair
     workers = len(targets) if not total else max(1, min(int(total), len(targets)))
-    share = "0" if not total else str(max(1, int(total) // workers))
-    builder = Tree(tree.settings.replace(jobs=share))
+    # N slots shared by all the makes (a make alone may use them all);
+    # -j 0: every make unlimited, as dkms's -j 0.
+    jobserver = Jobserver(int(total)) if total else None
+    builder = Tree(tree.settings.replace(jobs="0", jobserver=jobserver))
     prepare_signing(tree, targets[0], say)  # the key, made once before any thread
     locks = {(t.module, t.version): threading.Lock() for t in targets}
 
     def one(t: Target) -> Outcome | None:
         with locks[t.module, t.version]:
-            return _build(builder, t, say)
+            if jobserver is None:
+                return _build(builder, t, say)
+            jobserver.acquire()  # the make's own slot
+            try:
+                return _build(builder, t, say)
+            finally:
+                jobserver.release()
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lkm-dkms") as pool:
-        results = list(pool.map(one, targets))
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lkm-dkms") as pool:
+            results = list(pool.map(one, targets))
+    finally:
+        if jobserver is not None:
+            jobserver.close()
     return dict(zip(targets, results, strict=True))
 
 
@@ -213,7 +253,10 @@ def _unchanged_failure(tree: Tree, t: Target) -> Outcome | None:
     if tree.settings.force:
         return None
     previous = read_result(tree, t)
-    if previous is None or previous.digest != build_digest(tree, t):
+    # Only make's failures are worth remembering: the rest fail fast again.
+    if previous is None or previous.status not in _REMEMBERED:
+        return None
+    if previous.digest != build_digest(tree, t):
         return None
     reason = previous.reason
     if previous.state == "failed":
@@ -226,10 +269,10 @@ def _install(tree: Tree, t: Target, say: Say, report: Report) -> Outcome:
     from lkm.workflows.dkms.install import install
 
     try:
-        install(tree, t, say, report, reindex=False)
+        placed = install(tree, t, say, report, reindex=False)
     except DkmsError as exc:
         return _failure(t, exc)
-    return Outcome(t, "installed")
+    return Outcome(t, "installed", placed=tuple(placed))
 
 
 def _reindexed(tree: Tree, outcomes: list[Outcome], report: Report) -> list[Outcome]:

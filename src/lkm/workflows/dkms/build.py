@@ -266,12 +266,13 @@ def jobs_argument(jobs: str | None) -> str:
     return "" if jobs == "0" else jobs
 
 
-def make_command(conf: DkmsConf, jobs: str | None) -> str:
+def make_command(conf: DkmsConf, jobs: str | None, shared: bool = False) -> str:
     """MAKE with ``-jN KERNELRELEASE=KVER`` after a leading ``make``
-    (dkms's ``${make_command/#make/…}``: any command starting so)."""
+    (dkms's ``${make_command/#make/…}``: any command starting so);
+    ``shared``: no ``-jN``, the jobs come from lkm's jobserver."""
     if conf.make_command.startswith("make"):
-        head = f"make -j{jobs_argument(jobs)} KERNELRELEASE={conf.kernelver}"
-        return head + conf.make_command[4:]
+        jobs_option = "" if shared else f"-j{jobs_argument(jobs)} "
+        return f"make {jobs_option}KERNELRELEASE={conf.kernelver}" + conf.make_command[4:]
     return conf.make_command
 
 
@@ -279,6 +280,10 @@ def _eval(
     tree: Tree, t: Target, command: str, directory: str, log: str | None, env: dict[str, str]
 ) -> int:
     from lkm.system.run import NULL, run
+
+    jobserver = tree.settings.jobserver
+    if jobserver is not None:
+        env = dict(env, MAKEFLAGS=jobserver.makeflags())
 
     argv = [
         "bash",
@@ -297,7 +302,8 @@ def _eval(
         command,
     ]
     output = NULL if log is None else "inherit"
-    return run(argv, check=False, stdout=output, stderr=output, env=env).status
+    fds = () if jobserver is None else jobserver.fds
+    return run(argv, check=False, stdout=output, stderr=output, env=env, pass_fds=fds).status
 
 
 def _make(tree: Tree, t: Target, conf: DkmsConf, build_dir: str, say: Say) -> None:
@@ -310,7 +316,7 @@ def _make(tree: Tree, t: Target, conf: DkmsConf, build_dir: str, say: Say) -> No
     with open(log, "a", encoding="utf-8") as file:
         file.write(f"DKMS make.log for {t.module}-{t.version} for kernel {t.kernel} ({t.arch})\n")
         file.write(time.strftime("%a %b %e %H:%M:%S %Z %Y\n"))
-    command = make_command(conf, tree.settings.jobs)
+    command = make_command(conf, tree.settings.jobs, tree.settings.jobserver is not None)
     say(f"Building {t.label}: {command}")
     status = _eval(tree, t, command, build_dir, log, env)
     if status != 0:

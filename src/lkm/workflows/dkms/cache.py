@@ -26,7 +26,9 @@ def cached_build(tree: Tree, t: Target, digest: str) -> str | None:
 def restore_build(tree: Tree, t: Target, cached: str) -> str:
     """The cached build copied into ``KVER/ARCH``; its ``module/``."""
     base = tree.base_dir(t)
-    partial = f"{base}.lkm-new"
+    # A dot name: neither tool takes it for an architecture if left behind.
+    partial = f"{os.path.dirname(base)}/.{os.path.basename(base)}.lkm-new"
+    os.makedirs(os.path.dirname(base), exist_ok=True)
     shutil.rmtree(partial, ignore_errors=True)
     shutil.copytree(cached, partial, symlinks=True)
     os.replace(partial, base)

@@ -6,9 +6,10 @@ removing one; systemd's ``kernel-install`` runs
 ``/etc/kernel/install.d/*.install`` with ``add``/``remove`` and the
 release. lkm's hooks:
 
-- postinst: ``lkm dkms autoinstall -k RELEASE`` — every AUTOINSTALL
-  package built and installed for the new kernel. Its status is the
-  hook's, so a package that fails to build fails the kernel's
+- postinst (``dkms-lkm``, before ``initramfs-tools``): ``lkm dkms
+  autoinstall -k RELEASE`` — every AUTOINSTALL package built and
+  installed for the new kernel. Its status is the hook's, so a package
+  that fails to build fails the kernel's
   configuration as Debian's dkms hook does, with one line per failure;
   missing headers are one line with the package that provides them, and
   the kernel installs.
@@ -37,10 +38,16 @@ _HEADER = """\
 #!/bin/sh
 # Written by `lkm dkms hooks`; `lkm dkms hooks --remove` removes it.
 """
-# The lkm to run: the one on PATH, else the one that wrote the hook.
+# The lkm to run: the one on PATH, else the one that wrote the hook (in
+# an image: none but the image's own).
 _FIND_LKM = """\
-command -v lkm >/dev/null || lkm() { @LKM@ "$@"; }
+command -v lkm >/dev/null || @FALLBACK@
 """
+_FALLBACK_HERE = 'lkm() { @LKM@ "$@"; }'
+_FALLBACK_IMAGE = (
+    '{ echo "lkm dkms: lkm is not installed: DKMS packages not handled for kernel $1" >&2; '
+    "exit 0; }"
+)
 POSTINST = (
     _HEADER
     + """\
@@ -84,8 +91,8 @@ KERNEL_INSTALL = (
     + """\
 # kernel-install plugin: $1 is add or remove, $2 the kernel's release.
 case $1 in
-add) exec /etc/kernel/postinst.d/lkm-dkms "$2" ;;
-remove) exec /etc/kernel/prerm.d/lkm-dkms "$2" ;;
+add) exec /etc/kernel/postinst.d/dkms-lkm "$2" ;;
+remove) exec /etc/kernel/prerm.d/dkms-lkm "$2" ;;
 esac
 exit 0
 """
@@ -97,10 +104,14 @@ class Hook(Record):
     text: str
 
 
+# run-parts goes in name order: "dkms-lkm" comes before Debian's
+# "initramfs-tools", so a new kernel's initramfs is made with its DKMS
+# modules in place (as Debian's own "dkms" hook is placed); kernel-install
+# runs 40- before dracut's and initramfs-tools' 50- plugins.
 HOOKS = (
-    Hook("/etc/kernel/postinst.d/lkm-dkms", POSTINST),
-    Hook("/etc/kernel/prerm.d/lkm-dkms", PRERM),
-    Hook("/etc/kernel/install.d/40-lkm-dkms.install", KERNEL_INSTALL),
+    Hook("/etc/kernel/postinst.d/dkms-lkm", POSTINST),
+    Hook("/etc/kernel/prerm.d/dkms-lkm", PRERM),
+    Hook("/etc/kernel/install.d/40-dkms-lkm.install", KERNEL_INSTALL),
 )
 
 
@@ -119,8 +130,9 @@ def write_hooks(root: str, say: Say) -> list[str]:
         path = f"{root}{hook.path}"
         os.makedirs(os.path.dirname(path), exist_ok=True)
         partial = f"{path}.lkm-new"
+        fallback = _FALLBACK_IMAGE if root else _FALLBACK_HERE.replace("@LKM@", lkm_command())
         with open(partial, "w", encoding="utf-8") as file:
-            file.write(hook.text.replace("@LKM@", lkm_command()))
+            file.write(hook.text.replace("@FALLBACK@", fallback))
         os.chmod(partial, 0o755)
         os.replace(partial, path)
         say(f"Wrote {path}")

@@ -10,7 +10,8 @@ in ``/sys/dev/block``; the modaliases of that device and of every parent
 device (the disk of a partition, its virtio or PCI function, …), and of
 the devices under a device-mapper or md device (``slaves/``), are what a
 driver module's ``alias=`` patterns match, as udev and modprobe match
-them at boot.
+them at boot; ``fs-TYPE`` of the root filesystem's type is what its
+filesystem module (zfs, btrfs…) answers to.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from lkm.errors import LkmError
 from lkm.workflows.dkms.tree import DkmsError, Target, Tree
 
 Say = Callable[[str], None]
@@ -83,11 +85,29 @@ def reason_to_refresh(tree: Tree, t: Target, remake: bool, modules: list[str]) -
     if t.kernel != os.uname().release or tree.settings.root:
         return None  # the running system's root says nothing about another kernel's
     modaliases = device_modaliases("/")
+    fstype = root_filesystem_type()
+    if fstype:
+        modaliases.append(f"fs-{fstype}")  # the filesystem's own module: zfs, btrfs…
     for path in modules:
         matched = drives(path, modaliases)
         if matched is not None:
             return f"{os.path.basename(path)} drives the root filesystem's device ({matched})"
     return None
+
+
+def root_filesystem_type(mounts: str = "/proc/self/mounts") -> str:
+    """The type of the filesystem mounted on / ("" when unknown)."""
+    try:
+        with open(mounts, encoding="utf-8", errors="replace") as file:
+            lines = file.readlines()
+    except OSError:
+        return ""
+    found = ""
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 3 and fields[1] == "/" and fields[2] != "rootfs":
+            found = fields[2]  # the last mount on / is the one in use
+    return found
 
 
 def refresh_initramfs(tree: Tree, t: Target, reason: str, say: Say) -> None:
@@ -111,7 +131,10 @@ def refresh_initramfs(tree: Tree, t: Target, reason: str, say: Say) -> None:
         if found is None:
             continue
         say(f"Updating the initramfs of {t.kernel} ({reason}): {' '.join(argv)}")
-        done = run([*chroot, *argv], check=False, stdout="inherit", stderr="pipe")
+        try:
+            done = run([*chroot, *argv], check=False, stdout="inherit", stderr="pipe")
+        except LkmError as exc:
+            raise DkmsError(f"{t.label}: installed, but {name} could not run: {exc}", 1) from None
         if done.status != 0:
             last = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["?"]
             raise DkmsError(
@@ -141,4 +164,10 @@ def _tool(root: str, name: str) -> str | None:
     return None
 
 
-__all__ = ["device_modaliases", "drives", "reason_to_refresh", "refresh_initramfs"]
+__all__ = [
+    "device_modaliases",
+    "drives",
+    "reason_to_refresh",
+    "refresh_initramfs",
+    "root_filesystem_type",
+]

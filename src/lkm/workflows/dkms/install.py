@@ -81,9 +81,10 @@ def install(tree: Tree, t: Target, say: Say, report: Report, *, reindex: bool = 
         os.unlink(link)
     os.symlink(f"{t.version}/{t.kernel}/{t.arch}", link)
     _script(tree, t, "post_install", conf.post_install, say)
-    reason = reason_to_refresh(tree, t, conf.remake_initrd, placed)
-    if reason is not None:
-        refresh_initramfs(tree, t, reason, say)
+    if reindex:  # else the caller indexes the tree, then refreshes the initramfs
+        reason = reason_to_refresh(tree, t, conf.remake_initrd, placed)
+        if reason is not None:
+            refresh_initramfs(tree, t, reason, say)
     return placed
 
 

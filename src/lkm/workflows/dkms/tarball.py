@@ -183,32 +183,59 @@ def _unpack(archive: str, into: str) -> None:
     try:
         with tarfile.open(archive, mode="r:*") as tar:
             members = tar.getmembers()
-            links = {os.path.normpath(m.name) for m in members if m.issym()}
+            _check_members(archive, members)
             for member in members:
-                _check_member(archive, member, links)
                 _as_data(member)
             tar.extractall(into, members=members)
     except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
         raise DkmsError(f"{archive}: not a readable DKMS tarball: {exc}", 7) from None
 
 
-def _check_member(archive: str, member: tarfile.TarInfo, links: set[str]) -> None:
+def _check_members(archive: str, members: list[tarfile.TarInfo]) -> None:
     """Refuse what could write outside the unpacking directory: absolute or
-    ``..`` names, devices and hard links, links pointing out, and members
-    reached through a link."""
-    name = os.path.normpath(member.name)
-    outside = name.startswith(("/", "..")) or name == ".."
-    if outside or not (member.isfile() or member.isdir() or member.issym()):
-        raise DkmsError(f"{archive}: refusing member {member.name!r} (not a plain file)", 7)
-    parents = name.split("/")[:-1]
-    if any("/".join(parents[: n + 1]) in links for n in range(len(parents))):
-        raise DkmsError(f"{archive}: refusing member {member.name!r} (through a link)", 7)
-    if member.issym():
-        target = os.path.normpath(os.path.join(os.path.dirname(name), member.linkname))
-        if member.linkname.startswith("/") or target.startswith(".."):
+    ``..`` names, devices and hard links, a name given twice (a file over
+    a link), members reached through a link, and links whose target leaves
+    the directory or passes through another link."""
+    names: set[str] = set()
+    links = {os.path.normpath(m.name) for m in members if m.issym()}
+    for member in members:
+        name = os.path.normpath(member.name)
+        outside = name.startswith(("/", "..")) or name == ".."
+        if outside or not (member.isfile() or member.isdir() or member.issym()):
+            raise DkmsError(f"{archive}: refusing member {member.name!r} (not a plain file)", 7)
+        if name in names and name != ".":
+            raise DkmsError(f"{archive}: refusing member {member.name!r} (named twice)", 7)
+        names.add(name)
+        if _through_link(name.split("/")[:-1], links):
+            raise DkmsError(f"{archive}: refusing member {member.name!r} (through a link)", 7)
+        if member.issym() and not _inside(name, member.linkname, links):
             raise DkmsError(
                 f"{archive}: refusing link {member.name!r} -> {member.linkname!r} (points out)", 7
             )
+
+
+def _through_link(parts: list[str], links: set[str]) -> bool:
+    return any("/".join(parts[: n + 1]) in links for n in range(len(parts)))
+
+
+def _inside(name: str, target: str, links: set[str]) -> bool:
+    """Whether a link at ``name`` to ``target`` stays inside, walked one
+    component at a time without passing through another link."""
+    if target.startswith("/"):
+        return False
+    path = name.split("/")[:-1]
+    for part in target.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not path:
+                return False
+            path.pop()
+            continue
+        path.append(part)
+        if "/".join(path) in links:
+            return False
+    return True
 
 
 def _as_data(member: tarfile.TarInfo) -> None:
@@ -295,6 +322,8 @@ def _load_builds(tree: Tree, main_tree: str, module: str, version: str, say: Say
     if not os.path.isdir(main_tree):
         return
     for kernel in sorted(os.listdir(main_tree)):
+        if not os.path.isdir(f"{main_tree}/{kernel}"):
+            continue
         for arch in sorted(os.listdir(f"{main_tree}/{kernel}")):
             built = f"{main_tree}/{kernel}/{arch}"
             if not os.path.isdir(built):

@@ -27,6 +27,10 @@ from lkm.errors import LkmError
 from lkm.records import Record, field
 from lkm.workflows.dkms.conf import Context, DkmsConf, read_conf, read_framework
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
+if TYPE_CHECKING:
+    from lkm.system.jobserver import Jobserver
+
 DEFAULT_DKMS_TREE = "/var/lib/dkms"
 DEFAULT_SOURCE_TREE = "/usr/src"
 DEFAULT_INSTALL_TREE = "/lib/modules"
@@ -70,6 +74,7 @@ class Settings(Record):
     conf: str | None = None  # -c: another dkms.conf
     env: dict[str, str] | None = field(default=None)
     root: str = ""  # --root: an image's root directory ("" for the machine's own)
+    jobserver: Jobserver | None = None  # makes share its slots (autoinstall)
 
 
 def load_settings(
@@ -391,7 +396,10 @@ def build_digest(tree: Tree, t: Target) -> str:
     headers = tree.kernel_source_dir(t.kernel)
     files += [(f"headers/{name}", f"{headers}/{name}") for name in _HEADER_FILES]
     files.append(("signing/cert", tree.settings.cert))  # what the modules get signed with
-    digest.update(f"{t.kernel}\0{t.arch}\0{tree.settings.conf or ''}\0".encode())
+    if tree.settings.conf:
+        files.append(("conf", tree.settings.conf))  # -c: another dkms.conf
+    toolchain = _toolchain(tree.kernel_config(t.kernel))
+    digest.update(f"{t.kernel}\0{t.arch}\0{toolchain}\0".encode())
     for name, path in files:
         digest.update(name.encode("utf-8", "surrogateescape") + b"\0")
         try:
@@ -400,6 +408,31 @@ def build_digest(tree: Tree, t: Target) -> str:
         except OSError:
             digest.update(b"-")
     return digest.hexdigest()
+
+
+def _toolchain(config: str) -> str:
+    """Which compilers and make are installed (path, size, time), the
+    kernel's own compiler (its .config's CONFIG_CC_VERSION_TEXT) among
+    them: a build that failed for want of one is tried again once it is
+    there."""
+    import re
+    import shutil
+
+    tools = ["gcc", "cc", "make", "ld"]
+    try:
+        with open(config, encoding="utf-8", errors="replace") as file:
+            match = re.search(r'^CONFIG_CC_VERSION_TEXT="(\S+)', file.read(), re.M)
+        if match:
+            tools.append(match.group(1))
+    except OSError:
+        pass
+    found = []
+    for tool in tools:
+        path = shutil.which(tool)
+        if path is not None:
+            st = os.stat(path)
+            found.append(f"{tool}={os.path.realpath(path)}:{st.st_size}:{st.st_mtime_ns}")
+    return " ".join(found)
 
 
 def _tree_files(top: str) -> list[tuple[str, str]]:

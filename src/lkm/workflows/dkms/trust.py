@@ -70,10 +70,10 @@ def key_trust(
         return KeyTrust(cert, TRUSTED, enforced, f"key {key_id} is in the kernel's module keys")
     mok = _mokutil_state(cert)
     if mok == ENROLLED:
-        detail = "an enrolled MOK"
-        if running:
-            detail += " not in this boot's keys: reboot through shim to load it"
-        return KeyTrust(cert, ENROLLED if not running else UNTRUSTED, enforced, detail)
+        if in_keys is False:  # the keyrings were read: this boot did not load it
+            detail = "an enrolled MOK not in this boot's keys: reboot through shim to load it"
+            return KeyTrust(cert, UNTRUSTED, enforced, detail)
+        return KeyTrust(cert, ENROLLED, enforced, "an enrolled MOK")
     if mok == PENDING:
         return KeyTrust(
             cert, PENDING, enforced, "MOK enrolment pending: confirm it at the next boot"
@@ -108,8 +108,10 @@ def certificate_key_id(path: str) -> str | None:
         extension = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
         return extension.value.digest.hex()
     except (x509.ExtensionNotFound, ValueError):
+        # The serial's DER content octets, as the kernel takes them: a
+        # leading zero byte when the top bit would read as a sign.
         serial = cert.serial_number
-        return serial.to_bytes(max(1, (serial.bit_length() + 7) // 8), "big").hex()
+        return serial.to_bytes(serial.bit_length() // 8 + 1, "big", signed=False).hex()
 
 
 def in_module_keys(proc_keys: str, key_id: str) -> bool | None:
