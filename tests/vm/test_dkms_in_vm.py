@@ -160,12 +160,23 @@ def installed(kernel_61: KernelFixture, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="module")
 def vm(installed: Installed) -> Iterator[Guest]:
-    """The real 6.1 kernel booted with the tree the packages went into."""
+    """The real 6.1 kernel booted with the tree the packages went into,
+    and a virtio disk holding an ext2 filesystem."""
     for package in installed.packages:
         if package.install.status != 0:
             pytest.fail(f"lkm dkms install {package.name} failed:\n{package.install.stderr!r}")
     kernel = installed.kernel
-    with VmSession(str(kernel.vmlinuz), str(installed.moddir), kernel.version) as session:
+    disk = installed.base / "disk.img"
+    command(["mke2fs", "-q", "-F", "-t", "ext2", str(disk), "8M"], check=True)
+    extra = [
+        "-drive",
+        f"file={disk},if=none,id=lkmdisk,format=raw",
+        "-device",
+        "virtio-blk-pci,drive=lkmdisk",
+    ]
+    with VmSession(
+        str(kernel.vmlinuz), str(installed.moddir), kernel.version, extra=extra
+    ) as session:
         yield Guest(session, kernel)
 
 
@@ -354,32 +365,22 @@ print(drives(glob.glob("/lib/modules/*/kernel/drivers/ata/ahci.ko*")[0], found))
 """
 
 
-def test_the_module_a_filesystem_needs(
-    installed: Installed, tmp_path: Path, report: Report
-) -> None:
+def test_the_module_a_filesystem_needs(vm: Guest, report: Report) -> None:
     """The devices under a mounted filesystem and the module that drives
     them, as lkm dkms decides an initramfs update (for "/"): an ext2
     filesystem on a QEMU virtio disk, whose driver virtio_blk is a module
     of the Debian kernel; ahci does not drive it."""
-    kernel = installed.kernel
-    disk = tmp_path / "disk.img"
-    command(["mke2fs", "-q", "-F", "-t", "ext2", str(disk), "8M"], check=True)
-    extra = [
-        "-drive",
-        f"file={disk},if=none,id=lkmdisk,format=raw",
-        "-device",
-        "virtio-blk-pci,drive=lkmdisk",
-    ]
     parts = {
         "mount": "modprobe virtio_blk && modprobe ext2 && mount -t ext2 /dev/vda /mnt && echo ok",
         "probe": f"{sys.executable} -c {shlex.quote(_BOOT_PROBE)}",
+        "unmount": "umount /mnt && echo ok",
     }
-    with VmSession(str(kernel.vmlinuz), str(installed.moddir), kernel.version, extra=extra) as vm:
-        result = Guest(vm, kernel).check(titled_script(parts), timeout=300)
+    result = vm.check(titled_script(parts), timeout=300)
     got = titled_output(result.stdout)
     alias = "virtio:d00000002v00001AF4"
     assert got == {
         "mount": "ok\nstatus 0\n",
         "probe": f"{alias}\n{alias}\nNone\nstatus 0\n",
+        "unmount": "ok\nstatus 0\n",
     }, result.describe()
-    report(f"root-device modaliases and driver in {kernel.version}: 4 checks")
+    report(f"root-device modaliases and driver in {vm.kernel.version}: 4 checks")

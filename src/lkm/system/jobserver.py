@@ -36,9 +36,18 @@ class Jobserver:
 
     def acquire(self) -> None:
         """Take a slot (waits for one): the implicit slot of a make about
-        to start."""
-        while not os.read(self.read_fd, 1):
-            pass
+        to start. The makes share the pipe's open file and may have made it
+        non-blocking (GNU make does): then wait until a token is there,
+        and try again, since another reader may take it first."""
+        import select
+
+        while True:
+            try:
+                if os.read(self.read_fd, 1):
+                    return
+            except BlockingIOError:
+                pass
+            select.select([self.read_fd], [], [])
 
     def release(self) -> None:
         os.write(self.write_fd, TOKEN)
