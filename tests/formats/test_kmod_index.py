@@ -139,3 +139,103 @@ def test_fnmatch_real_alias_patterns(kernel_61: KernelFixture, report) -> None: 
             assert fnmatch(pattern, probe) == glibc_fnmatch(pattern, probe), (pattern, probe)
             compared += 1
     report(f"fnmatch vs glibc on real alias patterns: {compared} cases")
+
+
+# -- bulk searches: the branch table answers as the walk does --------------------
+
+
+def _with_heads(data: bytes | IndexFile) -> KmodIndex:
+    index = KmodIndex(data) if isinstance(data, bytes) else data
+    heads = index._try_build_heads()
+    assert heads is not None
+    index._heads = heads
+    return index
+
+
+def _concrete(pattern: str) -> str:
+    """A string ``pattern`` is likely to match: stars dropped, '?' as '0',
+    a bracket expression as its first member."""
+    out, i = [], 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "[" and "]" in pattern[i + 2 :]:
+            end = pattern.index("]", i + 2)
+            out.append(pattern[i + 1].lstrip("!^") or "x")
+            i = end + 1
+            continue
+        out.append({"*": "", "?": "0"}.get(char, char))
+        i += 1
+    return "".join(out)
+
+
+@pytest.mark.parametrize("label", ["6.1", "6.12"])
+def test_branch_table_answers_as_the_walk(kernels: list[KernelFixture], label: str, report) -> None:  # type: ignore[no-untyped-def]
+    moddir = next(k for k in kernels if k.label == label).indexed_moddir
+    walk = IndexFile(str(moddir / "modules.alias.bin"))
+    table_file = IndexFile(str(moddir / "modules.alias.bin"))
+    table = _with_heads(table_file)
+    keys = [_concrete(key) for key, _ in walk.items()]
+    keys += [key + "x" for key in keys[::7]]  # a tail no pattern may expect
+    found = 0
+    for key in keys:
+        expected = walk._search_walk(key)
+        assert table.search_wild(key) == expected, key
+        found += bool(expected)
+    walk.close()
+    table_file.close()
+    assert found > len(keys) * 0.8
+    report(f"alias branch table on {label}: {len(keys)} keys answered as the walk ({found} found)")
+
+
+SEARCH_KEYS = st.text(alphabet="ab*?[]-_:0é", min_size=0, max_size=7)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    entries=st.lists(
+        st.tuples(SEARCH_KEYS, st.sampled_from(["m1", "m2", "m3"]), st.integers(0, 2)),
+        max_size=30,
+    ),
+    keys=st.lists(st.text(alphabet="ab-_:0é*", max_size=8), max_size=10),
+)
+def test_branch_table_on_any_index(entries: list[tuple[str, str, int]], keys: list[str]) -> None:
+    from lkm.formats.kmod_index_writer import IndexBuilder
+
+    builder = IndexBuilder()
+    for key, value, priority in entries:
+        builder.insert(key, value, priority)
+    data = builder.to_bytes()
+    walk, table = KmodIndex(data), _with_heads(data)
+    for key in [*keys, *(_concrete(k) for k, _, _ in entries)]:
+        assert table.search_wild(key) == walk._search_walk(key), key
+
+
+def test_branch_table_comes_after_many_searches(kernel_61: KernelFixture) -> None:
+    from lkm.formats import kmod_index
+
+    index = IndexFile(str(kernel_61.indexed_moddir / "modules.alias.bin"))
+    for _ in range(kmod_index.HEADS_AFTER - 1):
+        index.search_wild("block_major_7_0")
+    assert index._heads is None  # a few lookups never pay for the table
+    assert [v.value for v in index.search_wild("block_major_7_0")] == ["loop"]
+    assert index._heads is not None
+    index.close()
+
+
+def test_corrupt_branch_no_search_reaches_keeps_the_walk() -> None:
+    # A trie whose root has children 'a' (sound) and 'b' (beyond the file):
+    # the table cannot be built, searches under 'a' still work.
+    from lkm.formats.kmod_index_format import NODE_CHILDS, NODE_PREFIX, NODE_VALUES
+
+    header_size = 12
+    root = header_size
+    leaf = root + 2 + 8
+    children = struct.pack(">BB", ord("a"), ord("b"))
+    body = children + struct.pack(">II", leaf | NODE_PREFIX | NODE_VALUES, 1 << 20 | NODE_PREFIX)
+    body += b"x\0" + struct.pack(">I", 1) + struct.pack(">I", 0) + b"mod\0"
+    data = struct.pack(">III", INDEX_MAGIC, 0x00020001, root | NODE_CHILDS) + body
+    index = KmodIndex(data)
+    assert index._try_build_heads() is None
+    assert [v.value for v in index.search_wild("ax")] == ["mod"]
+    with pytest.raises(IndexFormatError):
+        index.search_wild("bx")

@@ -133,6 +133,8 @@ def match_any(patterns: Iterable[str]) -> Callable[[str], bool]:
 def c_bytes(string: str) -> str:
     """The bytes C sees for ``string``, one character per byte (latin-1):
     UTF-8 with lkm's surrogateescape, up to the first NUL."""
+    if string.isascii() and "\0" not in string:  # nearly every caller's string
+        return string
     try:
         data = string.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:  # a lone surrogate no bytes decode to

@@ -24,7 +24,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from lkm.errors import IndexFormatError
 from lkm.formats.elf import Buffer
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 
     # (order among the subtree's keys, the pattern's match, its values)
     _Entry = tuple[int, Callable[[str], object], tuple["IndexValue", ...]]
+    # (a literal every key matching the entries' patterns contains, them)
+    _Group = tuple[str, tuple[_Entry, ...]]
 
 
 class IndexValue(Record):
@@ -94,8 +96,23 @@ def _child_offset(node: _Node, char: str) -> int:
     return node.child(code) if code < 128 else 0
 
 
+def _first_wildcard(prefix: str) -> int:
+    """Where the first of '*', '?' and '[' is in ``prefix`` (-1: none);
+    three finds, as most prefixes have none."""
+    first = -1
+    for char in _WILDCARDS:
+        at = prefix.find(char)
+        if at >= 0 and (first < 0 or at < first):
+            first = at
+    return first
+
+
 def _first(hit: tuple[int, tuple[IndexValue, ...]]) -> int:
     return hit[0]
+
+
+_GRAM = 4  # characters of the substrings big subtrees file their literals under
+_GRAMS_FROM = 48  # literals from which a subtree files them so
 
 
 class _Flat:
@@ -104,14 +121,120 @@ class _Flat:
     lookup tries the patterns of the literals its key contains, one
     ``in`` test per group instead of one match per pattern."""
 
-    __slots__ = ("groups",)
+    __slots__ = ("by_gram", "groups", "short", "single")
 
     def __init__(self, found: list[tuple[str, tuple[IndexValue, ...]]]) -> None:
+        # Most subtrees hold one pattern (96% of Debian's): matched as is.
+        self.single: _Entry | None = None
+        self.groups: tuple[tuple[str, tuple[_Entry, ...]], ...] = ()
+        if len(found) == 1:
+            pattern, values = found[0]
+            self.single = (0, matcher(pattern), values)
+            return
         groups: dict[str, list[_Entry]] = {}
         for index, (pattern, values) in enumerate(found):
             entry = (index, matcher(pattern), values)
             groups.setdefault(required_literal(pattern), []).append(entry)
         self.groups = tuple((literal, tuple(entries)) for literal, entries in groups.items())
+        self.by_gram: dict[str, tuple[_Group, ...]] | None = None
+        self.short: tuple[_Group, ...] = ()
+        if len(self.groups) >= _GRAMS_FROM:
+            self._index_by_gram()
+
+    def _index_by_gram(self) -> None:
+        """Big subtrees (Device Tree, USB and ACPI aliases: up to
+        thousands of literals) are not scanned literal by literal: each
+        literal is filed under one of its _GRAM-character substrings, the
+        one shared with the fewest literals filed so far, and a lookup
+        reads the buckets of its key's substrings."""
+        buckets: dict[str, list[_Group]] = {}
+        short: list[_Group] = []
+        for group in self.groups:
+            literal = group[0]
+            if len(literal) < _GRAM:
+                short.append(group)
+                continue
+            grams = [literal[at : at + _GRAM] for at in range(len(literal) - _GRAM + 1)]
+            gram = min(grams, key=lambda g: len(buckets.get(g, ())))
+            buckets.setdefault(gram, []).append(group)
+        self.short = tuple(short)
+        self.by_gram = {gram: tuple(groups) for gram, groups in buckets.items()}
+
+    def _candidates(self, subkey: str) -> Iterable[_Group]:
+        """The groups whose literal may be in ``subkey``."""
+        by_gram = self.by_gram
+        if by_gram is None:
+            return self.groups
+        found = list(self.short)
+        grams = {subkey[at : at + _GRAM] for at in range(len(subkey) - _GRAM + 1)}
+        for gram in grams:
+            groups = by_gram.get(gram)
+            if groups is not None:
+                found.extend(groups)
+        return found
+
+    def match(self, subkey: str, out: list[IndexValue]) -> None:
+        """The values of the patterns that match ``subkey`` into ``out``,
+        in the subtree's order."""
+        if not subkey.isascii() or "\0" in subkey:
+            subkey = c_bytes(subkey)
+        single = self.single
+        if single is not None:
+            if single[1](subkey):
+                for value in single[2]:
+                    insert_by_priority(out, value)
+            return
+        hits: list[tuple[int, tuple[IndexValue, ...]]] = []
+        for literal, entries in self._candidates(subkey):
+            if literal in subkey:
+                for index, match, values in entries:
+                    if match(subkey):
+                        hits.append((index, values))
+        if len(hits) > 1:
+            hits.sort(key=_first)
+        for _, values in hits:
+            for value in values:
+                insert_by_priority(out, value)
+
+
+HEADS_AFTER = 4096  # wildcard searches before an index builds its _Heads
+
+
+class _Branch:
+    """A wildcard subtree in :class:`_Heads`: where it is, its top node,
+    its pattern down to the top's prefix, and its patterns once flattened."""
+
+    __slots__ = ("flat", "offset", "pattern", "top")
+
+    def __init__(self, offset: int, top: _Node, pattern: str) -> None:
+        self.offset = offset
+        self.top = top
+        self.pattern = pattern
+        self.flat: _Flat | None = None
+
+
+class _Heads:
+    """Where a wildcard search branches, for bulk lookups (a daemon, a
+    pass over every device's alias): ``table`` maps each literal path from
+    the root to the wildcard subtrees hanging there, in the walk's order;
+    ``lengths`` the lengths of those paths, ascending, by their first
+    character (``at_root``: the empty path's); ``exact`` each literal
+    key's values. Costs a walk over the whole trie, so an index builds it
+    only once it has served many searches."""
+
+    __slots__ = ("at_root", "exact", "lengths", "table")
+
+    def __init__(
+        self, table: dict[str, list[_Branch]], exact: dict[str, tuple[IndexValue, ...]]
+    ) -> None:
+        self.table = {head: tuple(branches) for head, branches in table.items()}
+        self.exact = exact
+        by_first: dict[str, set[int]] = {}
+        for head in table:
+            by_first.setdefault(head[:1], set()).add(len(head))
+        root = by_first.pop("", set())
+        self.at_root = tuple(sorted(root))
+        self.lengths = {first: tuple(sorted(root | found)) for first, found in by_first.items()}
 
 
 class KmodIndex:
@@ -140,6 +263,11 @@ class KmodIndex:
         # one entry per node of the file (its size bounds them).
         self._nodes: dict[int, _Node | None] = {}
         self._flat: dict[tuple[int, str], _Flat] = {}
+        # After many wildcard searches a table of where they branch
+        # replaces the walk down the trie (None: not built, or not
+        # buildable: a corrupt part only some searches would reach).
+        self._searches = 0
+        self._heads: _Heads | None = None
 
     # -- node decoding --------------------------------------------------------
 
@@ -187,9 +315,7 @@ class KmodIndex:
         values: tuple[IndexValue, ...] = ()
         if offset & NODE_VALUES:
             values = self._values(pos)
-        wild_at = -1
-        if "*" in prefix or "?" in prefix or "[" in prefix:
-            wild_at = min(at for at in map(prefix.find, _WILDCARDS) if at >= 0)
+        wild_at = _first_wildcard(prefix) if prefix else -1
         wild: tuple[tuple[str, int], ...] = ()
         if first <= 91 and last >= 42:  # '*' (42), '?' (63), '[' (91)
             wild = tuple(
@@ -208,18 +334,25 @@ class KmodIndex:
         pos += 4
         if count > size:
             raise self._error(f"absurd value count {count} at offset {pos - 4}")
+        if count == 1:  # most keys: nothing to order
+            return (self._value_at(pos)[0],)
         out: list[IndexValue] = []
         for _ in range(count):
-            if pos + 4 > size:
-                raise self._error(f"truncated value at offset {pos}")
-            (priority,) = _U32.unpack_from(data, pos)
-            end = data.find(b"\0", pos + 4)
-            if end < 0:
-                raise self._error(f"unterminated value at offset {pos + 4}")
-            value = data[pos + 4 : end].decode("utf-8", "surrogateescape")
-            insert_by_priority(out, IndexValue(priority, value))
-            pos = end + 1
+            value, pos = self._value_at(pos)
+            insert_by_priority(out, value)
         return tuple(out)
+
+    def _value_at(self, pos: int) -> tuple[IndexValue, int]:
+        """The value at ``pos`` and where the next one starts."""
+        data = self.data
+        if pos + 4 > len(data):
+            raise self._error(f"truncated value at offset {pos}")
+        end = data.find(b"\0", pos + 4)
+        if end < 0:
+            raise self._error(f"unterminated value at offset {pos + 4}")
+        (priority,) = _U32.unpack_from(data, pos)
+        value = data[pos + 4 : end].decode("utf-8", "surrogateescape")
+        return IndexValue(priority, value), end + 1
 
     # -- lookups ----------------------------------------------------------------
 
@@ -252,9 +385,79 @@ class KmodIndex:
         patterns first, then the exact path; results are merged by
         priority, later finds first among equals.
         """
+        heads = self._heads
+        if heads is None:
+            self._searches += 1
+            if self._searches == HEADS_AFTER:
+                heads = self._heads = self._try_build_heads()
+        if heads is not None and not ("*" in key or "?" in key or "[" in key):
+            return self._search_heads(heads, key)
+        return self._search_walk(key)
+
+    def _search_heads(self, heads: _Heads, key: str) -> list[IndexValue]:
+        """:meth:`search_wild` for a key without wildcards, from the table:
+        the subtrees the walk would match, in its order (the paths they
+        hang from are prefixes of ``key``, shortest first), then the key's
+        own values."""
+        out: list[IndexValue] = []
+        size = len(key)
+        table = heads.table
+        for length in heads.lengths.get(key[:1], heads.at_root):
+            if length > size:
+                break
+            for branch in table.get(key[:length], ()):
+                flat = branch.flat
+                if flat is None:
+                    flat = branch.flat = self._flat_of(branch.offset, branch.top, branch.pattern)
+                flat.match(key[length:], out)
+        for value in heads.exact.get(key, ()):
+            insert_by_priority(out, value)
+        return out
+
+    def _try_build_heads(self) -> _Heads | None:
+        try:
+            return self._build_heads()
+        except IndexFormatError:
+            return None  # for the searches that reach the corrupt part to report
+
+    def _build_heads(self) -> _Heads:
+        """The nodes a wildcard-free key's walk can reach (children by
+        ASCII characters other than the wildcards, no further than a
+        prefix's first wildcard) and the subtrees matched there."""
+        table: dict[str, list[_Branch]] = {}
+        exact: dict[str, tuple[IndexValue, ...]] = {}
+        seen: set[int] = set()
+        stack: list[tuple[int, str]] = [(self._unseen(self.root, seen), "")]
+        while stack:
+            offset, path = stack.pop()
+            node = self._node(offset)
+            if node is None:
+                continue
+            at = node.wild_at
+            if at >= 0:
+                branch = _Branch(offset, node, node.prefix[at:])
+                table.setdefault(path + node.prefix[:at], []).append(branch)
+                continue
+            path += node.prefix
+            if node.values:
+                exact[path] = node.values
+            for wild, child_offset in node.wild:
+                child = self._node(self._unseen(child_offset, seen))
+                if child is not None:
+                    table.setdefault(path, []).append(
+                        _Branch(child_offset, child, wild + child.prefix)
+                    )
+            for code in range(node.first, min(node.last, 127) + 1):
+                child_offset = node.children[code - node.first]
+                if child_offset & NODE_MASK and chr(code) not in _WILDCARDS:
+                    stack.append((self._unseen(child_offset, seen), path + chr(code)))
+        return _Heads(table, exact)
+
+    def _search_walk(self, key: str) -> list[IndexValue]:
         out: list[IndexValue] = []
         offset = self.root
         node = self._node(offset)
+        decoded = self._nodes.get
         i = 0
         size = len(key)
         # Each step consumes a key character, so this loop is bounded; the
@@ -281,7 +484,7 @@ class KmodIndex:
             offset = node.children[code - node.first] if node.first <= code <= node.last else 0
             if code >= 128:  # kmod indexes by (signed) char: no child
                 offset = 0
-            node = self._node(offset)
+            node = decoded(offset) or self._node(offset)
             i += 1
         return out
 
@@ -301,22 +504,13 @@ class KmodIndex:
         """Match every key below ``top`` (at ``offset``) as a pattern
         against ``subkey``; the values of those that match go into ``out``
         in the order of :meth:`_flatten`."""
+        self._flat_of(offset, top, pattern).match(subkey, out)
+
+    def _flat_of(self, offset: int, top: _Node, pattern: str) -> _Flat:
         flat = self._flat.get((offset, pattern))
         if flat is None:
             flat = self._flat[offset, pattern] = _Flat(self._flatten(top, pattern))
-        if not subkey.isascii() or "\0" in subkey:
-            subkey = c_bytes(subkey)
-        hits: list[tuple[int, tuple[IndexValue, ...]]] = []
-        for literal, entries in flat.groups:
-            if literal in subkey:
-                for index, match, values in entries:
-                    if match(subkey):
-                        hits.append((index, values))
-        if len(hits) > 1:
-            hits.sort(key=_first)
-        for _, values in hits:
-            for value in values:
-                insert_by_priority(out, value)
+        return flat
 
     def _flatten(self, top: _Node, pattern: str) -> list[tuple[str, tuple[IndexValue, ...]]]:
         """The keys below ``top`` with values, as full patterns, in the
