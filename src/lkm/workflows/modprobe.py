@@ -31,7 +31,7 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from lkm.errors import AliasError
 from lkm.errors import one_line as escape_line_breaks
@@ -105,6 +105,16 @@ class Module:
         return f"Module({self.key!r})"
 
 
+def _first_match(patterns: Iterable[str], name: str, seen: dict[str, int]) -> int:
+    """The index of the first of ``patterns`` ``name`` matches (-1: none),
+    remembered in ``seen`` by name (the patterns are read only then)."""
+    at = seen.get(name)
+    if at is None:
+        at = next((i for i, pattern in enumerate(patterns) if glob_match(pattern, name)), -1)
+        seen[name] = at
+    return at
+
+
 class Resolver:
     """Lookups in one module directory under one configuration, as libkmod's
     context does them (``kmod_module_new_from_lookup`` and friends)."""
@@ -117,6 +127,12 @@ class Resolver:
         self.report = report
         self._pool: dict[str, Module] = {}
         self._blacklist = frozenset(config.blacklists)
+        # Which softdep/weakdep entry (by index; -1: none) a module name
+        # meets first: asked for every module of every load list.
+        self._softdep_at: dict[str, int] = {}
+        self._weakdep_at: dict[str, int] = {}
+        # Configured options by the name they were given for, in order.
+        self._options_by_name: dict[str, list[tuple[int, str]]] | None = None
 
     # -- creating modules (the pool: one object per key) ----------------------
 
@@ -267,12 +283,16 @@ class Resolver:
     def options(self, module: Module) -> str | None:
         """Configured options for the module (by name or by the alias it was
         found through), joined with spaces; None when there are none."""
-        parts = [
-            text
-            for name, text in self.config.options
-            if text and (name == module.name or name == module.alias)
-        ]
-        return " ".join(parts) if parts else None
+        by_name = self._options_by_name
+        if by_name is None:
+            by_name = self._options_by_name = {}
+            for at, (name, text) in enumerate(self.config.options):
+                if text:
+                    by_name.setdefault(name, []).append((at, text))
+        found = by_name.get(module.name, [])
+        if module.alias is not None and module.alias != module.name:
+            found = sorted(found + by_name.get(module.alias, []))
+        return " ".join(text for _, text in found) if found else None
 
     def install_command(self, module: Module) -> str | None:
         if module.install is _UNSET:
@@ -286,16 +306,17 @@ class Resolver:
 
     def softdeps(self, module: Module) -> tuple[list[Module], list[Module]]:
         """(pre, post) modules of the first softdep entry matching the module."""
-        for pattern, pre, post in self.config.softdeps:
-            if glob_match(pattern, module.name):
-                return self._lookup_all(pre), self._lookup_all(post)
-        return [], []
+        softdeps = self.config.softdeps
+        at = _first_match((entry[0] for entry in softdeps), module.name, self._softdep_at)
+        if at < 0:
+            return [], []
+        _, pre, post = softdeps[at]
+        return self._lookup_all(pre), self._lookup_all(post)
 
     def weakdeps(self, module: Module) -> list[Module]:
-        for pattern, weak in self.config.weakdeps:
-            if glob_match(pattern, module.name):
-                return self._lookup_all(weak)
-        return []
+        weakdeps = self.config.weakdeps
+        at = _first_match((entry[0] for entry in weakdeps), module.name, self._weakdep_at)
+        return self._lookup_all(weakdeps[at][1]) if at >= 0 else []
 
     def _lookup_all(self, names: list[str]) -> list[Module]:
         found: list[Module] = []
