@@ -83,10 +83,11 @@ def timed(cmd: Sequence[str], env: Mapping[str, str] | None = None) -> float:
     return time.perf_counter() - started
 
 
-def measured(cmd: Sequence[str], env: Mapping[str, str] | None = None) -> tuple[float, int]:
-    """Wall seconds and peak memory (KiB) of one run; exits if it fails.
-    The clock around the process, the memory from its own rusage; its
-    errors go to a file (a pipe nobody reads while it runs could fill)."""
+def measured(cmd: Sequence[str], env: Mapping[str, str] | None = None) -> tuple[float, int, float]:
+    """Wall seconds, peak memory (KiB) and CPU seconds (user + system, its
+    waited-for helpers included) of one run; exits if it fails. The clock
+    around the process, the rest from its rusage; its errors go to a file
+    (a pipe nobody reads while it runs could fill)."""
     with tempfile.TemporaryFile() as errors:
         started = time.perf_counter()
         process = start(cmd, stdout=NULL, stderr=errors.fileno(), env=env)
@@ -96,4 +97,4 @@ def measured(cmd: Sequence[str], env: Mapping[str, str] | None = None) -> tuple[
         if status != 0:
             errors.seek(0)
             sys.exit(str(failure(cmd, status, errors.read())))
-    return wall, usage.ru_maxrss
+    return wall, usage.ru_maxrss, usage.ru_utime + usage.ru_stime

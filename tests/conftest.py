@@ -187,6 +187,21 @@ def vm(request: pytest.FixtureRequest, kernels: list[KernelFixture]) -> Iterator
 
 
 @pytest.fixture(autouse=True)
+def _system_cache_untouched() -> Iterator[None]:
+    """root's depmod cache on the system's own trees (/var/cache/lkm)
+    belongs to the host: a test that made it wrote outside its directory
+    (set LKM_CACHE for lkm runs against the system's paths)."""
+    from lkm.workflows.depmod.cache import SYSTEM_CACHE_DIR
+
+    top = os.path.dirname(SYSTEM_CACHE_DIR)
+    before = os.path.exists(top)
+    yield
+    if not before and os.path.exists(top):
+        shutil.rmtree(top, ignore_errors=True)
+        pytest.fail(f"the test wrote {top} (removed now)")
+
+
+@pytest.fixture(autouse=True)
 def _fresh_step_log(request: pytest.FixtureRequest) -> None:
     if "vm" in request.fixturenames:
         guest: Guest = request.getfixturevalue("vm")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -180,7 +184,8 @@ def test_touched_module_with_same_facts_renders_nothing(
 ) -> None:
     cache = tmp_path / "cache"
     first, messages = _run(tree, kernel_61.version, cache)
-    assert _rendered(messages) == "DEBUG: lkm cache: render 8 of 8 output groups"
+    assert "first run" in _reads(messages)  # made as --no-cache makes them, then cached
+    assert _rendered(messages) is None
     loop = detach(next((tree / "lib").rglob("loop.ko")))
     os.utime(loop)
     again, messages = _run(tree, kernel_61.version, cache)
@@ -231,3 +236,181 @@ def test_damaged_facts_store_is_not_trusted(
     uncached, _ = _run(tree, kernel_61.version, None)
     assert cached == uncached
     assert first != cached
+
+
+# -- a bounded cache, in a place that suits how depmod is run -----------------
+
+
+def _tree_files(cache: Path, moddir: Path | str, sizes: int, *, version: str | None = None) -> Path:
+    """A tree's index (a header as lkm writes it), store and outputs of
+    ``sizes`` bytes each; the index's path."""
+    from lkm import __version__
+    from lkm.workflows.depmod.cache import FORMAT, MAGIC
+
+    index = Path(cache_path(str(cache), str(moddir)))
+    header = f"{FORMAT} index {version or __version__} {moddir}\n".encode()
+    index.write_bytes(MAGIC + header + b"\0" * sizes)
+    for suffix in (".facts", ".out"):
+        Path(f"{index}.{suffix.lstrip('.')}").write_bytes(b"\0" * sizes)
+    return index
+
+
+def test_prune_drops_what_no_run_uses_then_the_least_recently_used(tmp_path: Path) -> None:
+    from lkm.workflows.depmod.cache import STALE_TEMPORARY, prune
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    trees = {name: tmp_path / name for name in ("old", "recent", "current")}
+    for path in trees.values():
+        path.mkdir()
+    mib = 1 << 20
+    index = {name: _tree_files(cache, path, mib) for name, path in trees.items()}
+    gone = _tree_files(cache, tmp_path / "removed-tree", mib)
+    foreign = _tree_files(cache, tmp_path / "other", mib, version="0.0.0-other")
+    (tmp_path / "other").mkdir()
+    orphan = Path(cache_path(str(cache), "/no/index")).with_suffix(".cache.facts")
+    orphan.write_bytes(b"x")
+    stale_tmp = Path(f"{index['old']}.facts.123.tmp")
+    fresh_tmp = Path(f"{index['recent']}.out.456.tmp")
+    for temporary in (stale_tmp, fresh_tmp):
+        temporary.write_bytes(b"partial")
+    unrelated = [cache / "notes.tmp", cache / "x.cache", cache / "README"]
+    for path in unrelated:
+        path.write_bytes(b"not lkm's")
+    hour_ago = time.time() - STALE_TEMPORARY - 60
+    os.utime(stale_tmp, (hour_ago, hour_ago))
+    os.utime(unrelated[0], (hour_ago, hour_ago))
+    os.utime(index["old"], (hour_ago, hour_ago))  # used least recently
+    # Three live trees of 3 MiB each, room for two: the oldest goes.
+    removed = prune(str(cache), str(index["current"]), max_bytes=7 * mib)
+    left = {path.name for path in cache.iterdir()}
+    assert left == {
+        *(p.name for p in unrelated),
+        fresh_tmp.name,
+        *(f"{index[n].name}{s}" for n in ("recent", "current") for s in ("", ".facts", ".out")),
+    }
+    assert {gone.name, foreign.name, orphan.name, stale_tmp.name, index["old"].name} <= set(removed)
+    # The tree in use is kept whatever the bound.
+    prune(str(cache), str(index["current"]), max_bytes=0)
+    assert index["current"].exists() and not index["recent"].exists()
+
+
+def test_a_run_bounds_the_cache_and_marks_its_tree_used(
+    tree: Path, tmp_path: Path, kernel_61: KernelFixture
+) -> None:  # type: ignore[no-untyped-def]
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    stale = _tree_files(cache, tmp_path / "a-tree-since-removed", 1 << 20)
+    _run(tree, kernel_61.version, cache)
+    index = _cache_file(cache, tree, kernel_61)
+    assert index.exists() and not stale.exists()
+    long_ago = time.time() - 86400
+    os.utime(index, (long_ago, long_ago))
+    _, messages = _run(tree, kernel_61.version, cache)  # nothing changed, nothing written
+    assert _reads(messages).endswith(f"read 0 of {module_count(tree)} modules")
+    assert index.stat().st_mtime > long_ago + 3600
+
+
+def test_slashes_before_the_tree_share_its_cache(
+    tree: Path, tmp_path: Path, kernel_61: KernelFixture
+) -> None:  # type: ignore[no-untyped-def]
+    cache = tmp_path / "cache"
+    _run(tree, kernel_61.version, cache)
+    messages: list[str] = []
+    settings = DepmodSettings(version=kernel_61.version, basedir=f"/{tree}", cache_dir=str(cache))
+    assert run_depmod(settings, lambda level, text: messages.append(f"{level}: {text}")).status == 0
+    assert _reads(messages).endswith(f"read 0 of {module_count(tree)} modules")
+
+
+_WHERE = """
+import json, sys
+from lkm.workflows.depmod.cache import default_cache_dir
+print(json.dumps([default_cache_dir(b) for b in sys.argv[1:]]))
+"""
+
+
+def _default_places(tmp_path: Path, *, user: bool, lkm_cache: bool) -> list[str | None]:
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path / "home")}
+    if lkm_cache:
+        env["LKM_CACHE"] = str(tmp_path / "lkm-cache")
+    argv = [sys.executable, "-c", _WHERE, "", "/", "/srv/image"]
+    if user:  # Debian's nobody: what a package build or a user runs as
+        argv = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *argv]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+    places: list[str | None] = json.loads(done.stdout)
+    return places
+
+
+def test_default_cache_places(tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    # root: the system's trees in /var/cache; another root (an image) nowhere
+    assert _default_places(tmp_path, user=False, lkm_cache=False) == [
+        "/var/cache/lkm/depmod",
+        "/var/cache/lkm/depmod",
+        None,
+    ]
+    # anyone else: their own cache, whatever the tree
+    assert (
+        _default_places(tmp_path, user=True, lkm_cache=False) == [f"{home}/.cache/lkm/depmod"] * 3
+    )
+    # LKM_CACHE: where the caller put lkm's cache, for every tree
+    chosen = str(tmp_path / "lkm-cache" / "depmod")
+    assert _default_places(tmp_path, user=False, lkm_cache=True) == [chosen] * 3
+
+
+def test_root_indexing_an_image_writes_no_cache(
+    tree: Path, tmp_path: Path, kernel_61: KernelFixture
+) -> None:  # type: ignore[no-untyped-def]
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("LKM_CACHE", "XDG_CACHE_HOME")}
+    env["HOME"] = str(home)
+    lkm_path = str(Path(sys.executable).with_name("lkm"))
+    done = subprocess.run(
+        [lkm_path, "depmod", "-b", str(tree), kernel_61.version], env=env, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tree / "lib" / "modules" / kernel_61.version / "modules.dep").exists()
+    assert list(home.iterdir()) == []  # nothing in root's home
+
+
+def test_a_run_checking_crcs_does_not_use_a_first_runs_lean_facts(
+    kernel_61: KernelFixture, tree: Path, tmp_path: Path
+) -> None:
+    """A first run stores facts read for dependencies only (no CRCs);
+    ``-e -E`` with that cache reads the modules again, says what an
+    uncached run says, and leaves full facts for the runs after it."""
+    cache = tmp_path / "cache"
+    _run(tree, kernel_61.version, cache)
+    lines = (kernel_61.headers / "Module.symvers").read_text().splitlines(keepends=True)
+    symvers = tmp_path / "Module.symvers"
+    # Every 50th CRC wrong: warnings only the modules' own CRCs give.
+    symvers.write_text(
+        "".join(
+            "0xdeadbeef" + line[line.index("\t") :] if i % 50 == 0 else line
+            for i, line in enumerate(lines)
+        )
+    )
+
+    def checked(use: Path | None) -> list[str]:
+        messages: list[str] = []
+        settings = DepmodSettings(
+            version=kernel_61.version,
+            basedir=str(tree),
+            print_unknown=True,
+            symvers=str(symvers),
+            use_cache=use is not None,
+            cache_dir=str(use) if use else None,
+        )
+        status = run_depmod(settings, lambda level, text: messages.append(f"{level}: {text}"))
+        assert status.status == 0
+        return messages
+
+    def said(messages: list[str]) -> list[str]:
+        return [m for m in messages if "lkm cache" not in m]
+
+    with_cache, uncached = said(checked(cache)), said(checked(None))
+    assert with_cache == uncached
+    assert sum("disagrees about version" in m for m in uncached) > 5
+    # The facts stored now have CRCs: the same check again reads nothing.
+    assert _reads(checked(cache)).endswith(f"read 0 of {module_count(tree)} modules")

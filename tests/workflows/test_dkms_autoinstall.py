@@ -63,6 +63,7 @@ def test_autoinstall_goes_past_a_failure(
     bin_dir = _make_logger(tmp_path)
     calls = tmp_path / "make.calls"
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("LKM_CACHE", str(tmp_path / "lkm-cache"))  # not the host's /var/cache
     for key, value in side.env().items():
         monkeypatch.setenv(key, value)
     for mv in ("acpi-call/1.2.2", "acpi-call/1.0", "tp_smapi/0.43", "broken/1.0"):

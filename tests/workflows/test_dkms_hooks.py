@@ -98,7 +98,8 @@ def _in_image(root: Path, argv: list[str]) -> tuple[int, str]:
             ["unshare", "-m", "sh", "-c", _BIND_AND_RUN, "sh", str(root), *argv],
             text=True,
             timeout=600,
-            env=dict(os.environ, PATH=path),
+            # depmod's cache beside the image, not in the host's /var/cache
+            env=dict(os.environ, PATH=path, LKM_CACHE=f"{root}.lkm-cache"),
         )
     return done.returncode, done.stdout + done.stderr
 

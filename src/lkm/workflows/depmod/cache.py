@@ -36,10 +36,12 @@ CRC matched what this code wrote).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import marshal
 import os
 import struct
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from itertools import chain
@@ -62,7 +64,7 @@ from lkm.workflows.depmod.render import (
 
 Report = Callable[[str, str], None]
 MAGIC = b"lkm-depmod-cache\n"
-FORMAT = 5
+FORMAT = 6
 _FRAME = struct.Struct(">QI")  # payload length, CRC-32
 TOKEN_SIZE = 16
 
@@ -80,9 +82,28 @@ Basis = tuple[bytes, list[tuple[str, str, str | None]], list[Identity | None], t
 Result = ModuleFacts | ScanFailure
 
 
-def default_cache_dir() -> str:
-    """``depmod`` in lkm's cache directory (:func:`lkm.system.paths.cache_dir`)."""
-    return paths.cache_path(paths.DEPMOD)
+SYSTEM_CACHE_DIR = "/var/cache/lkm/depmod"  # root's, for the system's own trees
+MAX_CACHE_BYTES = 256 << 20  # all trees' files in one cache directory, at most
+STALE_TEMPORARY = 3600  # seconds: a temporary file this old is a killed run's
+
+
+def default_cache_dir(basedir: str = "") -> str | None:
+    """Where depmod caches without ``--cache-dir`` (None: nowhere).
+
+    ``LKM_CACHE`` set: its ``depmod/`` (the caller chose lkm's cache).
+    Root indexing another root (``-b DIR``, DIR not /): nowhere — an image
+    build or a package script for a chroot writes nothing outside the
+    image, and into nobody's home; it runs depmod once anyway. Root on the
+    system's own tree: :data:`SYSTEM_CACHE_DIR`, as package scripts run
+    it. Anyone else: ``depmod/`` in their own cache directory
+    (:func:`lkm.system.paths.cache_dir`)."""
+    if os.environ.get("LKM_CACHE"):
+        return paths.cache_path(paths.DEPMOD)
+    if os.geteuid() != 0:
+        return paths.cache_path(paths.DEPMOD)
+    if basedir.rstrip("/"):
+        return None
+    return SYSTEM_CACHE_DIR
 
 
 def cache_path(cache_dir: str, moddir: str) -> str:
@@ -95,6 +116,13 @@ def cache_path(cache_dir: str, moddir: str) -> str:
     """
     raw = os.path.abspath(moddir).encode("utf-8", "surrogateescape")
     return os.path.join(cache_dir, f"{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}.cache")
+
+
+def canonical(path: str) -> str:
+    """``path`` with its leading slashes as one: ``depmod -b /`` (whose
+    paths start with ``//``, as kmod's do) indexes the same tree, with
+    the same cache, as ``depmod``."""
+    return "/" + path.lstrip("/") if path.startswith("//") else path
 
 
 def identity(path: str) -> Identity | None:
@@ -149,14 +177,17 @@ def _write(path: str, data: bytes) -> None:
     replace_file(path, data, f".{os.getpid()}.tmp")
 
 
-def _valid_index(value: object) -> tuple[bytes, dict[str, IndexEntry]] | None:
-    """The index's (store token, entries) after checking every field's
-    shape — a cache is never trusted — with C-level passes over the
-    entries (thousands of them, on every run)."""
-    if not isinstance(value, tuple) or len(value) != 2:
+def _valid_index(value: object) -> tuple[bytes, dict[str, IndexEntry], bool] | None:
+    """The index's (store token, entries, whether the store may hold lean
+    facts) after checking every field's shape — a cache is never trusted
+    — with C-level passes over the entries (thousands of them, on every
+    run)."""
+    if not isinstance(value, tuple) or len(value) != 3:
         return None
-    token, entries = value
+    token, entries, lean = value
     if not isinstance(token, bytes) or len(token) != TOKEN_SIZE or not isinstance(entries, dict):
+        return None
+    if not isinstance(lean, bool):
         return None
     rows = entries.values()
     if not (
@@ -168,7 +199,7 @@ def _valid_index(value: object) -> tuple[bytes, dict[str, IndexEntry]] | None:
         and min(map(itemgetter(_BLOB_AT + 1), rows), default=0) >= 0
     ):
         return None
-    return token, entries
+    return token, entries, lean
 
 
 def _facts_from_blob(blob: bytes) -> ModuleFacts | None:
@@ -192,10 +223,19 @@ def _facts_from_blob(blob: bytes) -> ModuleFacts | None:
         and set(map(type, names)) <= {str}
         and set(map(type, crcs)) <= {int}
         and set(map(type, weak)) <= {bool}
-        and len(names) == len(crcs) == len(weak)
+        and (len(names) == len(crcs) == len(weak) or len(crcs) == len(weak) == 0)
     ):
         return None
     return ModuleFacts(modinfo, exports, names, crcs, weak)
+
+
+def _lean(facts: ModuleFacts) -> ModuleFacts:
+    """``facts`` as a scan for dependencies only reads them (see
+    :func:`~lkm.workflows.depmod.scan.read_facts`): exports without CRCs,
+    each needed name once, no CRCs or weak flags."""
+    exports = tuple((name, 0) for name, _ in facts.exports)
+    names = tuple(dict.fromkeys(facts.needed_names))
+    return ModuleFacts(facts.modinfo, exports, names, (), ())
 
 
 def _blob(facts: ModuleFacts) -> bytes:
@@ -254,7 +294,7 @@ class CachedScan:
         self.fresh: dict[int, Result] = {}
         stale: list[int] = []
         for index, (module, ident) in enumerate(zip(modules, self.identities, strict=True)):
-            entry = cache.entries.get(module.path)
+            entry = cache.entries.get(canonical(module.path))
             if entry is not None and ident is not None and entry[:5] == ident:
                 self.refs.append(entry[5:])
             else:
@@ -269,12 +309,13 @@ class CachedScan:
     def _same_as_stored(self, index: int) -> bool:
         """A module read again still has its stored facts (it was only
         touched): keep pointing at the stored blob."""
-        entry = self.cache.entries.get(self.modules[index].path)
+        entry = self.cache.entries.get(canonical(self.modules[index].path))
         fresh = self.fresh[index]
         if entry is None or not isinstance(fresh, ModuleFacts):
             return False
         blob = self.cache.store.blob(entry[5:])
-        if blob is None or _facts_from_blob(blob) != fresh:
+        stored = None if blob is None else _facts_from_blob(blob)
+        if stored is None or (stored != fresh and not (self.cache.lean and stored == _lean(fresh))):
             return False
         del self.fresh[index]
         self.refs[index] = entry[5:]
@@ -309,13 +350,26 @@ class CachedScan:
 class DepmodCache:
     """The cache of one module directory, for one run."""
 
-    def __init__(self, cache_dir: str | None, moddir: str, report: Report) -> None:
-        self.moddir = moddir
+    def __init__(
+        self,
+        cache_dir: str,
+        moddir: str,
+        report: Report,
+        max_bytes: int = MAX_CACHE_BYTES,
+        full_facts: bool = False,
+    ) -> None:
+        self.moddir = canonical(moddir)
         self.report = report
-        self.index_path = cache_path(cache_dir or default_cache_dir(), moddir)
-        index = _valid_index(_load_framed(self.index_path, "index", moddir))
-        self.token, self.entries = index if index is not None else (b"", {})
-        self.store = FactsStore(f"{self.index_path}.facts", moddir, self.token)
+        self.cache_dir = cache_dir
+        self.max_bytes = max_bytes
+        self.index_path = cache_path(cache_dir, self.moddir)
+        self.wrote = False  # whether this run wrote a file (then prune)
+        index = _valid_index(_load_framed(self.index_path, "index", self.moddir))
+        self.token, self.entries, self.lean = index if index is not None else (b"", {}, False)
+        if self.lean and full_facts:
+            # Stored for dependencies only: this run checks CRCs (-e, -v, -P).
+            self.token, self.entries, self.lean = b"", {}, False
+        self.store = FactsStore(f"{self.index_path}.facts", self.moddir, self.token)
 
     # -- modules --------------------------------------------------------------
 
@@ -333,12 +387,14 @@ class DepmodCache:
             scanned.modules, scanned.identities, scanned.refs, strict=True
         ):
             if ident is not None and ref is not None:
-                entries[module.path] = (*ident, *ref)
+                entries[canonical(module.path)] = (*ident, *ref)
         if entries == self.entries:
             return
-        self._try(
-            lambda: _save_framed(self.index_path, "index", self.moddir, (self.token, entries))
-        )
+        self._save_index(entries)
+
+    def _save_index(self, entries: dict[str, IndexEntry]) -> None:
+        value = (self.token, entries, self.lean)
+        self._try(lambda: _save_framed(self.index_path, "index", self.moddir, value))
         self.entries = entries
 
     def _save_store(self, scanned: CachedScan) -> None:
@@ -349,8 +405,10 @@ class DepmodCache:
         token = os.urandom(TOKEN_SIZE)
         parts: list[bytes] = []
         offset = 0
+        copied = False  # a stored blob kept: the store may stay lean
         for index, ref in enumerate(scanned.refs):
             blob = self.store.blob(ref) if ref is not None else None
+            copied = copied or blob is not None
             if blob is None:
                 fresh = scanned.fresh.get(index)
                 blob = _blob(fresh) if isinstance(fresh, ModuleFacts) else None
@@ -360,13 +418,58 @@ class DepmodCache:
             scanned.refs[index] = (offset, len(blob), zlib.crc32(blob))
             parts.append(blob)
             offset += len(blob)
-        data = _header("facts", self.moddir) + token + b"".join(parts)
-        if self._try(lambda: _write(self.store.path, data)):
-            self.token = token
-            self.store = FactsStore(self.store.path, self.moddir, token)
-            self.store.data = data
-        else:
+        if not self._write_store(token, parts):
             scanned.refs = [None] * len(scanned.refs)
+        elif not copied:
+            self.lean = False
+
+    def _write_store(self, token: bytes, blobs: list[bytes]) -> bool:
+        data = _header("facts", self.moddir) + token + b"".join(blobs)
+        if not self._try(lambda: _write(self.store.path, data)):
+            return False
+        self.token = token
+        self.store = FactsStore(self.store.path, self.moddir, token)
+        self.store.data = data
+        return True
+
+    def knows_any(self, modules: Sequence[FoundModule]) -> bool:
+        """Whether any module's stored facts are still its own (else the
+        run is a first one: :meth:`save_first_run`)."""
+        entries = self.entries
+        for module in modules:
+            entry = entries.get(canonical(module.path))
+            if entry is not None and entry[:5] == identity(module.path):
+                return True
+        return False
+
+    def save_first_run(
+        self,
+        modules: Sequence[FoundModule],
+        results: Sequence[Result],
+        groups: dict[str, tuple[bytes, RenderedGroup]],
+        options: tuple[object, ...],
+    ) -> None:
+        """Cache a run made without the cache (a tree seen the first time,
+        on both cores as ``--no-cache`` runs): its facts, read for
+        dependencies only (``lean``: a run that checks CRCs reads the
+        modules again), and its groups (those with an empty digest are
+        rendered again when the next change needs rendering)."""
+        entries: dict[str, IndexEntry] = {}
+        blobs: list[bytes] = []
+        offset = 0
+        for module, facts in zip(modules, results, strict=True):
+            ident = identity(module.path)
+            if ident is None or not isinstance(facts, ModuleFacts):
+                continue
+            blob = _blob(facts)
+            entries[canonical(module.path)] = (*ident, offset, len(blob), zlib.crc32(blob))
+            blobs.append(blob)
+            offset += len(blob)
+        if not self._write_store(os.urandom(TOKEN_SIZE), blobs):
+            return
+        self.lean = True
+        self._save_index(entries)
+        self._save_outputs(self.basis(modules, options), groups)
 
     def _try(self, write: Callable[[], None]) -> bool:
         try:
@@ -374,7 +477,20 @@ class DepmodCache:
         except OSError as exc:
             self.report("INFO", f"could not write the lkm cache {self.index_path}: {exc.strerror}")
             return False
+        self.wrote = True
         return True
+
+    def finish(self) -> None:
+        """At the end of a run: mark this tree's files used (least
+        recently used trees go first), and after a run that wrote, keep
+        the directory bounded (:func:`prune`)."""
+        # No index (nothing cached) or not ours to touch: nothing to mark.
+        with contextlib.suppress(OSError):
+            os.utime(self.index_path)
+        if self.wrote:
+            removed = prune(self.cache_dir, self.index_path, self.max_bytes)
+            if removed:
+                self.report("DEBUG", f"lkm cache: removed {', '.join(removed)}")
 
     # -- outputs --------------------------------------------------------------
 
@@ -439,7 +555,8 @@ class DepmodCache:
         """What a rendering with this store, these modules, built-in lists
         and options is made from. Compare only after :meth:`save_index`."""
         builtins = [identity(f"{self.moddir}/{name}") for name in _builtin_files()]
-        return (self.token, [(m.name, m.path, m.relpath) for m in modules], builtins, options)
+        listed = [(m.name, canonical(m.path), m.relpath) for m in modules]
+        return (self.token, listed, builtins, options)
 
     def reuse_outputs(self, basis: Basis) -> dict[str, RenderedGroup] | None:
         """Last run's groups when they were rendered from exactly ``basis``."""
@@ -451,15 +568,8 @@ class DepmodCache:
     def render(self, rendering: Rendering, basis: Basis) -> dict[str, RenderedGroup]:
         """Every group: reused when the digest of its inputs is the stored
         one, rendered otherwise; all stored with ``basis``."""
-        import hashlib
-
         _, stored = self._stored_outputs()
-        digests = {
-            name: hashlib.sha256(
-                repr(rendering.inputs(name)).encode("utf-8", "backslashreplace")
-            ).digest()
-            for name in GROUPS
-        }
+        digests = {name: input_digest(rendering, name) for name in GROUPS}
         groups = {
             name: stored[name][1]
             for name, digest in digests.items()
@@ -470,6 +580,131 @@ class DepmodCache:
         groups.update(render_groups(rendering, todo))
         self._save_outputs(basis, {name: (digests[name], groups[name]) for name in GROUPS})
         return {name: groups[name] for name in GROUPS}
+
+
+def input_digest(rendering: Rendering, group: str) -> bytes:
+    """The digest of exactly the data ``group``'s files are made from."""
+    import hashlib
+
+    return hashlib.sha256(_encoded(rendering.inputs(group))).digest()
+
+
+def _encoded(inputs: object) -> bytes:
+    """A group's inputs as bytes equal values always give: marshal's
+    version 0 (no references or interning flags, which depend on how a
+    run happened to share its objects), several times faster than repr;
+    repr for anything marshal cannot encode."""
+    try:
+        return marshal.dumps(inputs, 0)  # type: ignore[arg-type]
+    except ValueError:
+        return repr(inputs).encode("utf-8", "backslashreplace")
+
+
+def prune(cache_dir: str, keep: str, max_bytes: int = MAX_CACHE_BYTES) -> list[str]:
+    """Remove from ``cache_dir`` what no run will use again — the files of
+    module directories that no longer exist, of other lkm versions and
+    formats, store or outputs files without their index, temporary files
+    of killed runs — then, while the rest is over ``max_bytes``, the least
+    recently used trees' (by their index's modification time, which each
+    run touches); never ``keep``'s. Returns the names removed; errors
+    (another run removing the same file) are ignored."""
+    try:
+        entries = list(os.scandir(cache_dir))
+    except OSError:
+        return []
+    now = time.time()
+    trees: dict[str, list[os.DirEntry[str]]] = {}
+    removed: list[str] = []
+    for entry in entries:
+        index_name, temporary = _cache_file_kind(entry.name)
+        if not index_name:
+            continue  # not ours: --cache-dir may name a shared directory
+        if not temporary:
+            trees.setdefault(index_name, []).append(entry)
+        elif _age(entry, now) > STALE_TEMPORARY and _remove(entry.path):
+            removed.append(entry.name)
+    live: list[tuple[float, int, str, list[os.DirEntry[str]]]] = []
+    for index_name, files in trees.items():
+        index_path = os.path.join(cache_dir, index_name)
+        index = [f for f in files if f.name == index_name]
+        if index_path == keep or (index and _usable_index(index_path)):
+            mtime = _mtime(index[0]) if index else now
+            live.append((mtime, sum(_size(f) for f in files), index_path, files))
+        else:
+            removed += [f.name for f in files if _remove(f.path)]
+    total = sum(size for _, size, _, _ in live)
+    for _, size, index_path, files in sorted(live, key=itemgetter(0)):
+        if total <= max_bytes:
+            break
+        if index_path != keep:
+            removed += [f.name for f in files if _remove(f.path)]
+            total -= size
+    return removed
+
+
+_HEX = frozenset("0123456789abcdef")
+_SUFFIXES = ("", ".facts", ".out")
+
+
+def _cache_file_kind(name: str) -> tuple[str, bool]:
+    """(the index file's name, whether a temporary file) for a name
+    :func:`cache_path` and the writes made; ("", False) for anything else."""
+    stem, rest = name[:16], name[16:]
+    if not (len(stem) == 16 and set(stem) <= _HEX and rest.startswith(".cache")):
+        return "", False
+    rest = rest[len(".cache") :]
+    temporary = False
+    if rest.endswith(".tmp"):  # replace_file's NAME.PID.tmp
+        rest, _, pid = rest[: -len(".tmp")].rpartition(".")
+        if not pid.isdigit():
+            return "", False
+        temporary = True
+    if rest not in _SUFFIXES:
+        return "", False
+    return stem + ".cache", temporary
+
+
+def _usable_index(path: str) -> bool:
+    """Whether ``path`` is an index this lkm wrote for a module directory
+    that still exists (its header, read alone)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(MAGIC) + 4096)
+    except OSError:
+        return False
+    if not head.startswith(MAGIC):
+        return False
+    line = head[len(MAGIC) :].split(b"\n", 1)[0].decode("utf-8", "surrogateescape")
+    fields = line.split(" ", 3)
+    if len(fields) != 4 or fields[:3] != [str(FORMAT), "index", __version__]:
+        return False
+    return os.path.isdir(fields[3])
+
+
+def _age(entry: os.DirEntry[str], now: float) -> float:
+    return now - _mtime(entry)
+
+
+def _mtime(entry: os.DirEntry[str]) -> float:
+    try:
+        return entry.stat(follow_symlinks=False).st_mtime
+    except OSError:
+        return 0.0
+
+
+def _size(entry: os.DirEntry[str]) -> int:
+    try:
+        return entry.stat(follow_symlinks=False).st_size
+    except OSError:
+        return 0
+
+
+def _remove(path: str) -> bool:
+    try:
+        os.unlink(path)
+    except OSError:
+        return False
+    return True
 
 
 def _read_modules(paths: list[str]) -> list[Result]:

@@ -20,6 +20,7 @@ from lkm.records import Record
 from lkm.system.files import KERNEL_SYMBOLS, read_file
 from lkm.workflows.depmod.discover import Discovery, module_array, read_modules_order
 from lkm.workflows.depmod.render import (
+    GROUPS,
     RESOLVED_GROUPS,
     TEXT_FILES,
     Outputs,
@@ -27,7 +28,7 @@ from lkm.workflows.depmod.render import (
     Rendering,
     merge_groups,
     read_builtin_inputs,
-    render,
+    render_groups,
     render_unresolved_groups,
 )
 from lkm.workflows.depmod.resolve import (
@@ -66,6 +67,7 @@ class DepmodResult(Record, frozen=False):
     facts: list[ModuleFacts | None] | None = None
     rendering: Rendering | None = None
     outputs: Outputs | None = None
+    groups: dict[str, RenderedGroup] | None = None  # rendered without the cache
 
 
 class DepmodSettings(Record):
@@ -229,10 +231,19 @@ def run_depmod(
     binary = not settings.dry_run
     cache: DepmodCache | None = None
     helper: Worker | None = None
-    if settings.use_cache:
+    cache_dir = _cache_dir(settings)
+    first_run: DepmodCache | None = None
+    if cache_dir is not None:
         from lkm.workflows.depmod.cache import DepmodCache
 
-        cache = DepmodCache(settings.cache_dir, moddir, report)
+        full = _symbol_checks(settings) is not None
+        cache = DepmodCache(cache_dir, moddir, report, full_facts=full)
+        if binary and not full and not cache.knows_any(modules):
+            # Nothing stored is of use: run as --no-cache does (both
+            # cores, lean facts) and cache what it made afterwards.
+            first_run, cache = cache, None
+            report("DEBUG", f"lkm cache: first run, read {len(modules)} of {len(modules)} modules")
+    if cache is not None:
         scanned = cache.scan(modules)
         if scanned.unchanged and not _needs_resolving(settings):
             # No module's facts changed: last run's outputs still hold
@@ -241,6 +252,7 @@ def run_depmod(
             reused = cache.reuse_outputs(cache.basis(modules, _options(settings)))
             if reused is not None:
                 status = _write(merge_groups(reused, report), settings)
+                cache.finish()
                 return DepmodResult(status, modules)
         results = scanned.results()
         cache.save_index(scanned)
@@ -251,10 +263,47 @@ def run_depmod(
         result.status = _resolve_and_render(
             settings, result, kernel, cache, helper, report, show, stdout
         )
+        if first_run is not None and result.status == 0 and result.groups is not None:
+            _cache_first_run(first_run, settings, result, results)
     finally:
         if helper is not None:
             helper.close()
+        for used in (cache, first_run):
+            if used is not None:
+                used.finish()
     return result
+
+
+def _cache_first_run(
+    cache: DepmodCache,
+    settings: DepmodSettings,
+    result: DepmodResult,
+    results: list[ModuleFacts | ScanFailure],
+) -> None:
+    """Store what a first run made, after its files are written: the
+    groups rendered here keyed by their inputs' digest, the helper's with
+    none (rendered again when a change next needs it)."""
+    from lkm.workflows.depmod.cache import input_digest
+
+    rendering, groups = result.rendering, result.groups
+    assert rendering is not None and result.modules is not None and groups is not None
+    keyed = {
+        name: (input_digest(rendering, name) if name in RESOLVED_GROUPS else b"", group)
+        for name, group in groups.items()
+    }
+    cache.save_first_run(result.modules, results, keyed, _options(settings))
+
+
+def _cache_dir(settings: DepmodSettings) -> str | None:
+    """Where this run caches (None: it does not; see
+    :func:`~lkm.workflows.depmod.cache.default_cache_dir`)."""
+    if not settings.use_cache:
+        return None
+    if settings.cache_dir is not None:
+        return settings.cache_dir
+    from lkm.workflows.depmod.cache import default_cache_dir
+
+    return default_cache_dir(settings.basedir)
 
 
 def _scan_uncached(
@@ -312,9 +361,11 @@ def _resolve_and_render(
         elif helper is not None:
             mine = {group: rendering.render(group) for group in RESOLVED_GROUPS}
             theirs: dict[str, RenderedGroup] = marshal.loads(helper.receive())
-            outputs = merge_groups({**mine, **theirs}, report)
+            result.groups = {**mine, **theirs}
+            outputs = merge_groups(result.groups, report)
         else:
-            outputs = render(rendering, report)
+            result.groups = render_groups(rendering, tuple(GROUPS))
+            outputs = merge_groups(result.groups, report)
     except DependencyCycle as cycle:
         for line in cycle.lines:
             report("ERROR", line)

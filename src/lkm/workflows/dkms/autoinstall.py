@@ -151,10 +151,11 @@ def _warm_depmod(tree: Tree, kernels: list[str]) -> list[subprocess.Popen[bytes]
     (spawned, not forked: the build threads are running)."""
     import sys
 
+    from lkm.workflows.depmod.cache import default_cache_dir
     from lkm.workflows.dkms.install import depmod_tree
 
-    if tree.settings.no_depmod:
-        return []
+    if tree.settings.no_depmod or default_cache_dir(depmod_tree(tree)[0]) is None:
+        return []  # no cache to warm (root indexing an image's trees)
     started = []
     for kernel in kernels:
         basedir, moduledir = depmod_tree(tree)
@@ -165,8 +166,7 @@ def _warm_depmod(tree: Tree, kernels: list[str]) -> list[subprocess.Popen[bytes]
             "-m",
             "lkm",
             "depmod",
-            "-b",
-            basedir or "/",
+            *(["-b", basedir] if basedir else []),
             "-m",
             moduledir,
             kernel,
