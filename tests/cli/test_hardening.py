@@ -10,9 +10,11 @@ expected — and for writers, that the thing at the path is what it was.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,27 +157,53 @@ def _without_cache_settings(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+# A user's depmod caches in their home (root's into another root caches
+# nowhere): these run as Debian's nobody, in a directory nobody owns.
+AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+@pytest.fixture
+def nobodys(tmp_path: Path) -> Iterator[Path]:
+    """A directory nobody owns (pytest's own are root's, mode 0700)."""
+    place = Path(tempfile.mkdtemp(prefix="lkm-nobody-"))
+    place.chmod(0o755)
+    try:
+        yield place
+    finally:
+        shutil.rmtree(place, ignore_errors=True)
+
+
+def _as_nobody(place: Path) -> None:
+    command(["chown", "-R", "nobody:nogroup", str(place)], check=True)
+
+
 def test_depmod_with_a_home_that_does_not_exist_writes_no_cache(
-    tmp_path: Path, kernel_61: KernelFixture
+    nobodys: Path, kernel_61: KernelFixture
 ) -> None:
-    basedir, version = _module_tree(kernel_61, tmp_path / "tree")
-    home = tmp_path / "nonexistent"
-    done = lkm_process(
-        ["depmod", "-b", basedir, version], env=_without_cache_settings(HOME=str(home))
+    basedir, version = _module_tree(kernel_61, nobodys / "tree")
+    _as_nobody(nobodys)
+    home = nobodys / "nonexistent"
+    env = _without_cache_settings(HOME=str(home))
+    done = subprocess.run(
+        [*AS_NOBODY, LKM, "depmod", "-b", basedir, version], env=env, capture_output=True
     )
     assert (done.returncode, done.stderr) == (0, b"")
     assert not home.exists()
     assert (Path(basedir) / "lib/modules" / version / "modules.dep").read_bytes() == b"dummy.ko:\n"
 
 
-def test_depmod_ignores_a_relative_xdg_cache_home(tmp_path: Path, kernel_61: KernelFixture) -> None:
-    basedir, version = _module_tree(kernel_61, tmp_path / "tree")
-    home = tmp_path / "home"
+def test_depmod_ignores_a_relative_xdg_cache_home(nobodys: Path, kernel_61: KernelFixture) -> None:
+    basedir, version = _module_tree(kernel_61, nobodys / "tree")
+    home = nobodys / "home"
     home.mkdir()
-    work = tmp_path / "work"
+    work = nobodys / "work"
     work.mkdir()
+    _as_nobody(nobodys)
     env = _without_cache_settings(HOME=str(home), XDG_CACHE_HOME="relative")
-    assert lkm_process(["depmod", "-b", basedir, version], env=env, cwd=work).returncode == 0
+    done = subprocess.run(
+        [*AS_NOBODY, LKM, "depmod", "-b", basedir, version], env=env, cwd=work, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr
     assert list(work.iterdir()) == []
     assert (home / ".cache" / "lkm" / "depmod").is_dir()  # the spec's default instead
 

@@ -42,6 +42,7 @@ TOOLS: dict[str, str] = {
     "dkms": "lkm.cli.dkms",
     "static-nodes": "lkm.cli.static_nodes",
     "autoload": "lkm.cli.autoload",
+    "check": "lkm.cli.check",
 }
 # kmod's tools that lkm will provide; until then they say so plainly.
 PLANNED: tuple[str, ...] = ()
@@ -85,6 +86,7 @@ Commands:
   dkms        DKMS's commands over DKMS's dkms.conf files and state tree
   static-nodes  device nodes of modules loaded on first open (kmod-compatible)
   autoload    load the modules devices need as they appear (coldplug, uevents)
+  check       say whether a kernel will load a module, and if not why
 
 Invoked through a link named modinfo (or any kmod tool name), lkm behaves
 as that tool. Run 'lkm COMMAND --help' for a command's options.

@@ -1,0 +1,215 @@
+"""``lkm check`` against the Debian kernels' own files: every in-tree
+module loads into its own kernel, and each kind of broken or foreign
+module is refused (or taints) with the kernel's words.
+
+The verdicts are compared with what the real kernels do in
+``tests/vm/test_check_in_vm.py``; here they are checked against the
+files alone, on both trees."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import lkm
+
+from lkm.model.load_check import (
+    LOADS,
+    REFUSED,
+    TAINTS,
+    KernelFacts,
+    check_module,
+    exports_of,
+    kernel_facts,
+)
+from lkm.testing.debian_kernels import KernelFixture
+from lkm.testing.module_edits import crc_changed, modinfo_replaced, unsigned
+
+
+def _facts(kernel: KernelFixture) -> KernelFacts:
+    return kernel_facts(kernel.version, "amd64", str(kernel.indexed_moddir), str(kernel.headers))
+
+
+@pytest.fixture(scope="module")
+def facts_61(kernel_61: KernelFixture) -> KernelFacts:
+    return _facts(kernel_61)
+
+
+@pytest.fixture(scope="module")
+def facts_612(kernel_612: KernelFixture) -> KernelFacts:
+    return _facts(kernel_612)
+
+
+def _tree_paths(kernel: KernelFixture) -> list[str]:
+    moddir = kernel.indexed_moddir
+    with open(moddir / "modules.dep", encoding="utf-8") as f:
+        return [str(moddir / line.split(":", 1)[0]) for line in f]
+
+
+@pytest.mark.parametrize("label", ["6.1", "6.12"])
+def test_every_in_tree_module_loads_into_its_own_kernel(
+    kernels: list[KernelFixture], label: str, report
+) -> None:  # type: ignore[no-untyped-def]
+    kernel = next(k for k in kernels if k.label == label)
+    facts = _facts(kernel)
+    paths = _tree_paths(kernel)
+    started = time.perf_counter()
+    verdicts = [check_module(path, facts) for path in paths]
+    seconds = time.perf_counter() - started
+    outcomes = Counter((v.verdict, v.taints) for v in verdicts)
+    staging = {v.path for v in verdicts if "/drivers/staging/" in v.path}
+    assert {v.path for v in verdicts if v.verdict == TAINTS} == staging
+    assert all(v.taints == "C" for v in verdicts if v.verdict == TAINTS)
+    assert outcomes[(LOADS, "")] == len(paths) - len(staging) > 4000
+    # their dependencies are the ones depmod found in the tree
+    needing = sum(1 for v in verdicts if v.needs)
+    report(
+        f"lkm check on {label}: {len(paths)} in-tree modules load ({len(staging)} staging with "
+        f"taint C, {needing} needing others first) in {seconds:.1f} s"
+    )
+
+
+def test_dependencies_are_the_trees(kernel_61: KernelFixture, facts_61: KernelFacts) -> None:
+    moddir = kernel_61.indexed_moddir
+    ext4 = check_module(str(moddir / "kernel/fs/ext4/ext4.ko"), facts_61)
+    line = next(x for x in (moddir / "modules.dep").read_text().splitlines() if "/ext4.ko:" in x)
+    direct = {Path(p).name.split(".")[0].replace("-", "_") for p in line.split(":")[1].split()}
+    assert ext4.verdict == LOADS and set(ext4.needs) <= direct and ext4.needs
+
+
+def test_another_kernels_modules_are_refused(
+    kernel_61: KernelFixture,
+    kernel_612: KernelFixture,
+    facts_61: KernelFacts,
+    facts_612: KernelFacts,
+) -> None:
+    old = str(kernel_61.indexed_moddir / "kernel/drivers/net/dummy.ko")
+    new = str(kernel_612.indexed_moddir / "kernel/drivers/net/dummy.ko.xz")
+    into_new = check_module(old, facts_612)
+    assert into_new.verdict == REFUSED and into_new.reason is not None
+    assert into_new.reason.code == "this-module-size"
+    into_old = check_module(new, facts_61)
+    assert into_old.reason is not None and into_old.reason.code == "crc"
+    assert into_old.reason.message == "dummy: disagrees about version of symbol module_layout"
+
+
+def test_another_architecture_is_refused(
+    kernels: list[KernelFixture], facts_61: KernelFacts
+) -> None:
+    arm = next(k for k in kernels if k.label == "6.1-armhf")
+    path = next(str(p) for p in arm.moddir.rglob("dummy.ko*"))
+    verdict = check_module(path, facts_61)
+    assert verdict.reason is not None
+    assert verdict.reason.message == "Invalid architecture in ELF header: 40"
+
+
+# -- edited copies of 6.1's dummy.ko -------------------------------------------------
+
+
+@pytest.fixture
+def dummy(kernel_61: KernelFixture) -> bytes:
+    return unsigned(kernel_61.indexed_moddir / "kernel/drivers/net/dummy.ko")
+
+
+def _check(
+    tmp_path: Path, data: bytes, facts: KernelFacts, **options: object
+) -> tuple[str, list[tuple[str, str, str, str]]]:  # type: ignore[no-untyped-def]
+    path = tmp_path / "edited.ko"
+    path.write_bytes(data)
+    verdict = check_module(str(path), facts, **options)  # type: ignore[arg-type]
+    return verdict.verdict, [(f.code, f.message, f.errno, f.taint) for f in verdict.findings]
+
+
+def test_edited_modules(tmp_path: Path, dummy: bytes, facts_61: KernelFacts) -> None:
+    verdict, findings = _check(tmp_path, dummy, facts_61)
+    assert verdict == TAINTS and [f[3] for f in findings] == ["E"]  # unsigned
+    verdict, findings = _check(tmp_path, dummy, facts_61, sig_enforce=True)
+    assert verdict == REFUSED and findings[0][2] == "EKEYREJECTED"
+    magic = modinfo_replaced(dummy, b"SMP preempt", b"SMP preemPT")
+    verdict, findings = _check(tmp_path, magic, facts_61)
+    assert findings[-1][:3] == (
+        "vermagic",
+        f"dummy: version magic '{facts_61.release} SMP preemPT mod_unload modversions ' should "
+        f"be '{facts_61.vermagic}'",
+        "ENOEXEC",
+    )
+    crc = crc_changed(dummy, "register_netdevice")
+    verdict, findings = _check(tmp_path, crc, facts_61)
+    assert findings[-1][1:3] == (
+        "dummy: disagrees about version of symbol register_netdevice",
+        "EINVAL",
+    )
+    proprietary = modinfo_replaced(dummy, b"license=GPL", b"license=ABC")
+    verdict, findings = _check(tmp_path, proprietary, facts_61)
+    assert ("license", "dummy: module license 'ABC' taints kernel.", "", "P") in findings
+    assert verdict == REFUSED and findings[-1][0] == "gpl-only"
+    out_of_tree = modinfo_replaced(dummy, b"intree=Y", b"intreX=Y")
+    verdict, findings = _check(tmp_path, out_of_tree, facts_61)
+    assert (
+        verdict == TAINTS
+        and ("out-of-tree", "dummy: loading out-of-tree module taints kernel.", "", "O") in findings
+    )
+    verdict, findings = _check(tmp_path, dummy[:3000], facts_61)
+    assert verdict == REFUSED and findings[0][0] == "not-a-module"
+    verdict, findings = _check(tmp_path, b"not an ELF file at all", facts_61)
+    assert verdict == REFUSED and findings[0][0] == "not-a-module"
+    verdict, findings = _check(tmp_path, dummy, facts_61, loaded=frozenset({"dummy"}))
+    assert verdict == REFUSED and findings[-1][2] == "EEXIST"
+
+
+def test_namespaces_must_be_imported(
+    tmp_path: Path, kernel_61: KernelFixture, facts_61: KernelFacts
+) -> None:
+    moddir = kernel_61.indexed_moddir
+    importer = next(
+        path
+        for path in sorted(moddir.rglob("*.ko"))
+        if b"import_ns=" in path.read_bytes() and "staging" not in str(path)
+    )
+    data = unsigned(importer)
+    assert check_module(str(importer), facts_61).verdict == LOADS
+    hidden = modinfo_replaced(data, b"import_ns=", b"import_nX=")
+    verdict, findings = _check(tmp_path, hidden, facts_61)
+    assert verdict == REFUSED and findings[-1][0] == "namespace"
+    assert findings[-1][1].endswith(", but does not import it.")
+
+
+def test_modules_checked_together_satisfy_each_other(
+    kernel_61: KernelFixture, facts_61: KernelFacts
+) -> None:
+    moddir = kernel_61.indexed_moddir
+    jbd2 = str(moddir / "kernel/fs/jbd2/jbd2.ko")
+    ext4 = str(moddir / "kernel/fs/ext4/ext4.ko")
+    # A kernel whose tree lacks jbd2 (as an out-of-tree dependency would be).
+    without = facts_61.replace(
+        exports={k: e for k, e in facts_61.exports.items() if e.owner != "jbd2"}
+    )
+    alone = check_module(ext4, without)
+    assert alone.reason is not None and alone.reason.code == "unknown-symbol"
+    together = check_module(ext4, without, others=exports_of([jbd2]))
+    assert together.verdict == LOADS and "jbd2" in together.needs
+
+
+def test_cli(tmp_path: Path, kernel_61: KernelFixture, kernel_612: KernelFixture) -> None:
+    moddir = kernel_61.indexed_moddir
+    good = str(moddir / "kernel/drivers/net/dummy.ko")
+    foreign = str(kernel_612.indexed_moddir / "kernel/drivers/net/dummy.ko.xz")
+    headers = str(kernel_61.headers)
+    loads = lkm("lkm", ["check", "--kernel", headers, good])
+    assert loads.status == 0 and loads.stdout.decode().startswith(f"{good}: loads (")
+    refused = lkm("lkm", ["check", "--kernel", headers, "--json", good, foreign])
+    assert refused.status == 1
+    shown = json.loads(refused.stdout)
+    assert [v["verdict"] for v in shown] == [LOADS, REFUSED]
+    assert shown[1]["findings"][-1]["errno"] == "ENOEXEC"
+    directory = lkm("lkm", ["check", "--kernel", headers, "--json", str(moddir / "kernel/fs/ext4")])
+    assert directory.status == 0 and [v["module"] for v in json.loads(directory.stdout)] == ["ext4"]
+    assert lkm("lkm", ["check", "--bogus", good]).status == 2
+    assert lkm("lkm", ["check"]).status == 2
+    missing = lkm("lkm", ["check", "--kernel", headers, str(tmp_path / "none.ko")])
+    assert missing.status == 1 and b"none.ko" in missing.stdout
+    help_text = lkm("lkm", ["check", "--help"])
+    assert help_text.status == 0 and b"--sig-enforce" in help_text.stdout

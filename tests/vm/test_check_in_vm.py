@@ -1,0 +1,199 @@
+"""``lkm check``'s verdicts against what the real kernels do.
+
+In each kernel's guest, kmod's ``insmod`` loads a set of module files the
+test makes from the Debian trees' own modules: the kernel's own
+``dummy`` (signed, then unsigned, marked out of tree, with another
+licence, another vermagic word, a changed symbol CRC), the other
+kernel's ``dummy``, the armhf tree's, a truncated file, a module whose
+namespace import is hidden, ``ext4`` without the modules it needs loaded,
+a module loaded twice, and (6.1) the kernel's own module xz-compressed.
+For each, ``lkm check`` predicted on the host (for the loaded-module cases
+from the guest's ``/proc/modules`` of that moment, as ``--running``
+reads it): a refusal must come with the kernel's own first error line
+and insmod's reason, a load with exactly the predicted taints
+(``/sys/module/NAME/taint``). ``lkm check --running`` also runs inside
+the guest once, for ``ext4``.
+"""
+
+from __future__ import annotations
+
+import json
+import lzma
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from lkm.model.load_check import (
+    LOADS,
+    REFUSED,
+    KernelFacts,
+    Verdict,
+    check_module,
+    insmod_text,
+    kernel_facts,
+)
+from lkm.testing.debian_kernels import KernelFixture
+from lkm.testing.guest import Guest
+from lkm.testing.module_edits import crc_changed, modinfo_replaced, unsigned
+
+LKM = str(Path(sys.executable).with_name("lkm"))
+Report = Callable[[str], None]
+# One case: the file, the module name it loads as, whether it is loaded
+# once first (the already-loaded case).
+Case = tuple[str, Path, str, bool]
+
+
+def _own_dummy(kernel: KernelFixture) -> Path:
+    return next(kernel.indexed_moddir.glob("kernel/drivers/net/dummy.ko*"))
+
+
+def _namespace_importer(kernel: KernelFixture) -> tuple[Path, str]:
+    """A small in-tree module that imports a namespace and needs no other
+    module, and its name."""
+    moddir = kernel.indexed_moddir
+    for line in (moddir / "modules.dep").read_text().splitlines():
+        path, _, deps = line.partition(":")
+        if deps.strip() or "staging" in path:
+            continue
+        data = unsigned(moddir / path)
+        if b"import_ns=" in data:
+            return moddir / path, Path(path).name.split(".")[0].replace("-", "_")
+    raise AssertionError("no namespace importer without dependencies")
+
+
+def _cases(
+    kernel: KernelFixture, other: KernelFixture, arm: KernelFixture, work: Path
+) -> list[Case]:
+    work.mkdir()
+    own = _own_dummy(kernel)
+    plain = unsigned(own)
+    importer, importer_name = _namespace_importer(kernel)
+    edits = {
+        "unsigned": plain,
+        "out-of-tree": modinfo_replaced(plain, b"intree=Y", b"intreX=Y"),
+        "licence": modinfo_replaced(plain, b"license=GPL", b"license=ABC"),
+        "vermagic": modinfo_replaced(plain, b"SMP preempt", b"SMP preemPT"),
+        "crc": crc_changed(plain, "register_netdevice"),
+        "truncated": own.read_bytes()[:3000] if own.suffix == ".ko" else plain[:3000],
+    }
+    cases: list[Case] = [("signed", own, "dummy", False)]
+    for label, data in edits.items():
+        path = work / f"{label}.ko"
+        path.write_bytes(data)
+        cases.append((label, path, "dummy", False))
+    hidden = work / "namespace.ko"
+    hidden.write_bytes(modinfo_replaced(unsigned(importer), b"import_ns=", b"import_nX="))
+    cases.append(("namespace", hidden, importer_name, False))
+    cases.append(("other kernel's", _own_dummy(other), "dummy", False))
+    cases.append(("armhf", next(arm.moddir.rglob("dummy.ko*")), "dummy", False))
+    cases.append(("needs modules", kernel.indexed_moddir / _ext4(kernel), "ext4", False))
+    cases.append(("already loaded", own, "dummy", True))
+    if own.suffix == ".ko":  # 6.1: its own module xz-compressed, as 6.12's are
+        packed = work / "dummy.ko.xz"
+        packed.write_bytes(lzma.compress(own.read_bytes(), check=lzma.CHECK_CRC32))
+        cases.append(("xz", packed, "dummy", False))
+    return cases
+
+
+def _ext4(kernel: KernelFixture) -> str:
+    line = next(
+        x for x in (kernel.indexed_moddir / "modules.dep").read_text().splitlines() if "/ext4." in x
+    )
+    return line.split(":", 1)[0]
+
+
+def _script(cases: list[Case]) -> str:
+    """One guest step for every case: the loaded modules, insmod's output
+    and status, the kernel's lines, the module's taints; unloaded after."""
+    lines = []
+    for label, path, name, twice in cases:
+        quoted = shlex.quote(str(path))
+        lines.append(f"echo {shlex.quote('@@ ' + label)}")
+        if twice:
+            lines.append(f"insmod {quoted} >/dev/null 2>&1")
+        lines.append("echo '@@loaded'; cut -d' ' -f1 /proc/modules | tr '\\n' ' '; echo")
+        lines.append("dmesg -C")
+        lines.append(f"echo '@@insmod'; insmod {quoted} 2>&1; echo \"@@status $?\"")
+        lines.append("echo '@@kernel'; dmesg -t")
+        lines.append(f"echo '@@taint'; cat /sys/module/{name}/taint 2>/dev/null; echo")
+        lines.append(f"rmmod {name} 2>/dev/null; true")
+    return "\n".join(lines) + "\n"
+
+
+def _parse(output: str) -> dict[str, dict[str, str]]:
+    results: dict[str, dict[str, str]] = {}
+    current: dict[str, str] = {}
+    part = ""
+    for line in output.splitlines():
+        if line.startswith("@@ "):
+            current = results.setdefault(line[3:], {})
+            part = ""
+        elif line.startswith("@@status "):
+            current["status"] = line.split()[1]
+        elif line.startswith("@@"):
+            part = line[2:]
+            current[part] = ""
+        elif part:
+            current[part] += line + "\n"
+    return results
+
+
+def _compare(label: str, predicted: Verdict, seen: dict[str, str]) -> str:
+    """Nothing when the kernel did what ``lkm check`` said, else why not."""
+    kernel_lines = seen["kernel"].splitlines()
+    if predicted.verdict == REFUSED:
+        reason = predicted.reason
+        assert reason is not None
+        if seen["status"] == "0":
+            return f"{label}: loaded, lkm check said refused ({reason.message})"
+        if insmod_text(reason.errno) not in seen["insmod"]:
+            return f"{label}: insmod said {seen['insmod']!r}, lkm check {reason.errno}"
+        if reason.errno == "EEXIST":
+            return ""  # the kernel logs nothing
+        # The first line the kernel logs that is not a taint's notice (some
+        # are logged once per boot only) must be lkm check's reason.
+        notices = {f.message for f in predicted.findings if not f.refuses}
+        notices.add("Disabling lock debugging due to kernel taint")
+        errors = [line for line in kernel_lines if line not in notices]
+        if errors[:1] != [reason.message]:
+            return f"{label}: the kernel logged {errors[:3]}, lkm check {reason.message!r}"
+        return ""
+    if seen["status"] != "0":
+        return f"{label}: refused ({seen['insmod'].strip()}; {kernel_lines}), lkm check said loads"
+    taints = set(seen["taint"].strip())
+    if taints != set(predicted.taints):
+        return f"{label}: taints {sorted(taints)}, lkm check said {sorted(predicted.taints)}"
+    return ""
+
+
+def test_check_predicts_what_the_kernel_does(
+    vm: Guest, kernels: list[KernelFixture], tmp_path: Path, report: Report
+) -> None:
+    kernel = vm.kernel
+    other = next(k for k in kernels if k.label == ("6.12" if kernel.label == "6.1" else "6.1"))
+    arm = next(k for k in kernels if k.label == "6.1-armhf")
+    cases = _cases(kernel, other, arm, tmp_path / "cases")
+    facts: KernelFacts = kernel_facts(
+        kernel.version, "amd64", str(kernel.indexed_moddir), str(kernel.headers)
+    )
+    output = vm.check(["sh", "-c", _script(cases)], timeout=300).stdout.decode()
+    seen = _parse(output)
+    problems = []
+    kinds = set()
+    for label, path, _, _ in cases:
+        loaded = frozenset(seen[label]["loaded"].split())
+        predicted = check_module(str(path), facts, loaded=loaded)
+        kinds.add(predicted.verdict if predicted.reason is None else predicted.reason.code)
+        problems.append(_compare(label, predicted, seen[label]))
+    assert [p for p in problems if p] == []
+    assert {LOADS, "vermagic", "crc", "namespace", "gpl-only", "needs-module", "loaded"} <= kinds
+    # --running in the guest itself, for the module whose dependencies are not loaded
+    ext4 = str(kernel.indexed_moddir / _ext4(kernel))
+    running = vm.run([LKM, "check", "--running", "--json", "--kernel", str(kernel.headers), ext4])
+    verdict = json.loads(running.stdout)[0]
+    assert running.status == 1 and verdict["findings"][-1]["code"] == "needs-module"
+    report(
+        f"lkm check vs insmod in {kernel.label}: {len(cases)} modules, every verdict and first "
+        "reason as the kernel's (and --running in the guest)"
+    )
