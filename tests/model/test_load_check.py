@@ -30,7 +30,9 @@ from lkm.testing.module_edits import crc_changed, modinfo_replaced, unsigned
 
 
 def _facts(kernel: KernelFixture) -> KernelFacts:
-    return kernel_facts(kernel.version, "amd64", str(kernel.indexed_moddir), str(kernel.headers))
+    # With the image: every signature is verified against the kernel's key.
+    moddir, headers = str(kernel.indexed_moddir), str(kernel.headers)
+    return kernel_facts(kernel.version, "amd64", moddir, headers, str(kernel.vmlinuz))
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +69,9 @@ def test_every_in_tree_module_loads_into_its_own_kernel(
     # their dependencies are the ones depmod found in the tree
     needing = sum(1 for v in verdicts if v.needs)
     report(
-        f"lkm check on {label}: {len(paths)} in-tree modules load ({len(staging)} staging with "
-        f"taint C, {needing} needing others first) in {seconds:.1f} s"
+        f"lkm check on {label}: {len(paths)} in-tree modules load, signatures verified "
+        f"({len(staging)} staging with taint C, {needing} needing others first) "
+        f"in {seconds:.1f} s"
     )
 
 
@@ -123,7 +126,9 @@ def _check(
     return verdict.verdict, [(f.code, f.message, f.errno, f.taint) for f in verdict.findings]
 
 
-def test_edited_modules(tmp_path: Path, dummy: bytes, facts_61: KernelFacts) -> None:
+def test_edited_modules(
+    tmp_path: Path, dummy: bytes, facts_61: KernelFacts, kernel_61: KernelFixture
+) -> None:
     verdict, findings = _check(tmp_path, dummy, facts_61)
     assert verdict == TAINTS and [f[3] for f in findings] == ["E"]  # unsigned
     verdict, findings = _check(tmp_path, dummy, facts_61, sig_enforce=True)
@@ -152,6 +157,16 @@ def test_edited_modules(tmp_path: Path, dummy: bytes, facts_61: KernelFacts) -> 
         verdict == TAINTS
         and ("out-of-tree", "dummy: loading out-of-tree module taints kernel.", "", "O") in findings
     )
+    signed = (kernel_61.indexed_moddir / "kernel/drivers/net/dummy.ko").read_bytes()
+    verdict, findings = _check(tmp_path, signed[:200] + b"X" + signed[201:], facts_61)
+    assert verdict == REFUSED and findings == [
+        (
+            "bad-signature",
+            "(nothing logged: the signature does not match the module's contents)",
+            "EKEYREJECTED",
+            "",
+        )
+    ]
     verdict, findings = _check(tmp_path, dummy[:3000], facts_61)
     assert verdict == REFUSED and findings[0][0] == "not-a-module"
     verdict, findings = _check(tmp_path, b"not an ELF file at all", facts_61)

@@ -12,7 +12,10 @@ from the guest's ``/proc/modules`` of that moment, as ``--running``
 reads it): a refusal must come with the kernel's own first error line
 and insmod's reason, a load with exactly the predicted taints
 (``/sys/module/NAME/taint``). ``lkm check --running`` also runs inside
-the guest once, for ``ext4``.
+the guest once, for ``ext4``. Signatures: the kernel's own module with a
+byte changed (refused even unenforced, nothing logged: ``lkm check``
+verifies it with the key's certificate from the kernel image) and the
+module signed by a new key (loads, taint E).
 """
 
 from __future__ import annotations
@@ -78,6 +81,14 @@ def _cases(
         "truncated": own.read_bytes()[:3000] if own.suffix == ".ko" else plain[:3000],
     }
     cases: list[Case] = [("signed", own, "dummy", False)]
+    tampered = bytearray(
+        own.read_bytes() if own.suffix == ".ko" else lzma.decompress(own.read_bytes())
+    )
+    tampered[200] ^= 1  # in the signed part: the kernel refuses, enforced or not
+    (work / "tampered.ko").write_bytes(bytes(tampered))
+    cases.append(("tampered", work / "tampered.ko", "dummy", False))
+    (work / "foreign-key.ko").write_bytes(_signed_by_a_new_key(plain, work))
+    cases.append(("signed by another key", work / "foreign-key.ko", "dummy", False))
     for label, data in edits.items():
         path = work / f"{label}.ko"
         path.write_bytes(data)
@@ -94,6 +105,16 @@ def _cases(
         packed.write_bytes(lzma.compress(own.read_bytes(), check=lzma.CHECK_CRC32))
         cases.append(("xz", packed, "dummy", False))
     return cases
+
+
+def _signed_by_a_new_key(image: bytes, work: Path) -> bytes:
+    from lkm.workflows.keygen import generate
+    from lkm.workflows.sign import load_signer, sign_module
+
+    pair = generate("lkm check test key")
+    (work / "key.pem").write_bytes(pair.key_pem)
+    (work / "cert.pem").write_bytes(pair.certificate)
+    return sign_module(image, load_signer(str(work / "key.pem"), str(work / "cert.pem")))
 
 
 def _ext4(kernel: KernelFixture) -> str:
@@ -149,8 +170,9 @@ def _compare(label: str, predicted: Verdict, seen: dict[str, str]) -> str:
             return f"{label}: loaded, lkm check said refused ({reason.message})"
         if insmod_text(reason.errno) not in seen["insmod"]:
             return f"{label}: insmod said {seen['insmod']!r}, lkm check {reason.errno}"
-        if reason.errno == "EEXIST":
-            return ""  # the kernel logs nothing
+        if reason.message.startswith("(nothing logged"):
+            errors = [line for line in kernel_lines if not line.endswith("tainting kernel")]
+            return f"{label}: the kernel logged {errors}" if errors else ""
         # The first line the kernel logs that is not a taint's notice (some
         # are logged once per boot only) must be lkm check's reason.
         notices = {f.message for f in predicted.findings if not f.refuses}
@@ -175,7 +197,11 @@ def test_check_predicts_what_the_kernel_does(
     arm = next(k for k in kernels if k.label == "6.1-armhf")
     cases = _cases(kernel, other, arm, tmp_path / "cases")
     facts: KernelFacts = kernel_facts(
-        kernel.version, "amd64", str(kernel.indexed_moddir), str(kernel.headers)
+        kernel.version,
+        "amd64",
+        str(kernel.indexed_moddir),
+        str(kernel.headers),
+        str(kernel.vmlinuz),
     )
     output = vm.check(["sh", "-c", _script(cases)], timeout=300).stdout.decode()
     seen = _parse(output)
@@ -187,7 +213,16 @@ def test_check_predicts_what_the_kernel_does(
         kinds.add(predicted.verdict if predicted.reason is None else predicted.reason.code)
         problems.append(_compare(label, predicted, seen[label]))
     assert [p for p in problems if p] == []
-    assert {LOADS, "vermagic", "crc", "namespace", "gpl-only", "needs-module", "loaded"} <= kinds
+    assert {
+        LOADS,
+        "vermagic",
+        "crc",
+        "namespace",
+        "gpl-only",
+        "needs-module",
+        "loaded",
+        "bad-signature",
+    } <= kinds
     # --running in the guest itself, for the module whose dependencies are not loaded
     ext4 = str(kernel.indexed_moddir / _ext4(kernel))
     running = vm.run([LKM, "check", "--running", "--json", "--kernel", str(kernel.headers), ext4])

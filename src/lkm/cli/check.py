@@ -118,7 +118,9 @@ def _kernel_facts(spec: str | None) -> KernelFacts:
     kernel = find_kernel(spec, need="headers")
     if kernel.modules is None or kernel.headers is None:
         raise CheckError(f"{kernel.release}: its module tree is needed too (lkm kernel fetch)")
-    return kernel_facts(kernel.release, kernel.arch or "amd64", kernel.modules, kernel.headers)
+    return kernel_facts(
+        kernel.release, kernel.arch or "amd64", kernel.modules, kernel.headers, kernel.image
+    )
 
 
 def check_all(

@@ -122,6 +122,7 @@ class KernelFacts(Record):
     config: dict[str, str]
     signer: tuple[bytes | None, int] | None  # issuer CN and serial of its modules' key
     modules: frozenset[str]  # the names of its own modules
+    certificate: bytes | None = None  # that key's certificate (DER), from its image
 
     def enabled(self, option: str) -> bool:
         return self.config.get(option) in ("y", "m")
@@ -130,15 +131,26 @@ class KernelFacts(Record):
 # -- the kernel's side ----------------------------------------------------------
 
 
-def kernel_facts(release: str, arch: str, modules_dir: str, headers_dir: str) -> KernelFacts:
+def kernel_facts(
+    release: str, arch: str, modules_dir: str, headers_dir: str, image: str | None = None
+) -> KernelFacts:
     """A kernel's facts from its module tree (a module of its own, the
-    names of all) and its headers (``Module.symvers``, the configuration).
-    Raises :class:`CheckError` naming what is missing or unreadable."""
+    names of all), its headers (``Module.symvers``, the configuration) and
+    its image when given (the certificate of the key its modules are
+    signed with, to verify signatures). Raises :class:`CheckError` naming
+    what is missing or unreadable."""
     exports = read_symvers(os.path.join(headers_dir, "Module.symvers"))
     config = read_config(headers_dir)
     names, sample = _tree_modules(modules_dir)
     vermagic, size, signer = _own_module_facts(sample)
-    return KernelFacts(release, arch, vermagic, size, exports, config, signer, frozenset(names))
+    certificate = None
+    if image is not None and signer is not None:
+        from lkm.model.kernel_keys import signing_certificate
+
+        certificate = signing_certificate(image, *signer)
+    return KernelFacts(
+        release, arch, vermagic, size, exports, config, signer, frozenset(names), certificate
+    )
 
 
 def read_symvers(path: str) -> dict[str, Export]:
@@ -237,6 +249,17 @@ class _Module:
         self.needed = list(module.needed().distinct_names())
         self.exports = [symbol.name for symbol in module.exports()]
         self.signature = module.signature
+        self.signature_valid: bool | None = None  # None: not verified
+
+    def verify(self, module: ModuleFile, certificate: bytes) -> None:
+        """Whether the signature is the certificate key's over the module."""
+        from lkm.model.kernel_keys import signature_matches
+
+        signature = self.signature
+        if signature is None or signature.pkcs7 is None:
+            return
+        content = bytes(module.data[: signature.module_size])
+        self.signature_valid = signature_matches(certificate, signature.pkcs7, content)
 
 
 def check_module(
@@ -264,6 +287,8 @@ def check_module(
     try:
         with open_module(path) as module:
             facts = _Module(module)
+            if kernel.certificate is not None and _signed_by(facts, kernel):
+                facts.verify(module, kernel.certificate)
     except LkmError as exc:
         return Verdict(path, name, kernel.release, (_unreadable(str(exc), path),))
     name = _module_name(facts.info.get("name", name)) if facts.info.get("name") else name
@@ -280,6 +305,14 @@ _ELF_PROBLEMS = (
     ("section header table", "Invalid ELF section header overflow"),
     ("does not end with a NUL", "ELF Spec violation: section name table isn't null terminated"),
 )
+
+
+def _signed_by(module: _Module, kernel: KernelFacts) -> bool:
+    """Whether the module names the key the kernel's own modules are signed with."""
+    signature, known = module.signature, kernel.signer
+    if signature is None or signature.pkcs7 is None or known is None:
+        return False
+    return (signature.pkcs7.issuer_cn, signature.pkcs7.serial) == known
 
 
 def _unreadable(problem: str, path: str) -> Finding:
@@ -347,13 +380,7 @@ class _Checks:
         are (None: the kernel does not check signatures)."""
         if not self.kernel.enabled("CONFIG_MODULE_SIG"):
             return None
-        signature, known = self.module.signature, self.kernel.signer
-        return (
-            signature is not None
-            and signature.pkcs7 is not None
-            and known is not None
-            and (signature.pkcs7.issuer_cn, signature.pkcs7.serial) == known
-        )
+        return _signed_by(self.module, self.kernel)
 
     def _signature_advice(self) -> str:
         signed = self.module.signature is not None
@@ -364,8 +391,19 @@ class _Checks:
         )
 
     def _enforced_signature(self) -> list[Finding]:
-        # module_sig_check runs first of all; unenforced, its verdict
-        # becomes taint E later (see _unsigned).
+        # module_sig_check runs first of all; a signature that does not
+        # match is fatal whatever the settings (and logs nothing); a
+        # missing key or signature, unenforced, becomes taint E later.
+        if self._trusted_signature() and self.module.signature_valid is False:
+            return [
+                Finding(
+                    "bad-signature",
+                    "(nothing logged: the signature does not match the module's contents)",
+                    "EKEYREJECTED",
+                    advice="the file changed after it was signed: sign it again (or use the "
+                    "unmodified file)",
+                )
+            ]
         if self._trusted_signature() is not False or not self.sig_enforce:
             return []
         signed = self.module.signature is not None

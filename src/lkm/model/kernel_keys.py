@@ -1,0 +1,102 @@
+"""The key a Debian kernel signs its own modules with, from its image.
+
+The kernel's build key is in vmlinux only (``system_certificate_list``);
+Debian's image is a bzImage whose payload is vmlinux. The certificate is
+found by its issuer's common name and serial number (what a module's
+PKCS#7 signature names), so the list's layout does not matter. Used by
+``lkm check`` to tell a module signed by the kernel's key from one whose
+contents changed since (the kernel refuses that even when signatures are
+not enforced).
+"""
+
+from __future__ import annotations
+
+from lkm.errors import FormatError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
+if TYPE_CHECKING:
+    from lkm.formats.signature import Pkcs7Signer
+
+_SEQUENCE_LONG = b"\x30\x82"  # a DER SEQUENCE with a two-byte length: every X.509 certificate here
+_SEARCH_BACK = 4096  # bytes before the issuer's name where its certificate may start
+
+
+def signing_certificate(image: str, issuer_cn: bytes | None, serial: int) -> bytes | None:
+    """The DER certificate in the kernel image ``image`` (a bzImage or a
+    vmlinux) whose issuer's common name and serial are these; None when
+    there is none (or the image cannot be read)."""
+    if not issuer_cn:
+        return None
+    data = _vmlinux(image)
+    if data is None:
+        return None
+    from cryptography import x509
+
+    at = data.find(issuer_cn)
+    while at >= 0:
+        for start in _starts_before(data, at):
+            length = 4 + int.from_bytes(data[start + 2 : start + 4], "big")
+            try:
+                certificate = x509.load_der_x509_certificate(data[start : start + length])
+            except ValueError:
+                continue
+            if certificate.serial_number == serial:
+                return data[start : start + length]
+        at = data.find(issuer_cn, at + 1)
+    return None
+
+
+def _starts_before(data: bytes, at: int) -> list[int]:
+    """Where a certificate holding the byte at ``at`` could start, nearest first."""
+    starts = []
+    position = data.rfind(_SEQUENCE_LONG, max(0, at - _SEARCH_BACK), at)
+    while position >= 0:
+        starts.append(position)
+        position = data.rfind(_SEQUENCE_LONG, max(0, at - _SEARCH_BACK), position)
+    return starts
+
+
+def _vmlinux(image: str) -> bytes | None:
+    from lkm.formats.bzimage import is_bzimage, vmlinux
+    from lkm.system.files import BINARY, read_file
+
+    try:
+        data = read_file(image, BINARY)
+    except OSError:
+        return None
+    if not is_bzimage(data[:4096]):
+        return data
+    try:
+        return vmlinux(data)
+    except FormatError:
+        return None
+
+
+def signature_matches(certificate: bytes, signer: Pkcs7Signer, content: bytes) -> bool | None:
+    """Whether ``signer``'s signature over ``content`` is the
+    certificate's key's (None: a key or digest this cannot check)."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    digests: dict[str, hashes.HashAlgorithm] = {
+        "sha256": hashes.SHA256(),
+        "sha384": hashes.SHA384(),
+        "sha512": hashes.SHA512(),
+    }
+    digest = digests.get(signer.digest_algorithm)
+    key = x509.load_der_x509_certificate(certificate).public_key()
+    if digest is None:
+        return None
+    try:
+        # Debian's 6.1 signs with RSA (PKCS#1 v1.5), 6.12 with ECDSA.
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(signer.encrypted_digest, content, padding.PKCS1v15(), digest)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signer.encrypted_digest, content, ec.ECDSA(digest))
+        else:
+            return None
+    except InvalidSignature:
+        return False
+    return True
