@@ -27,18 +27,23 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from conftest import command
+
 from lkm.model.load_check import (
     LOADS,
     REFUSED,
+    TAINTS,
     KernelFacts,
     Verdict,
     check_module,
+    exports_of,
     insmod_text,
     kernel_facts,
 )
 from lkm.testing.debian_kernels import KernelFixture
 from lkm.testing.guest import Guest
 from lkm.testing.module_edits import crc_changed, modinfo_replaced, unsigned
+from lkm.vm.qemu import VmSession
 
 LKM = str(Path(sys.executable).with_name("lkm"))
 Report = Callable[[str], None]
@@ -232,3 +237,75 @@ def test_check_predicts_what_the_kernel_does(
         f"lkm check vs insmod in {kernel.label}: {len(cases)} modules, every verdict and first "
         "reason as the kernel's (and --running in the guest)"
     )
+
+
+def test_modules_checked_together(vm: Guest, tmp_path: Path, report: Report) -> None:
+    """The pair template built for the guest's kernel: its user module
+    needs its core module's export. Checked alone it is refused (Unknown
+    symbol, as insmod of it alone is); checked with the core both load,
+    and insmod of the core, then the user, loads both."""
+    from lkm.workflows.scaffold import create
+
+    kernel = vm.kernel
+    directory = tmp_path / "duo"
+    create(str(directory), "pair")
+    built = command([LKM, "build", str(directory), "--kernel", kernel.version, "-j2"], text=True)
+    assert built.returncode == 0, built.stdout + built.stderr
+    core, user = directory / "duo_core.ko", directory / "duo_user.ko"
+    facts = kernel_facts(kernel.version, "amd64", str(kernel.indexed_moddir), str(kernel.headers))
+    loaded = frozenset(vm.check("cut -d' ' -f1 /proc/modules").stdout.decode().split())
+    alone = check_module(str(user), facts, loaded=loaded)
+    together = [
+        check_module(str(path), facts, others=exports_of([str(other)]), loaded=loaded)
+        for path, other in ((core, user), (user, core))
+    ]
+    script = (
+        f'dmesg -C; insmod {user} 2>&1; echo "@@status $?"; dmesg -t | grep duo_user; '
+        f"insmod {core} && insmod {user} && cat /sys/module/duo_user/taint; "
+        "rmmod duo_user duo_core"
+    )
+    out = vm.check(["sh", "-c", script]).stdout.decode()
+    assert alone.reason is not None and alone.reason.code == "unknown-symbol"
+    assert "@@status 1" in out and alone.reason.message in out.splitlines()
+    assert [v.verdict for v in together] == [TAINTS, TAINTS] and together[1].needs == ("duo_core",)
+    assert set(out.strip().splitlines()[-1]) == set(together[1].taints) == {"O", "E"}
+    report(
+        f"lkm check of two out-of-tree modules in {kernel.label}: the user alone refused "
+        f"({alone.reason.message}), both together load, as insmod found"
+    )
+
+
+def test_enforced_signatures(kernel_61: KernelFixture, tmp_path: Path, report: Report) -> None:
+    """A guest booted with ``module.sig_enforce=1``: the kernel's own module
+    loads, an unsigned one and one signed by a new key are rejected, as
+    ``lkm check --running`` inside says (it reads sig_enforce)."""
+    kernel = kernel_61
+    own = _own_dummy(kernel)
+    work = tmp_path / "cases"
+    work.mkdir()
+    (work / "unsigned.ko").write_bytes(unsigned(own))
+    (work / "new-key.ko").write_bytes(_signed_by_a_new_key(unsigned(own), work))
+    paths = [str(own), str(work / "unsigned.ko"), str(work / "new-key.ko")]
+    moddir = str(kernel.indexed_moddir)
+    with VmSession(
+        str(kernel.vmlinuz), moddir, kernel.version, append="module.sig_enforce=1"
+    ) as session:
+        guest = Guest(session, kernel)
+        predicted = guest.run(
+            [LKM, "check", "--running", "--json", "--kernel", str(kernel.headers), *paths]
+        )
+        loads = []
+        for path in paths:
+            done = guest.run(["sh", "-c", f"insmod {path} 2>&1; dmesg -t | tail -1; rmmod dummy"])
+            loads.append(done.stdout.decode())
+    verdicts = json.loads(predicted.stdout)
+    assert [v["verdict"] for v in verdicts] == [LOADS, REFUSED, REFUSED]
+    assert [v["findings"][0]["message"] for v in verdicts[1:]] == [
+        "Loading of unsigned module is rejected",
+        "Loading of module with unavailable key is rejected",
+    ]
+    for verdict, seen in zip(verdicts[1:], loads[1:], strict=True):
+        assert "Key was rejected by service" in seen
+        assert seen.splitlines()[-1] == verdict["findings"][0]["message"]
+    assert "ERROR" not in loads[0]
+    report("lkm check --running with module.sig_enforce=1 in 6.1: 3 modules as the kernel decided")
