@@ -12,7 +12,8 @@ from the guest's ``/proc/modules`` of that moment, as ``--running``
 reads it): a refusal must come with the kernel's own first error line
 and insmod's reason, a load with exactly the predicted taints
 (``/sys/module/NAME/taint``). ``lkm check --running`` also runs inside
-the guest once, for ``ext4``. Signatures: the kernel's own module with a
+the guest once, for ``ext4``, and ``lkm insmod -v`` says the kernel's
+reason after a refusal. Signatures: the kernel's own module with a
 byte changed (refused even unenforced, nothing logged: ``lkm check``
 verifies it with the key's certificate from the kernel image) and the
 module signed by a new key (loads, taint E).
@@ -228,6 +229,14 @@ def test_check_predicts_what_the_kernel_does(
         "loaded",
         "bad-signature",
     } <= kinds
+    # lkm insmod -v: the kernel's reason after its refusal
+    vermagic = next(path for label, path, _, _ in cases if label == "vermagic")
+    # (the kernel's packages from lkm's cache: this guest has no build link)
+    cache = f"LKM_CACHE={Path(kernel.root).parents[1]}"
+    explained = vm.run(["env", cache, LKM, "insmod", "-v", str(vermagic)])
+    lines = explained.stderr.decode().splitlines()
+    assert explained.status == 1 and lines[0].endswith("Invalid module format"), lines
+    assert lines[1].startswith("insmod: the kernel's reason: dummy: version magic '"), lines
     # --running in the guest itself, for the module whose dependencies are not loaded
     ext4 = str(kernel.indexed_moddir / _ext4(kernel))
     running = vm.run([LKM, "check", "--running", "--json", "--kernel", str(kernel.headers), ext4])

@@ -168,6 +168,29 @@ def _command_line_blacklist() -> frozenset[str]:
     return frozenset(names)
 
 
+def explain(path: str) -> list[str]:
+    """Why the running kernel refused the module at ``path``, as ``lkm
+    check --running`` sees it: lines for ``insmod -v`` and friends to
+    print after their own error (one line when it cannot tell)."""
+    from lkm.errors import LkmError
+
+    try:
+        kernel = _kernel_facts(os.uname().release)
+        verdict = check_all([path], kernel, sig_enforce=_sig_enforced(), running=True)[0]
+    except (LkmError, OSError) as exc:
+        return [f"lkm check cannot tell why: {exc}"]
+    reason = verdict.reason
+    if reason is None:
+        return [
+            "lkm check finds nothing the kernel refuses before the module's own code runs: "
+            "its init function or a parameter failed (see dmesg)"
+        ]
+    lines = [f"the kernel's reason: {reason.message}"]
+    if reason.advice:
+        lines.append(f"  {reason.advice}")
+    return lines
+
+
 def _sig_enforced() -> bool:
     try:
         with open("/sys/module/module/parameters/sig_enforce", encoding="ascii") as f:

@@ -5,7 +5,9 @@ Messages, options and exit codes are kmod 30's (tools/insmod.c): ``-p`` and
 versions and vermagic, the parameters are joined with spaces. A compressed
 module goes to the kernel as it is when the kernel decompresses that format
 itself (``/sys/module/compression``), else lkm decompresses it; the lkm
-option ``--decompress=user|kernel|auto`` chooses explicitly.
+option ``--decompress=user|kernel|auto`` chooses explicitly; with the lkm
+option ``-v``/``--verbose`` a refused load is followed by the kernel's
+reason and what to do (``lkm check --running``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
         return 1
 
     try:
-        opts, operands = parse(argv0, args, "psfVh", ("version", "help", "decompress="))
+        opts, operands = parse(argv0, args, "psfvVh", ("version", "help", "decompress=", "verbose"))
     except UsageError as exc:
         err.write(f"{exc}\n".encode("utf-8", "surrogateescape"))
         return 1
@@ -43,10 +45,13 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
         out.write(shown.encode("utf-8", "surrogateescape"))
         return 0
     force = False
+    verbose = False  # lkm: after a refusal, say why (lkm check --running)
     decompress = "auto"
     for opt, value in opts:
         if opt == "-f":
             force = True
+        elif opt in ("-v", "--verbose"):
+            verbose = True
         elif opt == "--decompress":
             decompress = value
     if decompress not in ("auto", "user", "kernel"):
@@ -67,7 +72,12 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
     try:
         KernelModules().insert(filename, params, force=force, decompress=decompress)
     except KernelCallError as exc:
-        return error(f"could not insert module {filename}: {insert_error_text(exc.code)}")
+        status = error(f"could not insert module {filename}: {insert_error_text(exc.code)}")
+        if verbose:
+            from lkm.cli.check import explain
+
+            err.write("".join(f"{PROG}: {line}\n" for line in explain(filename)).encode())
+        return status
     except OSError as exc:
         return error(f"could not insert module {filename}: {os.strerror(exc.errno or 0)}")
     except FileFormatError as exc:
