@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from lkm.errors import LkmError
 from lkm.formats.module_file import open_module
+from lkm.formats.module_params import module_params
 from lkm.model.modinfo import info_entries
 from lkm.testing.debian_kernels import KernelFixture, load_manifest
 
@@ -108,6 +109,7 @@ def _read_everything(path: Path, mapped: bool) -> object:
                 module.versions(),
                 list(module.needed()),
                 module.signature,
+                module_params(module.elf),
             )
     except LkmError as exc:
         return exc
@@ -135,7 +137,10 @@ def test_mutated_modules(tmp_path_factory: pytest.TempPathFactory, case: tuple[s
     by_position = _read_everything(path, mapped=False)
     assert repr(by_position) == repr(mapped)
     path.unlink()
-    fuzz_example("mutated and truncated modules (modinfo, every reader, mapped and by position)")
+    fuzz_example(
+        "mutated and truncated modules (modinfo, every reader incl. the parameter table, "
+        "mapped and by position)"
+    )
 
 
 @pytest.mark.fixtures

@@ -228,3 +228,102 @@ def test_cli(tmp_path: Path, kernel_61: KernelFixture, kernel_612: KernelFixture
     assert missing.status == 1 and b"none.ko" in missing.stdout
     help_text = lkm("lkm", ["check", "--help"])
     assert help_text.status == 0 and b"--sig-enforce" in help_text.stdout
+
+
+def test_parameters_as_parse_args_takes_them(kernel_61: KernelFixture) -> None:
+    """The parameter table read from the relocations of ``__param`` (names,
+    the kernel's ops, an array's size) and the values the kernel's ops
+    accept, from its kstrto* rules; the guest confirms the kernel's lines
+    in tests/vm/test_check_in_vm.py."""
+    from lkm.formats.module_file import open_module
+    from lkm.formats.module_params import module_params
+    from lkm.model.module_args import bool_value, integer_errno, split_args
+
+    e1000 = kernel_61.indexed_moddir / "kernel/drivers/net/ethernet/intel/e1000/e1000.ko"
+    with open_module(str(e1000)) as module:
+        table = {p.name: p for p in module_params(module.elf) or []}
+    assert table["debug"].ops == "param_ops_int" and table["copybreak"].ops == "param_ops_uint"
+    assert table["Speed"].ops == "param_array_ops" and table["Speed"].limit == 33
+    with open_module(str(kernel_61.indexed_moddir / "kernel/drivers/block/loop.ko")) as module:
+        own = {p.name: p.ops for p in module_params(module.elf) or []}
+    assert own == {"hw_queue_depth": "", "max_part": "param_ops_int", "max_loop": ""}
+    int_range = (-(2**31), 2**31 - 1)
+    cases = {"7": "", "-7": "", "0x1f": "", "017": "", "08": "EINVAL", "0x": "EINVAL", "": "EINVAL"}
+    cases |= {"+-1": "EINVAL", "1\n": "", "2147483648": "ERANGE", "0x1" + "0" * 16: "ERANGE"}
+    assert {text: integer_errno(text, *int_range) for text in cases} == cases
+    assert integer_errno("-1", 0, 2**32 - 1) == "EINVAL"
+    assert [bool_value(t) for t in ("Y", "0", "on", "oF", "o", "", "true")] == [
+        True, False, True, False, None, None, None
+    ]  # fmt: skip
+    assert split_args(' a=1  b="x y" c d=') == [("a", "1"), ("b", "x y"), ("c", None), ("d", "")]
+
+
+def test_cli_parameters(kernel_61: KernelFixture) -> None:
+    moddir = kernel_61.indexed_moddir
+    e1000 = str(moddir / "kernel/drivers/net/ethernet/intel/e1000/e1000.ko")
+    dummy = str(moddir / "kernel/drivers/net/dummy.ko")
+    headers = str(kernel_61.headers)
+    args = ["check", "--kernel", headers, "--json", e1000, "debug=2", "nosuch=1", dummy]
+    both = lkm("lkm", [*args, "numdummies=x"])
+    assert both.status == 1
+    first, second = json.loads(both.stdout)
+    assert first["verdict"] == LOADS
+    assert [f["message"] for f in first["findings"]] == [
+        "e1000: unknown parameter 'nosuch' ignored"
+    ]
+    assert second["verdict"] == REFUSED and second["findings"][-1] == {
+        "code": "param-value",
+        "message": "dummy: `x' invalid for parameter `numdummies'",
+        "errno": "EINVAL",
+        "insmod": "Invalid parameters",
+        "taint": None,
+        "advice": "numdummies takes a value of type int",
+    }
+    after_directory = lkm(
+        "lkm", ["check", "--kernel", headers, str(moddir / "kernel/fs/ext4"), "x=1"]
+    )
+    assert after_directory.status == 2 and b"after a directory" in after_directory.stderr
+
+
+def test_lkm_try_says_the_kernels_reason(kernel_61: KernelFixture, tmp_path: Path) -> None:
+    """A module the guest's insmod got ENOEXEC for: ``lkm try``'s report adds
+    the reason lkm check finds (the modules built together), not only
+    "Invalid module format"."""
+    import errno
+
+    from lkm.vm.boot_kernel import BootKernel
+    from lkm.workflows.try_module import Call, GuestReport, TryReport, _review, check_reason
+
+    dummy = kernel_61.indexed_moddir / "kernel/drivers/net/dummy.ko"
+    edited = tmp_path / "dummy.ko"
+    edited.write_bytes(modinfo_replaced(unsigned(dummy), b"SMP preempt", b"SMP preemPT"))
+    boot = BootKernel(kernel_61.version, str(kernel_61.vmlinuz), str(kernel_61.indexed_moddir))
+    modules = [("dummy", str(edited))]
+    guest = GuestReport(
+        0, 0, (Call("insmod", "dummy", 0.1, errno.ENOEXEC),), (), (), {}, {}, None, ()
+    )
+    report = TryReport(str(tmp_path), kernel_61.version, str(kernel_61.headers))
+    _review(report, guest, lambda name: check_reason(modules, boot, str(kernel_61.headers), name))
+    assert report.problems[0].startswith("load failed: dummy: Exec format error (-ENOEXEC)")
+    assert report.problems[1].startswith(
+        "the kernel's reason (lkm check): dummy: version magic '6.1"
+    ), report.problems
+    assert "rebuild against" in report.problems[1]
+    assert check_reason(modules, boot, str(kernel_61.headers), "other") is None
+
+
+def test_lkm_build_notes_for_the_running_kernel(
+    kernel_61: KernelFixture, kernel_612: KernelFixture, facts_61: KernelFacts
+) -> None:
+    """After a build for another kernel than the running one, lkm build says
+    whether the running kernel (here: 6.1's facts) would load the result."""
+    from lkm.workflows.check import load_notes
+
+    own = str(kernel_61.indexed_moddir / "kernel/drivers/net/dummy.ko")
+    foreign = str(kernel_612.indexed_moddir / "kernel/drivers/net/dummy.ko.xz")
+    refused, loads = load_notes([foreign, own], kernel_612.version, facts_61)
+    assert refused == (
+        f"dummy is built for {kernel_612.version}, not the running {kernel_61.version}, which "
+        "would refuse it: dummy: disagrees about version of symbol module_layout"
+    )
+    assert loads.endswith("which would load it too (loads)")

@@ -6,7 +6,9 @@ test makes from the Debian trees' own modules: the kernel's own
 licence, another vermagic word, a changed symbol CRC), the other
 kernel's ``dummy``, the armhf tree's, a truncated file, a module whose
 namespace import is hidden, ``ext4`` without the modules it needs loaded,
-a module loaded twice, and (6.1) the kernel's own module xz-compressed.
+a module loaded twice, (6.1) the kernel's own module xz-compressed, a
+staging module, and ``dummy``/``e1000`` loaded with parameters (unknown,
+not a number, out of range, too many array elements).
 For each, ``lkm check`` predicted on the host (for the loaded-module cases
 from the guest's ``/proc/modules`` of that moment, as ``--running``
 reads it): a refusal must come with the kernel's own first error line
@@ -28,6 +30,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from conftest import command
 
 from lkm.model.load_check import (
@@ -49,8 +52,8 @@ from lkm.vm.qemu import VmSession
 LKM = str(Path(sys.executable).with_name("lkm"))
 Report = Callable[[str], None]
 # One case: the file, the module name it loads as, whether it is loaded
-# once first (the already-loaded case).
-Case = tuple[str, Path, str, bool]
+# once first (the already-loaded case), the parameters insmod passes.
+Case = tuple[str, Path, str, bool, str]
 
 
 def _own_dummy(kernel: KernelFixture) -> Path:
@@ -71,6 +74,17 @@ def _namespace_importer(kernel: KernelFixture) -> tuple[Path, str]:
     raise AssertionError("no namespace importer without dependencies")
 
 
+def _no_dependencies(kernel: KernelFixture, wanted: Callable[[str], bool]) -> tuple[Path, str]:
+    """The first module of the tree ``wanted`` accepts (by its path) that
+    needs no other module, and its name."""
+    moddir = kernel.indexed_moddir
+    for line in (moddir / "modules.dep").read_text().splitlines():
+        path, _, deps = line.partition(":")
+        if not deps.strip() and wanted(path):
+            return moddir / path, Path(path).name.split(".")[0].replace("-", "_")
+    raise AssertionError(f"no such module without dependencies in {moddir}")
+
+
 def _cases(
     kernel: KernelFixture, other: KernelFixture, arm: KernelFixture, work: Path
 ) -> list[Case]:
@@ -86,30 +100,38 @@ def _cases(
         "crc": crc_changed(plain, "register_netdevice"),
         "truncated": own.read_bytes()[:3000] if own.suffix == ".ko" else plain[:3000],
     }
-    cases: list[Case] = [("signed", own, "dummy", False)]
+    cases: list[Case] = [("signed", own, "dummy", False, "")]
     tampered = bytearray(
         own.read_bytes() if own.suffix == ".ko" else lzma.decompress(own.read_bytes())
     )
     tampered[200] ^= 1  # in the signed part: the kernel refuses, enforced or not
     (work / "tampered.ko").write_bytes(bytes(tampered))
-    cases.append(("tampered", work / "tampered.ko", "dummy", False))
+    cases.append(("tampered", work / "tampered.ko", "dummy", False, ""))
     (work / "foreign-key.ko").write_bytes(_signed_by_a_new_key(plain, work))
-    cases.append(("signed by another key", work / "foreign-key.ko", "dummy", False))
+    cases.append(("signed by another key", work / "foreign-key.ko", "dummy", False, ""))
     for label, data in edits.items():
         path = work / f"{label}.ko"
         path.write_bytes(data)
-        cases.append((label, path, "dummy", False))
+        cases.append((label, path, "dummy", False, ""))
     hidden = work / "namespace.ko"
     hidden.write_bytes(modinfo_replaced(unsigned(importer), b"import_ns=", b"import_nX="))
-    cases.append(("namespace", hidden, importer_name, False))
-    cases.append(("other kernel's", _own_dummy(other), "dummy", False))
-    cases.append(("armhf", next(arm.moddir.rglob("dummy.ko*")), "dummy", False))
-    cases.append(("needs modules", kernel.indexed_moddir / _ext4(kernel), "ext4", False))
-    cases.append(("already loaded", own, "dummy", True))
+    cases.append(("namespace", hidden, importer_name, False, ""))
+    cases.append(("other kernel's", _own_dummy(other), "dummy", False, ""))
+    cases.append(("armhf", next(arm.moddir.rglob("dummy.ko*")), "dummy", False, ""))
+    cases.append(("needs modules", kernel.indexed_moddir / _ext4(kernel), "ext4", False, ""))
+    cases.append(("already loaded", own, "dummy", True, ""))
+    staging, staging_name = _no_dependencies(kernel, lambda path: "/staging/" in path)
+    cases.append(("staging", staging, staging_name, False, ""))
+    cases.append(("unknown parameter", own, "dummy", False, "numdummies=2 nosuch=1 x.y=2"))
+    cases.append(("parameter not a number", own, "dummy", False, "numdummies=2x"))
+    cases.append(("parameter out of range", own, "dummy", False, "numdummies=0x100000000"))
+    e1000, _ = _no_dependencies(kernel, lambda path: "/e1000.ko" in path)
+    too_many = ",".join(["10"] * 40)
+    cases.append(("array too long", e1000, "e1000", False, f"Speed={too_many}"))
     if own.suffix == ".ko":  # 6.1: its own module xz-compressed, as 6.12's are
         packed = work / "dummy.ko.xz"
         packed.write_bytes(lzma.compress(own.read_bytes(), check=lzma.CHECK_CRC32))
-        cases.append(("xz", packed, "dummy", False))
+        cases.append(("xz", packed, "dummy", False, ""))
     return cases
 
 
@@ -134,14 +156,14 @@ def _script(cases: list[Case]) -> str:
     """One guest step for every case: the loaded modules, insmod's output
     and status, the kernel's lines, the module's taints; unloaded after."""
     lines = []
-    for label, path, name, twice in cases:
+    for label, path, name, twice, args in cases:
         quoted = shlex.quote(str(path))
         lines.append(f"echo {shlex.quote('@@ ' + label)}")
         if twice:
             lines.append(f"insmod {quoted} >/dev/null 2>&1")
         lines.append("echo '@@loaded'; cut -d' ' -f1 /proc/modules | tr '\\n' ' '; echo")
         lines.append("dmesg -C")
-        lines.append(f"echo '@@insmod'; insmod {quoted} 2>&1; echo \"@@status $?\"")
+        lines.append(f"echo '@@insmod'; insmod {quoted} {args} 2>&1; echo \"@@status $?\"")
         lines.append("echo '@@kernel'; dmesg -t")
         lines.append(f"echo '@@taint'; cat /sys/module/{name}/taint 2>/dev/null; echo")
         lines.append(f"rmmod {name} 2>/dev/null; true")
@@ -192,6 +214,9 @@ def _compare(label: str, predicted: Verdict, seen: dict[str, str]) -> str:
     taints = set(seen["taint"].strip())
     if taints != set(predicted.taints):
         return f"{label}: taints {sorted(taints)}, lkm check said {sorted(predicted.taints)}"
+    warnings = [f.message for f in predicted.findings if f.code == "unknown-param"]
+    if not set(warnings) <= set(kernel_lines):
+        return f"{label}: the kernel logged {kernel_lines}, lkm check warned {warnings}"
     return ""
 
 
@@ -213,9 +238,10 @@ def test_check_predicts_what_the_kernel_does(
     seen = _parse(output)
     problems = []
     kinds = set()
-    for label, path, _, _ in cases:
+    predictions: dict[str, Verdict] = {}
+    for label, path, _, _, args in cases:
         loaded = frozenset(seen[label]["loaded"].split())
-        predicted = check_module(str(path), facts, loaded=loaded)
+        predicted = predictions[label] = check_module(str(path), facts, loaded=loaded, args=args)
         kinds.add(predicted.verdict if predicted.reason is None else predicted.reason.code)
         problems.append(_compare(label, predicted, seen[label]))
     assert [p for p in problems if p] == []
@@ -228,15 +254,24 @@ def test_check_predicts_what_the_kernel_does(
         "needs-module",
         "loaded",
         "bad-signature",
+        "param-value",
     } <= kinds
+    assert "C" in predictions["staging"].taints
+    assert "unknown-param" in {f.code for f in predictions["unknown parameter"].findings}
     # lkm insmod -v: the kernel's reason after its refusal
-    vermagic = next(path for label, path, _, _ in cases if label == "vermagic")
+    vermagic = next(path for label, path, _, _, _ in cases if label == "vermagic")
     # (the kernel's packages from lkm's cache: this guest has no build link)
     cache = f"LKM_CACHE={Path(kernel.root).parents[1]}"
     explained = vm.run(["env", cache, LKM, "insmod", "-v", str(vermagic)])
     lines = explained.stderr.decode().splitlines()
     assert explained.status == 1 and lines[0].endswith("Invalid module format"), lines
     assert lines[1].startswith("insmod: the kernel's reason: dummy: version magic '"), lines
+    # and lkm modprobe -v (a notice after kmod's own error line)
+    probed = vm.run(["env", cache, LKM, "modprobe", "-v", "dummy", "numdummies=x"])
+    assert probed.status == 1 and probed.stderr.decode().splitlines()[-3:-1] == [
+        "modprobe: ERROR: could not insert 'dummy': Invalid argument",
+        "modprobe: NOTICE: the kernel's reason: dummy: `x' invalid for parameter `numdummies'",
+    ], probed.stderr
     # --running in the guest itself, for the module whose dependencies are not loaded
     ext4 = str(kernel.indexed_moddir / _ext4(kernel))
     running = vm.run([LKM, "check", "--running", "--json", "--kernel", str(kernel.headers), ext4])
@@ -284,21 +319,21 @@ def test_modules_checked_together(vm: Guest, tmp_path: Path, report: Report) -> 
     )
 
 
-def test_enforced_signatures(kernel_61: KernelFixture, tmp_path: Path, report: Report) -> None:
-    """A guest booted with ``module.sig_enforce=1``: the kernel's own module
-    loads, an unsigned one and one signed by a new key are rejected, as
-    ``lkm check --running`` inside says (it reads sig_enforce)."""
-    kernel = kernel_61
+def _signature_cases(kernel: KernelFixture, tmp_path: Path) -> list[str]:
+    """The kernel's own module, unsigned, and signed by a new key."""
     own = _own_dummy(kernel)
     work = tmp_path / "cases"
     work.mkdir()
     (work / "unsigned.ko").write_bytes(unsigned(own))
     (work / "new-key.ko").write_bytes(_signed_by_a_new_key(unsigned(own), work))
-    paths = [str(own), str(work / "unsigned.ko"), str(work / "new-key.ko")]
+    return [str(own), str(work / "unsigned.ko"), str(work / "new-key.ko")]
+
+
+def _boot_and_load(kernel: KernelFixture, append: str, paths: list[str]) -> tuple[str, list[str]]:
+    """In a guest booted with ``append``: lkm check --running's JSON, then
+    each module loaded by insmod (its output and the kernel's last line)."""
     moddir = str(kernel.indexed_moddir)
-    with VmSession(
-        str(kernel.vmlinuz), moddir, kernel.version, append="module.sig_enforce=1"
-    ) as session:
+    with VmSession(str(kernel.vmlinuz), moddir, kernel.version, append=append) as session:
         guest = Guest(session, kernel)
         predicted = guest.run(
             [LKM, "check", "--running", "--json", "--kernel", str(kernel.headers), *paths]
@@ -307,14 +342,48 @@ def test_enforced_signatures(kernel_61: KernelFixture, tmp_path: Path, report: R
         for path in paths:
             done = guest.run(["sh", "-c", f"insmod {path} 2>&1; dmesg -t | tail -1; rmmod dummy"])
             loads.append(done.stdout.decode())
-    verdicts = json.loads(predicted.stdout)
+    return predicted.stdout.decode(), loads
+
+
+@pytest.mark.parametrize(
+    ("append", "refusal", "messages"),
+    [
+        (
+            "module.sig_enforce=1",
+            "Key was rejected by service",
+            [
+                "Loading of unsigned module is rejected",
+                "Loading of module with unavailable key is rejected",
+            ],
+        ),
+        (
+            "lockdown=integrity",
+            "Operation not permitted",
+            ["Lockdown: insmod: unsigned module loading is restricted; see man kernel_lockdown.7"]
+            * 2,
+        ),
+    ],
+    ids=["sig_enforce", "lockdown"],
+)
+def test_enforced_signatures(
+    kernel_61: KernelFixture,
+    tmp_path: Path,
+    report: Report,
+    append: str,
+    refusal: str,
+    messages: list[str],
+) -> None:
+    """A guest booted with ``module.sig_enforce=1``, or locked down: the
+    kernel's own module loads, an unsigned one and one signed by a new key
+    are rejected, as ``lkm check --running`` inside says (it reads
+    sig_enforce and the lockdown level)."""
+    paths = _signature_cases(kernel_61, tmp_path)
+    predicted, loads = _boot_and_load(kernel_61, append, paths)
+    verdicts = json.loads(predicted)
     assert [v["verdict"] for v in verdicts] == [LOADS, REFUSED, REFUSED]
-    assert [v["findings"][0]["message"] for v in verdicts[1:]] == [
-        "Loading of unsigned module is rejected",
-        "Loading of module with unavailable key is rejected",
-    ]
+    assert [v["findings"][0]["message"] for v in verdicts[1:]] == messages
     for verdict, seen in zip(verdicts[1:], loads[1:], strict=True):
-        assert "Key was rejected by service" in seen
+        assert refusal in seen and refusal == verdict["findings"][0]["insmod"]
         assert seen.splitlines()[-1] == verdict["findings"][0]["message"]
     assert "ERROR" not in loads[0]
-    report("lkm check --running with module.sig_enforce=1 in 6.1: 3 modules as the kernel decided")
+    report(f"lkm check --running with {append} in 6.1: 3 modules as the kernel decided")

@@ -79,7 +79,8 @@ def test_autoinstall_goes_past_a_failure(
     tops = [c for c in calls.read_text().splitlines() if "| KERNELRELEASE=" in c]
     assert len(tops) == 3 and all(" -j --jobserver-auth=" in c for c in tops), tops
 
-    state = json.loads(lkm("dkms", ["status", "--json", *options[:6]]).stdout)
+    # (the headers from --kernelsourcedir: the side's tree has no build link)
+    state = json.loads(lkm("dkms", ["status", "--json", *options[:6], *options[8:]]).stdout)
     got = {(e["module"], e["version"]): (e["state"], e["kernel"]) for e in state}
     assert got == {
         ("acpi-call", "1.0"): ("added", None),
@@ -87,6 +88,11 @@ def test_autoinstall_goes_past_a_failure(
         ("broken", "1.0"): ("failed", kernel.version),
         ("tp_smapi", "0.43"): ("installed", kernel.version),
     }
+    # lkm check's verdict on each built module against the kernel's tree and
+    # headers: out of tree, signed by DKMS's key (not the kernel's), loads
+    verdicts = {v["module"]: v for e in state for v in e["load"] or []}
+    assert set(verdicts) >= {"acpi_call", "tp_smapi", "thinkpad_ec"}, verdicts
+    assert {(v["verdict"], v["reason"]) for v in verdicts.values()} == {("loads with taint", None)}
     failed = next(e for e in state if e["module"] == "broken")
     assert failed["reason"] in err and Path(failed["log"]).read_text().count("/nonexistent")
     text = lkm("dkms", ["status", *options[:6]]).stdout.decode()

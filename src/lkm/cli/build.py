@@ -1,6 +1,8 @@
 """``lkm build [DIR] [--kernel VERSION|HEADERS_DIR] [--jobs N]``: kbuild
 for an out-of-tree module (``make -C KDIR M=DIR modules``), output as it
-comes, and one line saying what went wrong and how to fix it when it does."""
+comes, and one line saying what went wrong and how to fix it when it does.
+Built for another kernel than the running one, a note says whether the
+running kernel would load the modules (lkm check), and why not."""
 
 from __future__ import annotations
 
@@ -40,4 +42,8 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "build") -> 
         return 1
     for module in result.modules:
         line(f"built {module} for {result.headers.version}")
+    from lkm.workflows.check import running_kernel_notes
+
+    for note in running_kernel_notes(list(result.modules), result.headers.version):
+        line(f"note: {note}")
     return 0

@@ -24,17 +24,19 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
     from typing import BinaryIO
 
-    from lkm.model.load_check import KernelFacts, Verdict
+    from lkm.model.load_check import Verdict
 
 PROG = "check"
 USAGE = (
-    "usage: lkm check MODULE|DIR... [--kernel VERSION|HEADERS|IMAGE] [--running] "
-    "[--sig-enforce] [--json]\n"
+    "usage: lkm check MODULE [PARAM=VALUE...]|DIR... [--kernel VERSION|HEADERS|IMAGE] "
+    "[--running] [--sig-enforce] [--json]\n"
 )
 HELP = (
     USAGE
     + """
 Say whether a kernel will load each module, and if not exactly why.
+Words after a module that are not files are its parameters, as insmod
+takes them (checked against the module's parameter table).
 
   --kernel SPEC    the kernel: a release, a series (6.1), a headers
                    directory or an image (default: the running kernel)
@@ -50,21 +52,40 @@ Exit status: 0 every module loads (taints allowed), 1 one is refused,
 )
 
 
-def module_paths(operands: list[str]) -> list[str]:
-    """The module files the operands name (a directory: its ``.ko*``
-    files, sorted); an operand that is neither stays as given, for the
-    check to report."""
-    paths: list[str] = []
+def module_paths(operands: list[str]) -> list[tuple[str, str]]:
+    """(module file, its parameters) for the operands: a directory gives
+    its ``.ko*`` files, sorted; a word after a module that is neither a
+    file nor a module's name is that module's parameter (insmod's
+    ``NAME=VALUE``); anything else stays as given, for the check to
+    report."""
+    modules: list[tuple[str, list[str]]] = []
     for operand in operands:
-        if not os.path.isdir(operand):
-            paths.append(operand)
-            continue
-        found = []
-        for directory, dirs, files in os.walk(operand):
-            dirs.sort()
-            found += [os.path.join(directory, n) for n in files if _is_module_name(n)]
-        paths += sorted(found)
-    return paths
+        if modules and not _names_a_module(operand):
+            path, params = modules[-1]
+            if os.path.isdir(path):
+                raise UsageError(f"parameter {operand} given after a directory")
+            params.append(operand)
+        else:
+            modules.append((operand, []))
+    found: list[tuple[str, str]] = []
+    for path, params in modules:
+        if os.path.isdir(path):
+            found += [(module, "") for module in _modules_under(path)]
+        else:
+            found.append((path, " ".join(params)))
+    return found
+
+
+def _names_a_module(operand: str) -> bool:
+    return os.path.exists(operand) or "/" in operand or _is_module_name(operand)
+
+
+def _modules_under(directory: str) -> list[str]:
+    found = []
+    for parent, dirs, files in os.walk(directory):
+        dirs.sort()
+        found += [os.path.join(parent, n) for n in files if _is_module_name(n)]
+    return sorted(found)
 
 
 def _is_module_name(name: str) -> bool:
@@ -86,14 +107,20 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
         err.write(f"lkm check: no module given\n{USAGE}".encode())
         return 2
     given = dict(opts)
+    try:
+        modules = module_paths(operands)
+    except UsageError as exc:
+        err.write(f"lkm check: {exc}\n{USAGE}".encode())
+        return 2
     from lkm.errors import LkmError
+    from lkm.workflows.check import check_all, kernel_facts_for, sig_enforced
 
     try:
-        kernel = _kernel_facts(given.get("--kernel"))
+        kernel = kernel_facts_for(given.get("--kernel"))
         verdicts = check_all(
-            module_paths(operands),
+            modules,
             kernel,
-            sig_enforce="--sig-enforce" in given or ("--running" in given and _sig_enforced()),
+            sig_enforce="--sig-enforce" in given or ("--running" in given and sig_enforced()),
             running="--running" in given,
         )
     except (LkmError, OSError) as exc:
@@ -109,94 +136,6 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
     else:
         out.write("".join(as_text(v) for v in verdicts).encode())
     return 1 if any(v.reason is not None for v in verdicts) else 0
-
-
-def _kernel_facts(spec: str | None) -> KernelFacts:
-    from lkm.model.kernels import find_kernel
-    from lkm.model.load_check import CheckError, kernel_facts
-
-    kernel = find_kernel(spec, need="headers")
-    if kernel.modules is None or kernel.headers is None:
-        raise CheckError(f"{kernel.release}: its module tree is needed too (lkm kernel fetch)")
-    return kernel_facts(
-        kernel.release, kernel.arch or "amd64", kernel.modules, kernel.headers, kernel.image
-    )
-
-
-def check_all(
-    paths: list[str], kernel: KernelFacts, *, sig_enforce: bool, running: bool
-) -> list[Verdict]:
-    from lkm.model.load_check import check_module, exports_of
-
-    loaded = None
-    blacklist: frozenset[str] = frozenset()
-    if running:
-        from lkm.system.kernel import KernelModules
-
-        loaded = frozenset(KernelModules().loaded_names())
-        blacklist = _command_line_blacklist()
-    together = exports_of(paths) if len(paths) > 1 else {}
-    verdicts = []
-    for path in paths:
-        name = os.path.basename(path).split(".", 1)[0].replace("-", "_")
-        others = {owner: names for owner, names in together.items() if owner != name}
-        verdicts.append(
-            check_module(
-                path,
-                kernel,
-                others=others,
-                sig_enforce=sig_enforce,
-                loaded=loaded,
-                blacklist=blacklist,
-            )
-        )
-    return verdicts
-
-
-def _command_line_blacklist() -> frozenset[str]:
-    """The modules ``module_blacklist=`` on the running kernel's command
-    line names."""
-    try:
-        with open("/proc/cmdline", encoding="utf-8", errors="replace") as f:
-            words = f.read().split()
-    except OSError:
-        return frozenset()
-    names: set[str] = set()
-    for word in words:
-        if word.startswith("module_blacklist="):
-            names.update(n.replace("-", "_") for n in word.partition("=")[2].split(",") if n)
-    return frozenset(names)
-
-
-def explain(path: str) -> list[str]:
-    """Why the running kernel refused the module at ``path``, as ``lkm
-    check --running`` sees it: lines for ``insmod -v`` and friends to
-    print after their own error (one line when it cannot tell)."""
-    from lkm.errors import LkmError
-
-    try:
-        kernel = _kernel_facts(os.uname().release)
-        verdict = check_all([path], kernel, sig_enforce=_sig_enforced(), running=True)[0]
-    except (LkmError, OSError) as exc:
-        return [f"lkm check cannot tell why: {exc}"]
-    reason = verdict.reason
-    if reason is None:
-        return [
-            "lkm check finds nothing the kernel refuses before the module's own code runs: "
-            "its init function or a parameter failed (see dmesg)"
-        ]
-    lines = [f"the kernel's reason: {reason.message}"]
-    if reason.advice:
-        lines.append(f"  {reason.advice}")
-    return lines
-
-
-def _sig_enforced() -> bool:
-    try:
-        with open("/sys/module/module/parameters/sig_enforce", encoding="ascii") as f:
-            return f.read().strip() == "Y"
-    except OSError:
-        return False
 
 
 def as_text(verdict: Verdict) -> str:

@@ -74,9 +74,9 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
     except KernelCallError as exc:
         status = error(f"could not insert module {filename}: {insert_error_text(exc.code)}")
         if verbose:
-            from lkm.cli.check import explain
+            from lkm.workflows.check import explain
 
-            err.write("".join(f"{PROG}: {line}\n" for line in explain(filename)).encode())
+            err.write("".join(f"{PROG}: {line}\n" for line in explain(filename, params)).encode())
         return status
     except OSError as exc:
         return error(f"could not insert module {filename}: {os.strerror(exc.errno or 0)}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 
 from lkm.errors import LkmError
+from lkm.formats.module_params import FLAG_UNSAFE, module_params
 from lkm.records import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from lkm.formats.module_file import ModuleFile
+    from lkm.formats.module_params import ModuleParam
+    from lkm.model.module_args import ArgOutcome
 
 # Debian architecture -> ELF e_machine of its modules.
 MACHINES = {
@@ -234,7 +237,7 @@ def _own_module_facts(path: str) -> tuple[str, int, tuple[bytes | None, int] | N
 class _Module:
     """What the checks read from a module file."""
 
-    def __init__(self, module: ModuleFile) -> None:
+    def __init__(self, module: ModuleFile, *, params: bool) -> None:
         header = bytes(module.data[16:18])
         self.e_type = int.from_bytes(header, "big" if module.elf.big_endian else "little")
         self.machine = module.elf.machine
@@ -250,6 +253,13 @@ class _Module:
         self.exports = [symbol.name for symbol in module.exports()]
         self.signature = module.signature
         self.signature_valid: bool | None = None  # None: not verified
+        # the parameter table costs a symbol table read: only when asked
+        self.params = module_params(module.elf) if params else []
+        self.element_types = {
+            name: kind.removeprefix("array of ")
+            for name, _, kind in (value.partition(":") for key, value in info if key == "parmtype")
+            if kind.startswith("array of ")
+        }
 
     def verify(self, module: ModuleFile, certificate: bytes) -> None:
         """Whether the signature is the certificate key's over the module."""
@@ -270,12 +280,17 @@ def check_module(
     sig_enforce: bool = False,
     loaded: frozenset[str] | None = None,
     blacklist: frozenset[str] = frozenset(),
+    args: str = "",
+    lockdown: bool = False,
 ) -> Verdict:
-    """What ``kernel`` does when asked to load the module at ``path``.
+    """What ``kernel`` does when asked to load the module at ``path``
+    with the parameters ``args`` (as insmod passes them).
 
     ``others``: exports of other modules checked in the same call, by
     module name (they satisfy this one's symbols). ``sig_enforce``: the
-    kernel runs with ``module.sig_enforce=1`` (or lockdown). ``loaded``:
+    kernel runs with ``module.sig_enforce=1``; ``lockdown``: locked down
+    (integrity or confidentiality), which refuses what sig_enforce would
+    with another errno. ``loaded``:
     the names of modules already loaded (``--running``; then a symbol of
     a module not loaded is unknown, as for insmod); None: unknown, and
     such modules are listed as needed first. ``blacklist``: the names
@@ -286,13 +301,15 @@ def check_module(
     name = _module_name(path)
     try:
         with open_module(path) as module:
-            facts = _Module(module)
+            facts = _Module(module, params=bool(args.strip()))
             if kernel.certificate is not None and _signed_by(facts, kernel):
                 facts.verify(module, kernel.certificate)
     except LkmError as exc:
         return Verdict(path, name, kernel.release, (_unreadable(str(exc), path),))
     name = _module_name(facts.info.get("name", name)) if facts.info.get("name") else name
     checks = _Checks(facts, kernel, others or {}, sig_enforce, loaded, blacklist)
+    checks.lockdown = lockdown
+    checks.args = args
     findings = checks.run(name)
     return Verdict(path, name, kernel.release, tuple(findings), tuple(sorted(checks.needs)))
 
@@ -354,6 +371,8 @@ class _Checks:
         self.provided = {symbol: owner for owner, names in others.items() for symbol in names}
         self.needs: set[str] = set()
         self.name = ""
+        self.args = ""
+        self.lockdown = False
 
     def run(self, name: str) -> list[Finding]:
         self.name = name
@@ -366,7 +385,7 @@ class _Checks:
         else:
             late = (self._taints, self._already_loaded, self._unsigned, self._licence_again)
         findings: list[Finding] = []
-        for step in (*early, *versions, *late, self._symbols):
+        for step in (*early, *versions, *late, self._symbols, self._parameters):
             found = step()
             findings += found
             if any(f.refuses for f in found):
@@ -404,12 +423,21 @@ class _Checks:
                     "unmodified file)",
                 )
             ]
-        if self._trusted_signature() is not False or not self.sig_enforce:
+        if self._trusted_signature() is not False:
             return []
         signed = self.module.signature is not None
-        what = "module with unavailable key" if signed else "unsigned module"
-        message = f"Loading of {what} is rejected"
-        return [Finding("signature", message, "EKEYREJECTED", advice=self._signature_advice())]
+        if self.sig_enforce:
+            what = "module with unavailable key" if signed else "unsigned module"
+            message = f"Loading of {what} is rejected"
+            return [Finding("signature", message, "EKEYREJECTED", advice=self._signature_advice())]
+        if self.lockdown:
+            # security_locked_down(LOCKDOWN_MODULE_SIGNATURE), which names the
+            # loading process (kmod's insmod here)
+            message = (
+                "Lockdown: insmod: unsigned module loading is restricted; see man kernel_lockdown.7"
+            )
+            return [Finding("lockdown", message, "EPERM", advice=self._signature_advice())]
+        return []
 
     def _elf(self) -> list[Finding]:
         module, kernel = self.module, self.kernel
@@ -617,6 +645,61 @@ class _Checks:
             advice=f"built against other headers than {self.kernel.release}'s; rebuild against "
             "its own",
         )
+
+    # -- parameters (parse_args, last before the module's init) ------------------------
+
+    def _parameters(self) -> list[Finding]:
+        from lkm.model.module_args import ignored_name, outcomes, split_args
+
+        if not self.args.strip():
+            return []
+        table = self.module.params
+        if table is None:
+            note = "(parameters not checked: this module's parameter table is not read)"
+            return [Finding("param-unchecked", note)]
+        findings = []
+        for outcome in outcomes(self.name, self.args, table, self.module.element_types):
+            param = outcome.param
+            if param is None:
+                shown = ignored_name(split_args(outcome.word)[0][0])
+                if shown is not None:
+                    findings.append(self._unknown_param(shown, table))
+                continue
+            if param.flags & FLAG_UNSAFE:  # param_check_unsafe, before set()
+                message = f"Setting dangerous option {param.name} - tainting kernel"
+                findings.append(Finding("param-unsafe", message, taint="U"))
+            if outcome.problem is not None:
+                findings.append(self._bad_value(outcome))
+                break  # parse_args goes on, but the first failure is the load's
+            if outcome.unchecked and "=" in outcome.word:
+                message = (
+                    f"(the value of {param.name} is checked by {self.name}'s own code when it "
+                    "loads)"
+                )
+                findings.append(Finding("param-unchecked", message))
+        return findings
+
+    def _unknown_param(self, shown: str, table: list[ModuleParam]) -> Finding:
+        names = ", ".join(p.name for p in table) or "none"
+        return Finding(
+            "unknown-param",
+            f"{self.name}: unknown parameter '{shown}' ignored",
+            advice=f"{self.name} has no parameter {shown} (its parameters: {names})",
+        )
+
+    def _bad_value(self, outcome: ArgOutcome) -> Finding:
+        assert outcome.problem is not None and outcome.param is not None
+        first, *rest = outcome.problem.lines
+        param = outcome.param
+        if param.ops == "param_array_ops":
+            element = self.module.element_types.get(param.name, "")
+            kind = f"a list of at most {param.limit} comma-separated {element} values"
+        else:
+            kind = f"a value of type {param.ops.removeprefix('param_ops_')}"
+        advice = f"{param.name} takes {kind}"
+        if rest:
+            advice += f"; the kernel then logs: {rest[-1]}"
+        return Finding("param-value", first, outcome.problem.errno, advice=advice)
 
 
 def _newer_loader(kernel: KernelFacts) -> bool:

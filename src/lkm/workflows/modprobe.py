@@ -686,6 +686,23 @@ def _backoff(interval: float, deadline: float) -> float:
     return interval
 
 
+# What the kernel's loader refuses a module with (not EEXIST and friends,
+# which say all there is to say).
+_LOADER_ERRORS = frozenset(
+    (
+        errno.ENOEXEC,
+        errno.ENOENT,
+        errno.EINVAL,
+        errno.ERANGE,
+        errno.ENOSPC,
+        errno.EKEYREJECTED,
+        errno.EPERM,
+        errno.ENOKEY,
+        errno.EBADMSG,
+    )
+)
+
+
 def _concat_options(configured: str | None, extra: str | None) -> str:
     """libkmod's module_options_concat: a configured string keeps the space
     after it even with nothing following (kmod prints ``insmod PATH opt ``)."""
@@ -1083,25 +1100,38 @@ class Modprobe:
     def _insert(
         self, engine: Engine, request: Request, name: str, extra: str | None, emit: Emit
     ) -> int:
-        from lkm.system.kernel import insert_error_text
-
         modules = self._modules_to_load(engine, name)
         if isinstance(modules, int):
             return modules
+        if request.lookup_only:  # -R: nothing to load (a bulk caller's hot path)
+            for module in modules:
+                emit(f"{module.name}\n")
+            return 0
         flags = request.load_flags()
         status = 0
         for module in modules:
-            if request.lookup_only:
-                emit(f"{module.name}\n")
-                status = 0
-                continue
             status = engine.probe(module, flags, extra)
             if status >= 0:
                 status = 0  # a blacklisted module is not an error
             else:
+                from lkm.system.kernel import insert_error_text
+
                 reason = insert_error_text(-status, "modprobe")
                 self.report(LOG_ERR, f"could not insert '{module.name}': {reason}\n")
+                self._explain(engine, module, -status, extra)
         return status
+
+    def _explain(self, engine: Engine, module: Module, error: int, extra: str | None) -> None:
+        """lkm: after the kernel refused a module, its reason as ``lkm check
+        --running`` finds it — a notice, so shown with ``-v`` only."""
+        path = engine.resolver.path(module) if error in _LOADER_ERRORS else None
+        if path is None:
+            return
+        from lkm.workflows.check import explain
+
+        options = _concat_options(engine.resolver.options(module), extra)
+        for line in explain(path, options):
+            self.report(LOG_NOTICE, f"{line}\n")
 
     def _modules_to_load(self, engine: Engine, name: str) -> list[Module] | int:
         """What ``name`` (a module, an alias or a file's path) loads; a

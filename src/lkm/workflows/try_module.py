@@ -21,6 +21,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 
 from lkm.errors import LkmError
 from lkm.records import Record
@@ -29,6 +30,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
     from typing import Any
 
+    from lkm.vm.boot_kernel import BootKernel
     from lkm.vm.qemu import VmSession
     from lkm.vm.terminal import Terminal
     from lkm.workflows.gdb import GdbRequest, GdbStub
@@ -361,10 +363,20 @@ def _guest_lines(guest: GuestReport, incidents: list[Incident]) -> list[str]:
     return out
 
 
-def _review(report: TryReport, guest: GuestReport) -> None:
-    """Turn the guest's report into problems and incidents."""
+def _review(
+    report: TryReport, guest: GuestReport, kernel_reason: Callable[[str], str | None]
+) -> None:
+    """Turn the guest's report into problems and incidents;
+    ``kernel_reason``: why the kernel refused a module (by name), as lkm
+    check finds it."""
     report.guest = guest
-    report.problems += [f"load failed: {explain_load_failure(c)}" for c in guest.load if c.failed]
+    for call in guest.load:
+        if call.failed:
+            report.problems.append(f"load failed: {explain_load_failure(call)}")
+            refused = call.call == "insmod" and call.errno in _LOADER_ERRORS
+            reason = kernel_reason(call.module) if refused else None
+            if reason is not None:
+                report.problems.append(f"the kernel's reason (lkm check): {reason}")
     if guest.test is not None and guest.test.status != 0:
         report.problems.append(f"the test command exited with status {guest.test.status}")
     for call in guest.unload:
@@ -482,7 +494,8 @@ def try_module(
                     report, boot.image, kernel_dependencies, test, gdb, stub, output, shell
                 )
                 data = _debug_in_guest(vm, held, timeout)
-            _review(report, GuestReport.from_json(data))
+            reasons = partial(check_reason, report.modules, boot, headers.path)
+            _review(report, GuestReport.from_json(data), reasons)
             waited = report.seconds.get("gdb", 0) + report.seconds.get("shell", 0)
             _time_guest_phases(report, time.monotonic() - started - waited)
     except VmError as exc:
@@ -493,6 +506,29 @@ def try_module(
         if stub is not None:
             stub.close()
     return report
+
+
+def check_reason(
+    modules: list[tuple[str, str]], boot: BootKernel, headers: str, name: str
+) -> str | None:
+    """Why ``boot`` refuses the built module ``name``, as ``lkm check`` of
+    the built modules together finds it (with its advice); None when it
+    finds no reason or cannot read the kernel's facts."""
+    from lkm.model.load_check import check_module, exports_of, kernel_facts
+
+    path = dict(modules).get(name)
+    if path is None:
+        return None
+    try:
+        facts = kernel_facts(boot.release, "amd64", boot.modules, headers, boot.image)
+        others = exports_of(p for n, p in modules if n != name)
+        verdict = check_module(path, facts, others=others)
+    except LkmError:
+        return None
+    reason = verdict.reason
+    if reason is None:
+        return None
+    return f"{reason.message} ({reason.advice})" if reason.advice else reason.message
 
 
 def _guest_json(vm: VmSession, command: list[str], timeout: float) -> dict[str, Any]:

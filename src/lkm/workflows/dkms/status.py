@@ -17,6 +17,10 @@ from lkm.workflows.dkms.tree import Target, Tree, module_file, recorded_results
 from lkm.workflows.dkms.trust import KeyTrust
 from lkm.workflows.dkms.versions import same_version
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
+if TYPE_CHECKING:
+    from lkm.model.load_check import KernelFacts
+
 
 class StatusEntry(Record):
     """One status line's facts."""
@@ -30,6 +34,9 @@ class StatusEntry(Record):
     reason: str | None = None
     log: str | None = None
     signing: KeyTrust | None = None  # whether the kernel accepts DKMS's key
+    # lkm check's verdict on each built module: (module, verdict, the
+    # kernel's reason or "", advice or ""); None: not checked
+    load: tuple[tuple[str, str, str, str], ...] | None = None
 
     def line(self) -> str:
         """The line as dkms prints it."""
@@ -49,6 +56,12 @@ class StatusEntry(Record):
             "reason": self.reason,
             "log": self.log,
             "signing": None if self.signing is None else self.signing.as_json(),
+            "load": None
+            if self.load is None
+            else [
+                {"module": m, "verdict": v, "reason": r or None, "advice": a or None}
+                for m, v, r, a in self.load
+            ],
         }
 
 
@@ -100,6 +113,55 @@ def with_trust(tree: Tree, entries: list[StatusEntry]) -> list[StatusEntry]:
             config = tree.kernel_config(entry.kernel)
             verdicts[entry.kernel] = key_trust(tree.settings.cert, entry.kernel, config)
     return [e if e.kernel is None else e.replace(signing=verdicts[e.kernel]) for e in entries]
+
+
+def with_load_verdicts(tree: Tree, entries: list[StatusEntry]) -> list[StatusEntry]:
+    """``entries`` with lkm check's verdict on each built module, against
+    its kernel's module tree and headers (entries whose kernel's facts
+    cannot be read stay unchecked)."""
+    from lkm.errors import LkmError
+    from lkm.model.load_check import kernel_facts
+
+    facts: dict[str, KernelFacts | None] = {}
+    checked = []
+    for entry in entries:
+        if entry.kernel is None or entry.arch is None or entry.state not in ("built", "installed"):
+            checked.append(entry)
+            continue
+        if entry.kernel not in facts:
+            try:
+                facts[entry.kernel] = kernel_facts(
+                    entry.kernel,
+                    "",
+                    f"{tree.settings.install_tree}/{entry.kernel}",
+                    tree.kernel_source_dir(entry.kernel),
+                )
+            except LkmError:
+                facts[entry.kernel] = None
+        known = facts[entry.kernel]
+        target = Target(entry.module, entry.version, entry.kernel, entry.arch)
+        load = None if known is None else _load_verdicts(tree, target, known)
+        checked.append(entry.replace(load=load))
+    return checked
+
+
+def _load_verdicts(
+    tree: Tree, t: Target, facts: KernelFacts
+) -> tuple[tuple[str, str, str, str], ...]:
+    from lkm.model.load_check import check_module, exports_of
+
+    paths = [tree.built_file(t, m.dest_name) for m in tree.conf(t).modules]
+    found = [p for p in paths if p is not None]
+    exported = exports_of(found) if len(found) > 1 else {}
+    verdicts = []
+    for path in found:
+        name = os.path.basename(path).split(".", 1)[0]
+        others = {owner: names for owner, names in exported.items() if owner != name}
+        verdict = check_module(path, facts, others=others)
+        reason = verdict.reason
+        message, advice = (reason.message, reason.advice) if reason else ("", "")
+        verdicts.append((verdict.name, verdict.verdict, message, advice))
+    return tuple(verdicts)
 
 
 def _tried(
