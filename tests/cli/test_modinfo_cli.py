@@ -195,9 +195,13 @@ def test_workers_keep_output_order(
     assert split.status == 1 and split.stderr.count(b"\n") == 1
 
 
+def _modules_after(imports: str) -> list[str]:
+    code = f"import sys, {imports}; print(' '.join(sorted(sys.modules)))"
+    return command([sys.executable, "-c", code], text=True, check=True).stdout.split()
+
+
 def test_cli_start_does_not_import_unneeded_modules() -> None:
-    code = "import sys, lkm.cli.modinfo; print(' '.join(sorted(sys.modules)))"
-    loaded = command([sys.executable, "-c", code], text=True, check=True).stdout.split()
+    loaded = _modules_after("lkm.cli, lkm.cli.modinfo")
     for heavy in (
         "typing",
         "json",
@@ -205,6 +209,29 @@ def test_cli_start_does_not_import_unneeded_modules() -> None:
         "zstandard",
         "getopt",
         "platform",
+        # issue 20: pickle (and re through it) only for split_map callers
+        # without a codec; contextlib and importlib not at all.
+        "pickle",
+        "re",
+        "contextlib",
+        "importlib",
+    ):
+        assert heavy not in loaded, heavy
+
+
+def test_modprobe_start_imports_only_what_it_needs() -> None:
+    # modprobe -D's start-up (issue 20): no ELF reader, enum or re to look
+    # a name up in the indexes and print its load list.
+    loaded = _modules_after("lkm.cli, lkm.cli.modprobe, lkm.workflows.modprobe, lkm.system.kernel")
+    for heavy in (
+        "typing",
+        "re",
+        "enum",
+        "pickle",
+        "contextlib",
+        "importlib",
+        "lkm.formats.elf",
+        "lkm.formats.module_file",
     ):
         assert heavy not in loaded, heavy
     assert shutil.which("true") and os.path.exists(LKM_SCRIPT)

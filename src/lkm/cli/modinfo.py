@@ -38,6 +38,11 @@ if TYPE_CHECKING:
     from typing import Any, BinaryIO
 
 PROG = "modinfo"
+# A module is read by position, its last 8 KiB at once: the section table,
+# section names and signature lie there (at most 7.5 KiB in Debian's 6.1
+# tree), so .modinfo costs one more read. A whole tree read this way takes
+# about half the system time of mapping each file.
+TAIL_READ = 8192
 SHORTOPTS = "adlpn0mF:k:b:Vh"
 LONGOPTS = (
     "author",
@@ -196,16 +201,17 @@ class Printer:
         self, entries: list[tuple[str, str]], warn: Callable[[str], None]
     ) -> list[str]:
         heads = _HEADS
-        has_params = False
-        lines = []
-        for key, value in entries:
-            if key == "parm" or key == "parmtype":
-                has_params = True
-            elif self.sep == "\0":
-                lines.append(f"{key}={value}\0")
-            else:
-                lines.append(f"{heads.get(key) or _head(key)}{value}\n")
-        if has_params:
+        # One comprehension per layout: this runs for each of ~20 entries
+        # of thousands of modules.
+        if self.sep == "\0":
+            lines = [f"{k}={v}\0" for k, v in entries if k != "parm" and k != "parmtype"]
+        else:
+            lines = [
+                f"{heads.get(k) or _head(k)}{v}\n"
+                for k, v in entries
+                if k != "parm" and k != "parmtype"
+            ]
+        if len(lines) != len(entries):  # parameters, printed last
             params, warnings = merge_parameters(entries)
             for text in warnings:
                 warn(text)
@@ -299,7 +305,7 @@ class Modinfo:
             # kmod answers -n without reading the module.
             self.printer.module(ref.name, ref.path, False, None, self.warn)
             return
-        with open_module(source or ref.path) as module:
+        with open_module(source or ref.path, mapped=False, tail=TAIL_READ) as module:
             entries = self._entries(module)
         self.emit(ref.name, ref.path, False, entries)
 

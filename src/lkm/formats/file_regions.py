@@ -21,14 +21,21 @@ class FileRegions:
     ``find()``. The descriptor is the caller's: it must stay open while
     the view is used, and the file must not change meanwhile."""
 
-    __slots__ = ("fd", "head", "size")
+    __slots__ = ("fd", "head", "size", "tail", "tail_start")
 
-    def __init__(self, fd: int, size: int, head_size: int = 64) -> None:
+    def __init__(self, fd: int, size: int, head_size: int = 64, tail_size: int = 0) -> None:
         self.fd = fd
         self.size = size
         # The file's first bytes, read once: the compression magic and
         # the ELF header are both asked for there.
         self.head = os.pread(fd, min(head_size, size), 0)
+        # Its last bytes, read once when asked for: a module's section
+        # table, section names and signature all lie there (the 6.1 tree
+        # needs at most 7.5 KiB), one read instead of several.
+        self.tail_start = size - min(tail_size, size) if tail_size else size
+        self.tail = os.pread(fd, size - self.tail_start, self.tail_start) if tail_size else b""
+        if len(self.tail) != size - self.tail_start:
+            raise FormatError("file changed while being read")
 
     def __len__(self) -> int:
         return self.size
@@ -41,6 +48,8 @@ class FileRegions:
             return b""
         if stop <= len(self.head):
             return self.head[start:stop]
+        if start >= self.tail_start:
+            return self.tail[start - self.tail_start : stop - self.tail_start]
         data = os.pread(self.fd, stop - start, start)
         if len(data) != stop - start:
             raise FormatError("file changed while being read")

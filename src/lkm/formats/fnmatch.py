@@ -112,6 +112,13 @@ def matcher(pattern: str) -> Callable[[str], object]:
     return lambda string: compiled.match(string)
 
 
+def compiled(pattern: str) -> Compiled:
+    """:func:`matcher` without its closure, for a caller holding many
+    patterns (a kmod index: thousands): call ``.match(string)`` on it,
+    looked up each time, as a star pattern swaps in its regex once warm."""
+    return _compile.__wrapped__(pattern)
+
+
 def required_literal(pattern: str) -> str:
     """A substring every string matching ``pattern`` contains: its longest
     run of literal characters ("" when it has brackets or escapes, whose
@@ -364,6 +371,11 @@ class _Automaton:
         if p == self.end and n != len(string):
             return None
         return p, n
+
+
+if TYPE_CHECKING:
+    # A compiled pattern: ``.match(string)`` is fnmatch's answer (truthy).
+    Compiled = _Stars | re.Pattern[str] | _Automaton
 
 
 class _Bracket:

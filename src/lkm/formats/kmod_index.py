@@ -27,9 +27,8 @@ import struct
 from collections.abc import Iterable, Iterator
 
 from lkm.errors import IndexFormatError
-from lkm.formats.elf import Buffer
 from lkm.formats.file_kinds import open_regular
-from lkm.formats.fnmatch import c_bytes, matcher, required_literal
+from lkm.formats.fnmatch import c_bytes, compiled, required_literal
 from lkm.formats.kmod_index_format import (
     INDEX_MAGIC,
     INDEX_VERSION_MAJOR,
@@ -46,10 +45,16 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    # (order among the subtree's keys, the pattern's match, its values)
-    _Entry = tuple[int, Callable[[str], object], tuple["IndexValue", ...]]
+    from lkm.formats.elf import Buffer  # a type only: the ELF reader is no index's business
+    from lkm.formats.fnmatch import Compiled
+
+    # (order among the subtree's keys, the pattern compiled, its values)
+    _Entry = tuple[int, Compiled, tuple["IndexValue", ...]]
     # (a literal every key matching the entries' patterns contains, them)
     _Group = tuple[str, tuple[_Entry, ...]]
+    # A node as KmodIndex._raw reads it: (prefix, first child's character,
+    # child offsets, where its values are or -1)
+    _Raw = tuple[str, int, tuple[int, ...], int]
 
 
 class IndexValue(Record):
@@ -58,6 +63,7 @@ class IndexValue(Record):
 
 
 _WILDCARDS = "*?["
+_WILD_CODES = frozenset(map(ord, _WILDCARDS))
 
 
 class _Node(Record):
@@ -107,6 +113,16 @@ def _first_wildcard(prefix: str) -> int:
     return first
 
 
+def _insert_all(out: list[IndexValue], values: tuple[IndexValue, ...]) -> None:
+    """Each of ``values`` into ``out`` by :func:`insert_by_priority`; the
+    first found, one value (nearly every search), simply appended."""
+    if not out and len(values) == 1:
+        out.append(values[0])
+        return
+    for value in values:
+        insert_by_priority(out, value)
+
+
 def _first(hit: tuple[int, tuple[IndexValue, ...]]) -> int:
     return hit[0]
 
@@ -115,25 +131,45 @@ _GRAM = 4  # characters of the substrings big subtrees file their literals under
 _GRAMS_FROM = 48  # literals from which a subtree files them so
 
 
+def _least_filed(literal: str, buckets: dict[str, list[_Group]]) -> str:
+    """The first of ``literal``'s _GRAM-character substrings with the
+    fewest groups in ``buckets`` (an unused one ends the search: none has
+    fewer)."""
+    best, fewest = "", -1
+    for at in range(len(literal) - _GRAM + 1):
+        gram = literal[at : at + _GRAM]
+        filed = len(buckets.get(gram, ()))
+        if fewest < 0 or filed < fewest:
+            best, fewest = gram, filed
+            if not filed:
+                break
+    return best
+
+
 class _Flat:
     """A wildcard subtree's patterns, compiled once, grouped by a literal
     each of them requires in a matching key (:func:`required_literal`): a
     lookup tries the patterns of the literals its key contains, one
     ``in`` test per group instead of one match per pattern."""
 
-    __slots__ = ("by_gram", "groups", "short", "single")
+    __slots__ = ("by_gram", "groups", "only", "only_values", "short")
 
-    def __init__(self, found: list[tuple[str, tuple[IndexValue, ...]]]) -> None:
-        # Most subtrees hold one pattern (96% of Debian's): matched as is.
-        self.single: _Entry | None = None
+    def __init__(
+        self, found: list[tuple[str, tuple[IndexValue, ...]]], compile: Callable[[str], Compiled]
+    ) -> None:
+        # Most subtrees hold one pattern (96% of Debian's): matched as is,
+        # held in two slots rather than an entry (tens of thousands fewer
+        # objects for the garbage collector to walk over).
+        self.only: Compiled | None = None
+        self.only_values: tuple[IndexValue, ...] = ()
         self.groups: tuple[tuple[str, tuple[_Entry, ...]], ...] = ()
         if len(found) == 1:
-            pattern, values = found[0]
-            self.single = (0, matcher(pattern), values)
+            pattern, self.only_values = found[0]
+            self.only = compile(pattern)
             return
         groups: dict[str, list[_Entry]] = {}
         for index, (pattern, values) in enumerate(found):
-            entry = (index, matcher(pattern), values)
+            entry = (index, compile(pattern), values)
             groups.setdefault(required_literal(pattern), []).append(entry)
         self.groups = tuple((literal, tuple(entries)) for literal, entries in groups.items())
         self.by_gram: dict[str, tuple[_Group, ...]] | None = None
@@ -154,9 +190,7 @@ class _Flat:
             if len(literal) < _GRAM:
                 short.append(group)
                 continue
-            grams = [literal[at : at + _GRAM] for at in range(len(literal) - _GRAM + 1)]
-            gram = min(grams, key=lambda g: len(buckets.get(g, ())))
-            buckets.setdefault(gram, []).append(group)
+            buckets.setdefault(_least_filed(literal, buckets), []).append(group)
         self.short = tuple(short)
         self.by_gram = {gram: tuple(groups) for gram, groups in buckets.items()}
 
@@ -174,60 +208,59 @@ class _Flat:
         return found
 
     def match(self, subkey: str, out: list[IndexValue]) -> None:
-        """The values of the patterns that match ``subkey`` into ``out``,
-        in the subtree's order."""
-        if not subkey.isascii() or "\0" in subkey:
-            subkey = c_bytes(subkey)
-        single = self.single
-        if single is not None:
-            if single[1](subkey):
-                for value in single[2]:
-                    insert_by_priority(out, value)
+        """The values of the patterns that match ``subkey`` (in C's terms:
+        :func:`c_bytes`) into ``out``, in the subtree's order."""
+        only = self.only
+        if only is not None:
+            if only.match(subkey):
+                _insert_all(out, self.only_values)
             return
         hits: list[tuple[int, tuple[IndexValue, ...]]] = []
         for literal, entries in self._candidates(subkey):
             if literal in subkey:
-                for index, match, values in entries:
-                    if match(subkey):
+                for index, pattern, values in entries:
+                    if pattern.match(subkey):
                         hits.append((index, values))
         if len(hits) > 1:
             hits.sort(key=_first)
         for _, values in hits:
-            for value in values:
-                insert_by_priority(out, value)
+            _insert_all(out, values)
 
 
-HEADS_AFTER = 4096  # wildcard searches before an index builds its _Heads
+# Wildcard searches before an index builds its _Heads: about as many as
+# cost, on a fresh index, what building it does (1,024 cold walks of a
+# Debian alias index and the table each take ~80 ms), so a caller never
+# pays much more than twice what knowing its count in advance would cost.
+HEADS_AFTER = 1024
 
 
-class _Branch:
-    """A wildcard subtree in :class:`_Heads`: where it is, its top node,
-    its pattern down to the top's prefix, and its patterns once flattened."""
+class _Branch(Record):
+    """A wildcard subtree in :class:`_Heads` until a search reaches it:
+    where it is, how its patterns start and its top node's parts if read
+    (see :meth:`KmodIndex._flat_of`)."""
 
-    __slots__ = ("flat", "offset", "pattern", "top")
-
-    def __init__(self, offset: int, top: _Node, pattern: str) -> None:
-        self.offset = offset
-        self.top = top
-        self.pattern = pattern
-        self.flat: _Flat | None = None
+    offset: int
+    lead: str
+    skip: int
+    top: _Raw | None
 
 
 class _Heads:
     """Where a wildcard search branches, for bulk lookups (a daemon, a
     pass over every device's alias): ``table`` maps each literal path from
-    the root to the wildcard subtrees hanging there, in the walk's order;
-    ``lengths`` the lengths of those paths, ascending, by their first
-    character (``at_root``: the empty path's); ``exact`` each literal
-    key's values. Costs a walk over the whole trie, so an index builds it
-    only once it has served many searches."""
+    the root to the wildcard subtrees hanging there, in the walk's order
+    (where they are, then, once a search has reached them, their patterns:
+    the places are dropped); ``lengths`` the lengths of those paths,
+    ascending, by their first character (``at_root``: the empty path's);
+    ``exact`` each literal key's values. Costs a walk over the whole trie,
+    so an index builds it only once it has served many searches."""
 
     __slots__ = ("at_root", "exact", "lengths", "table")
 
     def __init__(
         self, table: dict[str, list[_Branch]], exact: dict[str, tuple[IndexValue, ...]]
     ) -> None:
-        self.table = {head: tuple(branches) for head, branches in table.items()}
+        self.table: dict[str, list[_Branch] | tuple[_Flat, ...]] = dict(table)
         self.exact = exact
         by_first: dict[str, set[int]] = {}
         for head in table:
@@ -259,10 +292,12 @@ class KmodIndex:
             raise self._error(f"unsupported index version 0x{version:08x}")
         self.version = version
         self.root = root
-        # Decoded nodes and flattened wildcard subtrees, by offset: at most
-        # one entry per node of the file (its size bounds them).
+        # Decoded nodes, flattened wildcard subtrees and their patterns'
+        # matchers: at most an entry or two per node of the file (its size
+        # bounds them).
         self._nodes: dict[int, _Node | None] = {}
-        self._flat: dict[tuple[int, str], _Flat] = {}
+        self._flat: dict[tuple[int, str, int], _Flat] = {}
+        self._patterns: dict[str, Compiled] = {}
         # After many wildcard searches a table of where they branch
         # replaces the walk down the trie (None: not built, or not
         # buildable: a corrupt part only some searches would reach).
@@ -280,9 +315,28 @@ class KmodIndex:
         return node
 
     def _decode(self, offset: int) -> _Node | None:
-        pos = offset & NODE_MASK
-        if pos == 0:
+        if not offset & NODE_MASK:
             return None
+        prefix, first, children, values_at = self._raw(offset)
+        last = first + len(children) - 1 if children else 0
+        values = self._values(values_at) if values_at >= 0 else ()
+        wild_at = _first_wildcard(prefix) if prefix else -1
+        wild: tuple[tuple[str, int], ...] = ()
+        if first <= 91 and last >= 42:  # '*' (42), '?' (63), '[' (91)
+            wild = tuple(
+                (char, children[ord(char) - first])
+                for char in _WILDCARDS
+                if first <= ord(char) <= last and children[ord(char) - first] & NODE_MASK
+            )
+        return _Node(prefix, first, last, children, values, wild_at, wild)
+
+    def _raw(self, offset: int) -> _Raw:
+        """The parts of the node at ``offset`` (flags included, position not
+        0), checked but not made into a :class:`_Node`: its prefix, its
+        first child's character (128 when it has none), its child offsets
+        and where its values start (-1: none). Bulk walks (the branch
+        table, flattening a subtree) read nodes once, through this alone."""
+        pos = offset & NODE_MASK
         data = self.data
         size = len(data)
         # A node with no parts takes no bytes: an empty index's root sits
@@ -296,34 +350,22 @@ class KmodIndex:
                 raise self._error(f"unterminated prefix at offset {pos}")
             prefix = data[pos:end].decode("utf-8", "surrogateescape")
             pos = end + 1
-        first, last, children = 128, 0, ()
+        first: int = 128
+        children: tuple[int, ...] = ()
         if offset & NODE_CHILDS:
             if pos + 2 > size:
                 raise self._error(f"truncated child range at offset {pos}")
-            first, last = data[pos], data[pos + 1]
             # kmod reads these as (signed) char; a range that runs backwards
             # holds no children.
-            count = last - first + 1
-            pos += 2
+            count = data[pos + 1] - data[pos] + 1
             if count > 0:
-                if pos + 4 * count > size:
-                    raise self._error(f"truncated child table at offset {pos}")
-                children = struct.unpack_from(f">{count}I", data, pos)
+                first = data[pos]
+                if pos + 2 + 4 * count > size:
+                    raise self._error(f"truncated child table at offset {pos + 2}")
+                children = struct.unpack_from(f">{count}I", data, pos + 2)
                 pos += 4 * count
-            else:
-                first, last = 128, 0
-        values: tuple[IndexValue, ...] = ()
-        if offset & NODE_VALUES:
-            values = self._values(pos)
-        wild_at = _first_wildcard(prefix) if prefix else -1
-        wild: tuple[tuple[str, int], ...] = ()
-        if first <= 91 and last >= 42:  # '*' (42), '?' (63), '[' (91)
-            wild = tuple(
-                (char, children[ord(char) - first])
-                for char in _WILDCARDS
-                if first <= ord(char) <= last and children[ord(char) - first] & NODE_MASK
-            )
-        return _Node(prefix, first, last, children, values, wild_at, wild)
+            pos += 2
+        return prefix, first, children, pos if offset & NODE_VALUES else -1
 
     def _values(self, pos: int) -> tuple[IndexValue, ...]:
         data = self.data
@@ -402,14 +444,21 @@ class KmodIndex:
         out: list[IndexValue] = []
         size = len(key)
         table = heads.table
+        # The patterns match C's bytes; for an ASCII key (nearly every
+        # one) its characters, each subkey then a slice of the key.
+        plain = key.isascii() and "\0" not in key
         for length in heads.lengths.get(key[:1], heads.at_root):
             if length > size:
                 break
-            for branch in table.get(key[:length], ()):
-                flat = branch.flat
-                if flat is None:
-                    flat = branch.flat = self._flat_of(branch.offset, branch.top, branch.pattern)
-                flat.match(key[length:], out)
+            flats = table.get(key[:length])
+            if flats is None:
+                continue
+            if isinstance(flats, list):  # the first search to get here
+                flats = table[key[:length]] = tuple(
+                    self._flat_of(b.offset, b.lead, b.skip, b.top) for b in flats
+                )
+            for flat in flats:
+                flat.match(key[length:] if plain else c_bytes(key[length:]), out)
         for value in heads.exact.get(key, ()):
             insert_by_priority(out, value)
         return out
@@ -423,35 +472,59 @@ class KmodIndex:
     def _build_heads(self) -> _Heads:
         """The nodes a wildcard-free key's walk can reach (children by
         ASCII characters other than the wildcards, no further than a
-        prefix's first wildcard) and the subtrees matched there."""
+        prefix's first wildcard) and the subtrees matched there. Read raw
+        (:meth:`_raw`), a node object for none: this walk meets most of
+        the file's nodes once, and the subtrees are read when first
+        matched."""
+        from itertools import compress
+
         table: dict[str, list[_Branch]] = {}
         exact: dict[str, tuple[IndexValue, ...]] = {}
         seen: set[int] = set()
+        raw = self._raw
         stack: list[tuple[int, str]] = [(self._unseen(self.root, seen), "")]
         while stack:
             offset, path = stack.pop()
-            node = self._node(offset)
-            if node is None:
+            if not offset & NODE_MASK:
                 continue
-            at = node.wild_at
-            if at >= 0:
-                branch = _Branch(offset, node, node.prefix[at:])
-                table.setdefault(path + node.prefix[:at], []).append(branch)
+            parts = raw(offset)
+            prefix, first, children, values_at = parts
+            if prefix:
+                at = _first_wildcard(prefix)
+                if at >= 0:
+                    branch = _Branch(offset, "", at, parts)
+                    table.setdefault(path + prefix[:at], []).append(branch)
+                    continue
+                path += prefix
+            if values_at >= 0:
+                exact[path] = self._values(values_at)
+            if not children:
                 continue
-            path += node.prefix
-            if node.values:
-                exact[path] = node.values
-            for wild, child_offset in node.wild:
-                child = self._node(self._unseen(child_offset, seen))
-                if child is not None:
-                    table.setdefault(path, []).append(
-                        _Branch(child_offset, child, wild + child.prefix)
-                    )
-            for code in range(node.first, min(node.last, 127) + 1):
-                child_offset = node.children[code - node.first]
-                if child_offset & NODE_MASK and chr(code) not in _WILDCARDS:
-                    stack.append((self._unseen(child_offset, seen), path + chr(code)))
+            if first <= 91 and first + len(children) > 42:  # '*' (42), '?' (63), '[' (91)
+                branches = self._wild_branches(first, children, seen)
+                if branches:
+                    table.setdefault(path, []).extend(branches)
+            # Child tables are mostly holes (0): skipped in C.
+            for index in compress(range(len(children)), children):
+                code = first + index
+                if code >= 128:  # kmod's (signed) char: no key walks there
+                    break
+                child = children[index]
+                if child & NODE_MASK and code not in _WILD_CODES:
+                    stack.append((self._unseen(child, seen), path + chr(code)))
         return _Heads(table, exact)
+
+    def _wild_branches(
+        self, first: int, children: tuple[int, ...], seen: set[int]
+    ) -> list[_Branch]:
+        """The subtrees under a node's '*', '?' and '[' children, in that
+        order (index_searchwild's)."""
+        found = []
+        for char in _WILDCARDS:
+            index = ord(char) - first
+            if 0 <= index < len(children) and children[index] & NODE_MASK:
+                found.append(_Branch(self._unseen(children[index], seen), char, 0, None))
+        return found
 
     def _search_walk(self, key: str) -> list[IndexValue]:
         out: list[IndexValue] = []
@@ -467,15 +540,13 @@ class KmodIndex:
             if node.wild_at >= 0:
                 at = node.wild_at
                 if key.startswith(prefix[:at], i) and i + at <= size:
-                    self._match_subtree(offset, node, prefix[at:], key[i + at :], out)
+                    self._flat_of(offset, "", at).match(c_bytes(key[i + at :]), out)
                 return out
             if not key.startswith(prefix, i):
                 return out
             i += len(prefix)
             for wild, child_offset in node.wild:
-                child = self._node(child_offset)
-                if child is not None:
-                    self._match_subtree(child_offset, child, wild + child.prefix, key[i:], out)
+                self._flat_of(child_offset, wild, 0).match(c_bytes(key[i:]), out)
             if i == size:
                 for value in node.values:
                     insert_by_priority(out, value)
@@ -498,41 +569,76 @@ class KmodIndex:
             seen.add(masked)
         return offset
 
-    def _match_subtree(
-        self, offset: int, top: _Node, pattern: str, subkey: str, out: list[IndexValue]
-    ) -> None:
-        """Match every key below ``top`` (at ``offset``) as a pattern
-        against ``subkey``; the values of those that match go into ``out``
-        in the order of :meth:`_flatten`."""
-        self._flat_of(offset, top, pattern).match(subkey, out)
-
-    def _flat_of(self, offset: int, top: _Node, pattern: str) -> _Flat:
-        flat = self._flat.get((offset, pattern))
+    def _flat_of(self, offset: int, lead: str, skip: int, top: _Raw | None = None) -> _Flat:
+        """The keys below the node at ``offset`` as patterns that start
+        with ``lead`` and then that node's prefix from its ``skip``-th
+        character (a wildcard child: its character and 0; a prefix with a
+        wildcard: "" and where the wildcard is), flattened once; ``top``:
+        that node's parts when already read."""
+        flat = self._flat.get((offset, lead, skip))
         if flat is None:
-            flat = self._flat[offset, pattern] = _Flat(self._flatten(top, pattern))
+            found = self._flatten(top or self._raw(offset), lead, skip)
+            flat = self._flat[offset, lead, skip] = _Flat(found, self._compiled)
         return flat
 
-    def _flatten(self, top: _Node, pattern: str) -> list[tuple[str, tuple[IndexValue, ...]]]:
-        """The keys below ``top`` with values, as full patterns, in the
-        order kmod's recursion meets them: children in ascending order
-        before the node itself (which decides the order of equal
-        priorities). Iterative, so a deep trie cannot exhaust Python's
-        stack; a node reached twice is a cycle (a corrupt file)."""
+    def _compiled(self, pattern: str) -> Compiled:
+        """``pattern`` compiled once per index: most subtrees end in one of
+        a few patterns (``*sd*bc*sc*i*`` thousands of times in a PCI
+        tree), so a fifth of them are compiled."""
+        found = self._patterns.get(pattern)
+        if found is None:
+            found = self._patterns[pattern] = compiled(pattern)
+        return found
+
+    def _flatten(self, top: _Raw, lead: str, skip: int) -> list[tuple[str, tuple[IndexValue, ...]]]:
+        """The keys below the node ``top`` with values, as full patterns
+        (see :meth:`_flat_of`), in the order kmod's recursion meets them:
+        children in ascending order before the node itself (which decides
+        the order of equal priorities). Read raw, as most of these nodes
+        are read by nothing else; iterative, so a deep trie cannot exhaust
+        Python's stack; a node reached twice is a cycle (a corrupt file)."""
+        prefix, first, children, values_at = top
+        pattern = lead + prefix[skip:]
+        if not children:  # most subtrees: one key, no walk
+            return [(pattern, self._values(values_at))] if values_at >= 0 else []
         seen: set[int] = set()
         found: list[tuple[str, tuple[IndexValue, ...]]] = []
-        stack: list[tuple[_Node, str, bool]] = [(top, pattern, False)]
+        # (a node still to read, the pattern down to its prefix, -1), or
+        # (-1, a key's full pattern, where its node's values are)
+        stack: list[tuple[int, str, int]] = []
+        if values_at >= 0:
+            stack.append((-1, pattern, values_at))
+        self._push_children(stack, first, children, pattern, seen)
         while stack:
-            node, pattern, children_done = stack.pop()
-            if children_done:
-                if node.values:
-                    found.append((pattern, node.values))
+            offset, pattern, values_at = stack.pop()
+            if offset < 0:
+                found.append((pattern, self._values(values_at)))
                 continue
-            stack.append((node, pattern, True))
-            for ch in range(node.last, node.first - 1, -1):
-                child = self._node(self._unseen(node.children[ch - node.first], seen))
-                if child is not None:
-                    stack.append((child, pattern + chr(ch) + child.prefix, False))
+            prefix, first, children, values_at = self._raw(offset)
+            pattern += prefix
+            if values_at >= 0:
+                stack.append((-1, pattern, values_at))
+            if children:
+                self._push_children(stack, first, children, pattern, seen)
         return found
+
+    def _push_children(
+        self,
+        stack: list[tuple[int, str, int]],
+        first: int,
+        children: tuple[int, ...],
+        pattern: str,
+        seen: set[int],
+    ) -> None:
+        """A node's children onto ``stack``, the last first, so that they
+        come off it in ascending order."""
+        from itertools import compress
+
+        # Child tables are mostly holes (0): skipped in C.
+        for index in reversed([*compress(range(len(children)), children)]):
+            child = children[index]
+            if child & NODE_MASK:
+                stack.append((self._unseen(child, seen), pattern + chr(first + index), -1))
 
     # -- dump -----------------------------------------------------------------
 

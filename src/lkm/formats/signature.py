@@ -169,12 +169,43 @@ def read_signature(data: ElfSource) -> ModuleSignature | None:
     )
 
 
+class _Layout(Record):
+    """A parsed message's shape: everything before the encrypted digest,
+    where the digest lies, and what the parse found there."""
+
+    prefix: bytes
+    size: int
+    digest_start: int
+    digest_stop: int
+    signer: Pkcs7Signer
+
+
+# The last message parsed. Every module of a kernel is signed by one key,
+# so their messages differ only in the digest's bytes: a message of the
+# same size whose bytes up to the digest are the same parses the same way
+# (the walk reads nothing but the headers before the digest, and their
+# bounds come from those bytes and the size), so only the digest is new.
+_last_layout: list[_Layout] = []
+
+
 def parse_pkcs7(blob: bytes) -> Pkcs7Signer:
     """First SignerInfo of a DER PKCS#7 ``SignedData`` (RFC 2315).
 
     Walks offsets instead of building a tree: this runs once per module
-    when modinfo reads a whole kernel's modules.
+    when modinfo reads a whole kernel's modules; a message shaped like the
+    last one is not walked again.
     """
+    for known in _last_layout:
+        if len(blob) == known.size and blob.startswith(known.prefix):
+            same = known.signer
+            digest = blob[known.digest_start : known.digest_stop]
+            return Pkcs7Signer(same.issuer_cn, same.serial, same.digest_algorithm, digest)
+    layout = _parse_pkcs7(blob)
+    _last_layout[:] = [layout]
+    return layout.signer
+
+
+def _parse_pkcs7(blob: bytes) -> _Layout:
     end = len(blob)
     start, stop = der.expect(blob, 0, end, der.SEQUENCE)  # ContentInfo
     oid_start, oid_stop = der.expect(blob, start, stop, der.OID)
@@ -199,7 +230,7 @@ def parse_pkcs7(blob: bytes) -> Pkcs7Signer:
     return _parse_signer_info(blob, start, stop)
 
 
-def _parse_signer_info(blob: bytes, start: int, stop: int) -> Pkcs7Signer:
+def _parse_signer_info(blob: bytes, start: int, stop: int) -> _Layout:
     _tag, _c, identity_start = der.header(blob, start, stop)  # version
     _s, ias_stop = der.expect(blob, identity_start, stop, der.SEQUENCE)
     _s, identity_stop = der.expect(blob, ias_stop, stop, der.SEQUENCE)  # digestAlgorithm
@@ -210,7 +241,8 @@ def _parse_signer_info(blob: bytes, start: int, stop: int) -> Pkcs7Signer:
     _s, pos = der.expect(blob, pos, stop, der.SEQUENCE)  # digestEncryptionAlgorithm
     digest_start, digest_stop = der.expect(blob, pos, stop, der.OCTET_STRING)
     issuer_cn, serial, digest = _signer_identity(blob[identity_start:identity_stop])
-    return Pkcs7Signer(issuer_cn, serial, digest, blob[digest_start:digest_stop])
+    signer = Pkcs7Signer(issuer_cn, serial, digest, blob[digest_start:digest_stop])
+    return _Layout(blob[:digest_start], len(blob), digest_start, digest_stop, signer)
 
 
 @lru_cache(maxsize=64)

@@ -14,7 +14,6 @@ its crash cannot take this process with it.
 from __future__ import annotations
 
 import os
-import pickle
 import signal
 import struct
 from collections.abc import Callable, Sequence
@@ -68,6 +67,8 @@ def split_map(
     if codec is not None:
         encode, decode = codec
     else:
+        import pickle  # 6 ms to import (it pulls in re): only for callers without a codec
+
         encode, decode = _pickled, pickle.loads
 
     def second_half(channel: Channel) -> None:
@@ -84,6 +85,8 @@ def split_map(
 
 
 def _pickled(value: object) -> bytes:
+    import pickle
+
     return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
