@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-from lkm.cli.options import UsageError, parse
+from lkm.cli.options import UsageError, own_version_text, parse, usage_line
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ takes them (checked against the module's parameter table).
   --sig-enforce    assume module.sig_enforce=1 (unsigned modules refused)
   --json           one JSON array of verdicts
   -h, --help       this help
+  --version        the version
 
 Exit status: 0 every module loads (taints allowed), 1 one is refused,
 2 usage error.
@@ -95,22 +96,25 @@ def _is_module_name(name: str) -> bool:
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int:
     try:
         opts, operands = parse(
-            argv0, args, "h", ("kernel=", "running", "sig-enforce", "json", "help")
+            argv0, args, "h", ("kernel=", "running", "sig-enforce", "json", "help", "version")
         )
     except UsageError as exc:
-        err.write(f"lkm check: {exc}\n{USAGE}".encode())
+        err.write(usage_line(f"lkm check: {exc}"))
         return 2
     if any(name in ("-h", "--help") for name, _ in opts):
         out.write(HELP.encode())
         return 0
+    if any(name == "--version" for name, _ in opts):
+        out.write(own_version_text().encode())
+        return 0
     if not operands:
-        err.write(f"lkm check: no module given\n{USAGE}".encode())
+        err.write(usage_line("lkm check: no module given"))
         return 2
     given = dict(opts)
     try:
         modules = module_paths(operands)
     except UsageError as exc:
-        err.write(f"lkm check: {exc}\n{USAGE}".encode())
+        err.write(usage_line(f"lkm check: {exc}"))
         return 2
     from lkm.errors import LkmError
     from lkm.workflows.check import check_all, kernel_facts_for, sig_enforced

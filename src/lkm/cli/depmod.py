@@ -55,9 +55,6 @@ Options:
 \t-w, --warn           Warn on duplicates
 \t-V, --version        show version
 \t-h, --help           show this help
-\t    --no-cache       Read every module again (lkm)
-\t    --cache-dir=DIR  Where lkm keeps parsed modules (lkm)
-\t    --index-layout=pre-order|post-order  Binary index layout (lkm; kmod <= 33 wrote post-order)
 
 The following options are useful for people managing distributions:
 \t-b, --basedir=DIR    Root path (default: /).
@@ -67,6 +64,12 @@ The following options are useful for people managing distributions:
 \t                     current kernel symbols.
 \t-E, --symvers=FILE   Use Module.symvers file to check
 \t                     symbol versions.
+
+lkm's extensions:
+\t    --dry-run        Same as -n (kmod takes it too)
+\t    --no-cache       Read every module again
+\t    --cache-dir=DIR  Where lkm keeps parsed modules
+\t    --index-layout=pre-order|post-order  Binary index layout (kmod <= 33 wrote post-order)
 """
 
 

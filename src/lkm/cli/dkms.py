@@ -27,6 +27,9 @@ from __future__ import annotations
 
 import os
 
+# The dkms whose behaviour lkm dkms follows (Debian bookworm's).
+DKMS_VERSION = "3.0.10"
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
     from typing import BinaryIO
@@ -96,6 +99,7 @@ class Command:
         self.values: dict[str, str] = {}
         self.flags: set[str] = set()
         self.help = False
+        self.show_version = False
 
 
 def parse(args: list[str]) -> Command:
@@ -108,6 +112,8 @@ def parse(args: list[str]) -> Command:
         name, equals, inline = arg.partition("=")
         if arg in ("-h", "--help"):
             command.help = True
+        elif arg == "--version":
+            command.show_version = True
         elif name in _VALUED:
             if equals:
                 value = inline
@@ -178,6 +184,13 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "dkms") -> i
     except UsageError as exc:
         fail(str(exc))
         return 2
+    if command.show_version and not command.help:
+        from lkm import __version__
+
+        # dkms prints dkms-3.0.10: scripts that cut at the dash still read
+        # the DKMS version lkm follows
+        out.write(f"dkms-{DKMS_VERSION} (lkm version {__version__})\n".encode())
+        return 0
     if command.help or not command.action:
         (out if command.help else err).write((__doc__ or "").encode())
         return 0 if command.help else 2

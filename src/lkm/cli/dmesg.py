@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from lkm.cli.options import UsageError, parse
+from lkm.cli.options import UsageError, own_version_text, parse, usage_line
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
@@ -19,7 +19,21 @@ PROG = "dmesg"
 USAGE = (
     "usage: lkm dmesg [-x|--decode] [-t|--notime] [-l|--level LIST] [-w|--follow] [--module NAME]\n"
 )
-LONGOPTS = ("decode", "notime", "level=", "follow", "module=", "help")
+HELP = (
+    USAGE
+    + """
+The kernel log from /dev/kmsg, printed as util-linux dmesg prints it.
+
+  -x, --decode        facility and level as text
+  -t, --notime        no timestamps
+  -l, --level LIST    only these levels (emerg,alert,crit,err,warn,notice,info,debug)
+  -w, --follow        wait for new records
+      --module NAME   only the lines module NAME logged
+  -h, --help          this help
+      --version       the version
+"""
+)
+LONGOPTS = ("decode", "notime", "level=", "follow", "module=", "help", "version")
 _LONG = {"-x": "--decode", "-t": "--notime", "-l": "--level", "-w": "--follow", "-h": "--help"}
 
 
@@ -37,12 +51,18 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
     try:
         opts, operands = parse(argv0, args, "xtl:wh", LONGOPTS)
     except UsageError as exc:
-        err.write(f"{exc}\n{USAGE}".encode("utf-8", "surrogateescape"))
-        return 1
+        err.write(usage_line(str(exc)))
+        return 2
     options = {_LONG.get(name, name): value for name, value in opts}
-    if "--help" in options or operands:
-        (err if operands else out).write(USAGE.encode("utf-8", "surrogateescape"))
-        return 1 if operands else 0
+    if "--help" in options:
+        out.write(HELP.encode("utf-8", "surrogateescape"))
+        return 0
+    if "--version" in options:
+        out.write(own_version_text().encode())
+        return 0
+    if operands:
+        err.write(usage_line(f"lkm dmesg: unexpected argument '{operands[0]}'"))
+        return 2
     decode = "--decode" in options
     show_time = "--notime" not in options
     follow = "--follow" in options

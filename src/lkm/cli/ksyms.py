@@ -11,7 +11,7 @@ kernel's module index).
 
 from __future__ import annotations
 
-from lkm.cli.options import UsageError, parse
+from lkm.cli.options import UsageError, own_version_text, parse, usage_line
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
@@ -20,6 +20,17 @@ if TYPE_CHECKING:
 
 PROG = "ksyms"
 USAGE = "usage: lkm ksyms [--module NAME] [--exported] [PATTERN...]\n"
+HELP = (
+    USAGE
+    + """
+Kernel symbols from /proc/kallsyms, by module or shell pattern.
+
+  --module NAME   only this module's symbols (repeatable)
+  --exported      only the symbols the kernel or the module exports
+  -h, --help      this help
+  --version       the version
+"""
+)
 
 
 def owner(line: str) -> str:
@@ -80,12 +91,15 @@ def select(
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int:
     try:
-        opts, patterns = parse(argv0, args, "h", ("module=", "exported", "help"))
+        opts, patterns = parse(argv0, args, "h", ("module=", "exported", "help", "version"))
     except UsageError as exc:
-        err.write(f"{exc}\n{USAGE}".encode())
-        return 1
+        err.write(usage_line(str(exc)))
+        return 2
     if any(name in ("-h", "--help") for name, _ in opts):
-        out.write(USAGE.encode())
+        out.write(HELP.encode())
+        return 0
+    if any(name == "--version" for name, _ in opts):
+        out.write(own_version_text().encode())
         return 0
     from lkm.errors import LkmError
     from lkm.model.moddir import normalize_modname

@@ -4,7 +4,8 @@ kmod 30 (tools/lsmod.c): the header, then per ``/proc/modules`` line
 ``"%-19s %8ld  %d"`` (name, size from ``/sys/module/NAME/coresize``, use
 count from ``refcnt``) and the holders, comma separated, in the kernel's
 directory order. Any argument is a usage error, except lkm's own
-``--json`` (one object per module) and ``--tree`` (who uses whom).
+``--json`` (one object per module), ``--tree`` (who uses whom),
+``-h``/``--help`` and ``-V``/``--version``.
 """
 
 from __future__ import annotations
@@ -15,9 +16,27 @@ if TYPE_CHECKING:
 
 
 PROG = "lsmod"
+HELP = """Usage: lsmod [--json|--tree]
+
+The loaded modules, as kmod's lsmod prints them.
+
+lkm's extensions:
+  --json          one JSON object per module
+  --tree          who uses whom, as a tree
+  -h, --help      this help
+  -V, --version   the version
+"""
 
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int:
+    if args in (["-h"], ["--help"]):
+        out.write(HELP.encode())
+        return 0
+    if args in (["-V"], ["--version"]):
+        from lkm.cli.options import version_text
+
+        out.write(version_text().encode())
+        return 0
     if args not in ([], ["--json"], ["--tree"]):
         err.write(f"Usage: {argv0}\n".encode("utf-8", "surrogateescape"))
         return 1

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
     import argparse
-    from typing import Any, BinaryIO
+    from typing import Any, BinaryIO, NoReturn
 
 
 class UsageError(Exception):
@@ -177,12 +177,29 @@ def line_writer(out: BinaryIO) -> Callable[[str], None]:
     return line
 
 
+def usage_line(message: str) -> bytes:
+    """A usage error of lkm's own commands: one line (``--help`` has the
+    rest)."""
+    from lkm.errors import one_line
+
+    return f"{one_line(message)} (see --help)\n".encode("utf-8", "surrogateescape")
+
+
+def own_version_text() -> str:
+    """What ``--version`` of lkm's own commands prints (as ``lkm --version``)."""
+    from lkm import __version__
+
+    return f"lkm version {__version__}\n"
+
+
 def argument_parser(
     prog: str, description: str | None, out: BinaryIO, err: BinaryIO
 ) -> argparse.ArgumentParser:
     """An ``argparse`` parser for lkm's own commands that prints help to
     ``out`` and usage errors to ``err`` (the streams the tool was given, so
-    a library caller or a test sees them), not to ``sys.stdout``/``stderr``."""
+    a library caller or a test sees them), not to ``sys.stdout``/``stderr``.
+    A usage error is one line (``PROG: error: …``; ``--help`` has the
+    rest), exit status 2; ``--version`` is lkm's."""
     import argparse
     import sys
 
@@ -192,7 +209,14 @@ def argument_parser(
                 stream = err if file is sys.stderr else out
                 stream.write(message.encode("utf-8", "surrogateescape"))
 
-    return Parser(prog=prog, description=description)
+        def error(self, message: str) -> NoReturn:
+            from lkm.errors import one_line
+
+            self.exit(2, f"{self.prog}: error: {one_line(message)} (see --help)\n")
+
+    parser = Parser(prog=prog, description=description)
+    parser.add_argument("--version", action="version", version=own_version_text().rstrip("\n"))
+    return parser
 
 
 def parse_arguments(

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from typing import BinaryIO
 
 SHORT = "o:f:hb:"
-LONG = ("output=", "format=", "help", "basedir=", "kernel=")
+LONG = ("output=", "format=", "help", "basedir=", "kernel=", "version")
 
 
 def help_text(prog: str) -> str:
@@ -37,6 +37,11 @@ def help_text(prog: str) -> str:
         "",
         "Formats:",
         *(f"\t{name:<12} {description}" for name, description in FORMATS.items()),
+        "",
+        "lkm's extensions:",
+        "\t-b, --basedir=DIR    the tree under DIR/lib/modules",
+        "\t    --kernel=VERSION the tree of VERSION, not the running kernel's",
+        "\t    --version        the version",
     ]
     return "\n".join(lines) + "\n"
 
@@ -57,6 +62,11 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "static-node
     for name, value in options:
         if name in ("-h", "--help"):
             out.write(help_text(prog).encode())
+            return 0
+        if name == "--version":
+            from lkm.cli.options import version_text
+
+            out.write(version_text().encode())
             return 0
         if name in ("-f", "--format"):
             if value not in FORMATS:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 
-from lkm.cli.options import UsageError, parse
+from lkm.cli.options import UsageError, parse, usage_line
 from lkm.errors import LkmError
 from lkm.vm.boot_kernel import choose_kernel
 
@@ -46,6 +46,32 @@ USAGE = f"""\
 usage: lkm vm run {_OPTIONS} [--timeout SECONDS] -- CMD...
        lkm vm shell {_OPTIONS}
 """
+HELP = (
+    USAGE
+    + """
+Boot a real kernel under QEMU with this machine's root shared read-only (a
+writable overlay in memory) and run a command in it, or a shell.
+
+  --kernel IMAGE|VERSION  the kernel: an image, a release or a series
+                          (default: the running kernel); fetched when a
+                          Debian series or release is not here
+  --memory SIZE           guest memory (QEMU's -m)
+  --cpus N                guest CPUs
+  --console LOGFILE       keep the whole serial console in LOGFILE
+  --share 9p|virtiofs     how the host root is shared
+  --modprobe PATH         the guest's /proc/sys/kernel/modprobe
+  --device SPEC           a QEMU -device (repeatable)
+  --append ARGS           more kernel command line (repeatable)
+  --qmp SOCKET            QEMU's monitor (QMP) on a Unix socket
+  --gdb                   QEMU's gdb stub, the kernel held at start
+  --gdb-file FILE         gdb commands to load the modules' symbols
+  --no-fetch              never download a kernel
+  --dry-run               print the QEMU command line, run nothing
+  --timeout SECONDS       give up on CMD after this long (run)
+  -h, --help              this help
+  --version               the version
+"""
+)
 
 
 LONGOPTS = (
@@ -64,6 +90,7 @@ LONGOPTS = (
     "dry-run",
     "no-fetch",
     "help",
+    "version",
 )
 # Options that may be given more than once, every value kept.
 _REPEATED = ("--device", "--append")
@@ -71,14 +98,22 @@ _REPEATED = ("--device", "--append")
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "vm") -> int:
     try:
-        opts, rest = parse("lkm vm", args, "", LONGOPTS)
+        opts, rest = parse("lkm vm", args, "h", LONGOPTS)
     except UsageError as exc:
-        err.write(f"{exc}\n{USAGE}".encode("utf-8", "surrogateescape"))
+        err.write(usage_line(str(exc)))
         return 2
+    if any(o in ("-h", "--help") for o, _ in opts):
+        out.write(HELP.encode("utf-8", "surrogateescape"))
+        return 0
+    if any(o == "--version" for o, _ in opts):
+        from lkm.cli.options import own_version_text
+
+        out.write(own_version_text().encode())
+        return 0
     action = rest[0] if rest else ""
     wrong = action not in ("run", "shell") or (len(rest) < 2) == (action == "run")
-    if any(o == "--help" for o, _ in opts) or wrong:
-        err.write(USAGE.encode("utf-8", "surrogateescape"))
+    if wrong:
+        err.write(usage_line("lkm vm: give 'run [OPTIONS] -- CMD...' or 'shell [OPTIONS]'"))
         return 2
     options = dict(opts)
     repeated = {name: [v for o, v in opts if o == name] for name in _REPEATED}
