@@ -44,6 +44,7 @@ TOOLS: dict[str, str] = {
     "static-nodes": "lkm.cli.static_nodes",
     "autoload": "lkm.cli.autoload",
     "check": "lkm.cli.check",
+    "completion": "lkm.cli.completion",
 }
 # kmod's tools that lkm will provide; until then they say so plainly.
 PLANNED: tuple[str, ...] = ()
@@ -89,6 +90,7 @@ Commands:
   static-nodes  device nodes of modules loaded on first open (kmod-compatible)
   autoload    load the modules devices need as they appear (coldplug, uevents)
   check       say whether a kernel will load a module, and if not why
+  completion  shell completion for bash, zsh or fish
 
 Invoked through a link named modinfo (or any kmod tool name), lkm behaves
 as that tool. Run 'lkm COMMAND --help' for a command's options.

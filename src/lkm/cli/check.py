@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from lkm.model.load_check import Verdict
 
 PROG = "check"
+SHORTOPTS = "h"
+LONGOPTS = ("kernel=", "running", "sig-enforce", "json", "help", "version")
 USAGE = (
     "usage: lkm check MODULE [PARAM=VALUE...]|DIR... [--kernel VERSION|HEADERS|IMAGE] "
     "[--running] [--sig-enforce] [--json]\n"
@@ -95,9 +97,7 @@ def _is_module_name(name: str) -> bool:
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int:
     try:
-        opts, operands = parse(
-            argv0, args, "h", ("kernel=", "running", "sig-enforce", "json", "help", "version")
-        )
+        opts, operands = parse(argv0, args, SHORTOPTS, LONGOPTS)
     except UsageError as exc:
         err.write(usage_line(f"lkm check: {exc}"))
         return 2

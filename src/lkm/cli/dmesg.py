@@ -33,6 +33,7 @@ The kernel log from /dev/kmsg, printed as util-linux dmesg prints it.
       --version       the version
 """
 )
+SHORTOPTS = "xtl:wh"
 LONGOPTS = ("decode", "notime", "level=", "follow", "module=", "help", "version")
 _LONG = {"-x": "--decode", "-t": "--notime", "-l": "--level", "-w": "--follow", "-h": "--help"}
 
@@ -49,7 +50,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
     from lkm.formats.kmsg import LEVELS, format_record, from_module, parse_record
 
     try:
-        opts, operands = parse(argv0, args, "xtl:wh", LONGOPTS)
+        opts, operands = parse(argv0, args, SHORTOPTS, LONGOPTS)
     except UsageError as exc:
         err.write(usage_line(str(exc)))
         return 2

@@ -27,8 +27,16 @@ Usage:
 Options:
 \t-V, --version     show version
 \t-h, --help        show this help
+
+lkm's extensions:
+\t-v, --verbose     after a refused load, the kernel's reason (lkm check)
+\t--decompress=auto|user|kernel  who decompresses a .ko.xz/.gz/.zst
+\t                  (auto: the kernel when it can)
 """
 
+
+SHORTOPTS = "psfvVh"
+LONGOPTS = ("version", "help", "decompress=", "verbose")
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int:
     def error(message: str) -> int:
@@ -36,7 +44,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
         return 1
 
     try:
-        opts, operands = parse(argv0, args, "psfvVh", ("version", "help", "decompress=", "verbose"))
+        opts, operands = parse(argv0, args, SHORTOPTS, LONGOPTS)
     except UsageError as exc:
         err.write(f"{exc}\n".encode("utf-8", "surrogateescape"))
         return 1

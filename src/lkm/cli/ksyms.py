@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 PROG = "ksyms"
 USAGE = "usage: lkm ksyms [--module NAME] [--exported] [PATTERN...]\n"
+SHORTOPTS = "h"
+LONGOPTS = ("module=", "exported", "help", "version")
 HELP = (
     USAGE
     + """
@@ -91,7 +93,7 @@ def select(
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int:
     try:
-        opts, patterns = parse(argv0, args, "h", ("module=", "exported", "help", "version"))
+        opts, patterns = parse(argv0, args, SHORTOPTS, LONGOPTS)
     except UsageError as exc:
         err.write(usage_line(str(exc)))
         return 2

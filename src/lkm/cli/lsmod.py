@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 
 PROG = "lsmod"
+# kmod's lsmod takes no option; these are lkm's (the help lists them)
+SHORTOPTS = "hV"
+LONGOPTS = ("json", "tree", "help", "version")
 HELP = """Usage: lsmod [--json|--tree]
 
 The loaded modules, as kmod's lsmod prints them.

@@ -219,12 +219,42 @@ def argument_parser(
     return parser
 
 
+class _ParserBuilt(Exception):
+    """parse_arguments met while :func:`parser_of` asks for the parser."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        super().__init__("parser built")
+        self.parser = parser
+
+
+_showing_parsers = False  # parser_of is running a command only to see its parser
+
+
+def parser_of(run: Callable[..., int]) -> argparse.ArgumentParser:
+    """The argparse parser a command's ``run`` builds, as it builds it:
+    ``run`` stops at its parse_arguments call, before doing anything
+    (completion and help tables come from the real parser, not a copy)."""
+    import io
+
+    global _showing_parsers
+    _showing_parsers = True
+    try:
+        run([], io.BytesIO(), io.BytesIO())
+    except _ParserBuilt as built:
+        return built.parser
+    finally:
+        _showing_parsers = False
+    raise ValueError(f"{run.__module__}: run() parses no arguments with argparse")
+
+
 def parse_arguments(
     parser: argparse.ArgumentParser, args: Sequence[str]
 ) -> argparse.Namespace | int:
     """The parsed options, or the exit status when argparse ended the
     command itself (``--help``: 0, a usage error: 2), its message already
     written to the parser's streams."""
+    if _showing_parsers:
+        raise _ParserBuilt(parser)
     try:
         return parser.parse_args(args)
     except SystemExit as exc:

@@ -32,6 +32,7 @@ Options:
 \t-V, --version     show version
 \t-h, --help        show this help
 """
+SHORTOPTS = "fsvVwh"
 LONGOPTS = ("force", "syslog", "verbose", "version", "help")
 
 
@@ -50,7 +51,7 @@ def _error_writer(err: BinaryIO, use_syslog: bool) -> Callable[[str], None]:
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int:
     try:
-        opts, names = parse(argv0, args, "fsvVwh", LONGOPTS)
+        opts, names = parse(argv0, args, SHORTOPTS, LONGOPTS)
     except UsageError as exc:
         err.write(f"{exc}\n".encode("utf-8", "surrogateescape"))
         return 1

@@ -17,8 +17,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
     from typing import BinaryIO
 
-SHORT = "o:f:hb:"
-LONG = ("output=", "format=", "help", "basedir=", "kernel=", "version")
+SHORTOPTS = "o:f:hb:"
+LONGOPTS = ("output=", "format=", "help", "basedir=", "kernel=", "version")
 
 
 def help_text(prog: str) -> str:
@@ -54,7 +54,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "static-node
 
     prog = "lkm"
     try:
-        options, _ = parse(prog, args, SHORT, LONG)
+        options, _ = parse(prog, args, SHORTOPTS, LONGOPTS)
     except UsageError as exc:
         err.write(f"{exc}\n".encode("utf-8", "surrogateescape"))
         return 1

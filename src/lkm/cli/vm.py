@@ -74,6 +74,7 @@ writable overlay in memory) and run a command in it, or a shell.
 )
 
 
+SHORTOPTS = "h"
 LONGOPTS = (
     "kernel=",
     "memory=",
@@ -98,7 +99,7 @@ _REPEATED = ("--device", "--append")
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "vm") -> int:
     try:
-        opts, rest = parse("lkm vm", args, "h", LONGOPTS)
+        opts, rest = parse("lkm vm", args, SHORTOPTS, LONGOPTS)
     except UsageError as exc:
         err.write(usage_line(str(exc)))
         return 2
