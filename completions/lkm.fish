@@ -24,6 +24,7 @@ complete -c lkm -n '__fish_seen_subcommand_from check' -l kernel -r -a '(lkm com
 complete -c lkm -n '__fish_seen_subcommand_from check' -l running
 complete -c lkm -n '__fish_seen_subcommand_from check' -l sig-enforce
 complete -c lkm -n '__fish_seen_subcommand_from check' -l json
+complete -c lkm -n '__fish_seen_subcommand_from check' -l color
 complete -c lkm -n '__fish_seen_subcommand_from check' -l help
 complete -c lkm -n '__fish_seen_subcommand_from check' -l version
 complete -c lkm -n '__fish_seen_subcommand_from check' -F
@@ -103,11 +104,13 @@ complete -c lkm -n '__fish_seen_subcommand_from dkms' -a '(lkm completion --cand
 complete -c lkm -n '__fish_seen_subcommand_from dmesg' -s x
 complete -c lkm -n '__fish_seen_subcommand_from dmesg' -s t
 complete -c lkm -n '__fish_seen_subcommand_from dmesg' -s l -r
+complete -c lkm -n '__fish_seen_subcommand_from dmesg' -s L
 complete -c lkm -n '__fish_seen_subcommand_from dmesg' -s w
 complete -c lkm -n '__fish_seen_subcommand_from dmesg' -s h
 complete -c lkm -n '__fish_seen_subcommand_from dmesg' -l decode
 complete -c lkm -n '__fish_seen_subcommand_from dmesg' -l notime
 complete -c lkm -n '__fish_seen_subcommand_from dmesg' -l level -r
+complete -c lkm -n '__fish_seen_subcommand_from dmesg' -l color
 complete -c lkm -n '__fish_seen_subcommand_from dmesg' -l follow
 complete -c lkm -n '__fish_seen_subcommand_from dmesg' -l module -r -a '(lkm completion --candidates loaded 2>/dev/null)'
 complete -c lkm -n '__fish_seen_subcommand_from dmesg' -l help
@@ -263,7 +266,6 @@ complete -c lkm -n '__fish_seen_subcommand_from rmmod' -s f
 complete -c lkm -n '__fish_seen_subcommand_from rmmod' -s s
 complete -c lkm -n '__fish_seen_subcommand_from rmmod' -s v
 complete -c lkm -n '__fish_seen_subcommand_from rmmod' -s V
-complete -c lkm -n '__fish_seen_subcommand_from rmmod' -s w
 complete -c lkm -n '__fish_seen_subcommand_from rmmod' -s h
 complete -c lkm -n '__fish_seen_subcommand_from rmmod' -l force
 complete -c lkm -n '__fish_seen_subcommand_from rmmod' -l syslog
@@ -303,6 +305,7 @@ complete -c lkm -n '__fish_seen_subcommand_from try' -l console -r
 complete -c lkm -n '__fish_seen_subcommand_from try' -l timeout -r
 complete -c lkm -n '__fish_seen_subcommand_from try' -l gdb
 complete -c lkm -n '__fish_seen_subcommand_from try' -l gdb-file -r
+complete -c lkm -n '__fish_seen_subcommand_from try' -l color -r
 complete -c lkm -n '__fish_seen_subcommand_from try' -l shell
 complete -c lkm -n '__fish_seen_subcommand_from try' -F
 complete -c lkm -n '__fish_seen_subcommand_from uninstall' -s h

@@ -170,10 +170,13 @@ def test_parameters_that_are_not_utf8_reach_the_kernel_as_bytes(
 def test_dmesg_matches_util_linux_and_filters_by_module(vm: Guest, report: Report) -> None:
     dummy = module_path(vm, "dummy")
     vm.check([LKM, "insmod", dummy, "lkm_test_bogus=1"])
-    out = vm.check(f"dmesg; echo ===; {LKM} dmesg; echo ===; dmesg -x; echo ===; {LKM} dmesg -x")
-    util, mine, util_x, mine_x = out.stdout.decode().split("===\n")
-    assert mine == util and mine_x == util_x
-    report(f"dmesg on {vm.kernel.label}: lkm vs util-linux, {len(util.splitlines())} lines")
+    runs = ["", "-x", "--color=always", "-x -t --color=always", "-l err,warn,info -L=always"]
+    script = "; echo ===; ".join(f"dmesg {o}; echo ===; {LKM} dmesg {o}" for o in runs)
+    outputs = vm.check(script).stdout.decode().split("===\n")
+    for options, util, mine in zip(runs, outputs[::2], outputs[1::2], strict=True):
+        assert mine == util, f"dmesg {options}"
+    lines = sum(len(util.splitlines()) for util in outputs[::2])
+    report(f"dmesg on {vm.kernel.label}: lkm vs util-linux, {len(runs)} option sets, {lines} lines")
     lines = vm.check([LKM, "dmesg", "--module", "dummy"]).stdout.decode().splitlines()
     assert lines and all("] dummy: " in line for line in lines)
     assert any("unknown parameter 'lkm_test_bogus' ignored" in line for line in lines)

@@ -74,6 +74,7 @@ Commands:
   insmod      load a module file into the running kernel (kmod-compatible)
   rmmod       unload modules (kmod-compatible)
   lsmod       list loaded modules (kmod-compatible; --json, --tree)
+  modprobe    load or unload modules with their dependencies (kmod-compatible)
   dmesg       the kernel log, like util-linux dmesg; --module NAME
   ksyms       kernel symbols from /proc/kallsyms, by module or pattern
   vm run      boot a real kernel under QEMU and run a command in it
@@ -210,6 +211,14 @@ class _RawOutput(io.RawIOBase):
 
     def writable(self) -> bool:
         return True
+
+    # The descriptor, so that tools can tell a terminal (--color=auto, the
+    # progress line of lkm kernel fetch); RawIOBase's say "not a terminal".
+    def fileno(self) -> int:
+        return self.fd
+
+    def isatty(self) -> bool:
+        return os.isatty(self.fd)
 
     def write(self, data: Any) -> int:
         if self.broken:

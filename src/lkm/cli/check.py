@@ -1,15 +1,17 @@
 """``lkm check``: will kernel K load these modules, and if not, why.
 
 ``lkm check MODULE|DIR… [--kernel VERSION|HEADERS|IMAGE] [--running]
-[--sig-enforce] [--json]`` takes each module (a directory: every ``.ko*``
-under it, as DKMS build output or a build tree holds them) through the
+[--sig-enforce] [--json] [--color[=WHEN]]`` takes each module (a
+directory: every ``.ko*`` under it, as DKMS build output or a build tree
+holds them) through the
 kernel's load-time checks, in the kernel's order, from the module file and
 the kernel's packages (its module tree and headers): the verdict
 (``loads``, ``loads with taint X``, ``refused``) and each finding as the
 line the kernel would log, with its errno or taint and what to do.
 Modules checked together satisfy each other's symbols. ``--running`` adds
 the live kernel's state (modules already loaded, ``sig_enforce``);
-``--sig-enforce`` assumes ``module.sig_enforce=1``. Exit status: 0 when
+``--sig-enforce`` assumes ``module.sig_enforce=1``. On a terminal the
+verdicts are in colour (:mod:`lkm.cli.colour`). Exit status: 0 when
 every module would load (taints allowed), 1 when one would be refused or
 the kernel's facts cannot be read, 2 for usage errors.
 """
@@ -28,10 +30,10 @@ if TYPE_CHECKING:
 
 PROG = "check"
 SHORTOPTS = "h"
-LONGOPTS = ("kernel=", "running", "sig-enforce", "json", "help", "version")
+LONGOPTS = ("kernel=", "running", "sig-enforce", "json", "color==", "help", "version")
 USAGE = (
     "usage: lkm check MODULE [PARAM=VALUE...]|DIR... [--kernel VERSION|HEADERS|IMAGE] "
-    "[--running] [--sig-enforce] [--json]\n"
+    "[--running] [--sig-enforce] [--json] [--color[=WHEN]]\n"
 )
 HELP = (
     USAGE
@@ -46,6 +48,10 @@ takes them (checked against the module's parameter table).
                    loaded, module.sig_enforce
   --sig-enforce    assume module.sig_enforce=1 (unsigned modules refused)
   --json           one JSON array of verdicts
+  --color[=WHEN]   verdicts in colour (loads green, loads with taint
+                   yellow, refused red): auto (the default: on a
+                   terminal, unless NO_COLOR is set or TERM is dumb),
+                   always or never
   -h, --help       this help
   --version        the version
 
@@ -111,6 +117,13 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
         err.write(usage_line("lkm check: no module given"))
         return 2
     given = dict(opts)
+    from lkm.cli.colour import ColourModeError, wanted, when_of
+
+    try:
+        colour = wanted(when_of(given.get("--color", "")), out)
+    except ColourModeError as exc:
+        err.write(usage_line(f"lkm check: {exc}"))
+        return 2
     try:
         modules = module_paths(operands)
     except UsageError as exc:
@@ -138,16 +151,19 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
 
         out.write((json.dumps([as_json(v) for v in verdicts], indent=2) + "\n").encode())
     else:
-        out.write("".join(as_text(v) for v in verdicts).encode())
+        out.write("".join(as_text(v, colour) for v in verdicts).encode())
     return 1 if any(v.reason is not None for v in verdicts) else 0
 
 
-def as_text(verdict: Verdict) -> str:
-    from lkm.model.load_check import TAINTS, insmod_text
+def as_text(verdict: Verdict, colour: bool = False) -> str:
+    from lkm.cli.colour import GREEN, RED, YELLOW, paint
+    from lkm.model.load_check import LOADS, REFUSED, TAINTS, insmod_text
 
     head = verdict.verdict
     if head == TAINTS:
         head += f" {', '.join(verdict.taints)}"
+    # Green goes, yellow goes with a mark on the kernel, red stops.
+    head = paint(head, {LOADS: GREEN, TAINTS: YELLOW, REFUSED: RED}[verdict.verdict], colour)
     lines = [f"{verdict.path}: {head} ({verdict.release})"]
     for finding in verdict.findings:
         what = f"taint {finding.taint}" if finding.taint else "note"

@@ -157,12 +157,13 @@ def _getopt_spec(shortopts: str, longopts: Iterable[str], words: Iterable[str] =
         if letter == ":":
             continue
         options.append(f"-{letter}")
-        if shortopts[at + 1 : at + 2] == ":":
+        # "L::" takes its optional value in the same word: the next is not it.
+        if shortopts[at + 1 : at + 2] == ":" and shortopts[at + 2 : at + 3] != ":":
             valued.append(f"-{letter}")
     for name in longopts:
         option = f"--{name.rstrip('=')}"
         options.append(option)
-        if name.endswith("="):
+        if name.endswith("=") and not name.endswith("=="):  # "color==": only --color=WHEN
             valued.append(option)
     return Spec(tuple(options), tuple(valued), tuple(words))
 

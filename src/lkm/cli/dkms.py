@@ -11,11 +11,13 @@ kernel in the install tree) or the running one; builds in parallel up to
 and lkm's ``hooks`` (``[--remove]``): the kernel postinst/prerm and
 kernel-install hooks that run autoinstall and unbuild per kernel.
 Options as dkms takes them (``-x V``, ``-x=V`` and ``--long=V``):
-``-m NAME[/VERSION]``, ``-v VERSION``, ``NAME/VERSION``, ``-k KVER[/ARCH]``
-(repeatable), ``-a ARCH``, ``--all``, ``--force``, ``-j N``,
+``-m|--module NAME[/VERSION]``, ``-v VERSION``, ``NAME/VERSION``,
+``-k|--kernelver KVER[/ARCH]`` (repeatable), ``-a|--arch ARCH``, ``--all``,
+``--force``, ``-j N``,
 ``--dkmstree DIR``, ``--sourcetree DIR``, ``--installtree DIR``,
 ``--kernelsourcedir DIR``, ``--config FILE``, ``-c DKMS.CONF``,
-``--no-depmod``, ``-q``; lkm's ``status --json`` and ``--root DIR`` (an
+``--no-depmod``, ``-q|--quiet``, ``--verbose``, ``-h|--help``,
+``--version``; lkm's ``status --json`` and ``--root DIR`` (an
 image: its trees, its /etc, its kernels; autoinstall without ``-k`` does
 every kernel in it). Every failure is one line naming the package, the
 kernel, the cause and the log, with dkms's exit status (77:

@@ -1,8 +1,9 @@
 """``lkm dmesg``: the kernel log from ``/dev/kmsg``, printed like util-linux.
 
 Timestamps ``[%5ld.%06ld]``, ``-x`` for facility and level, ``-t`` for no
-timestamps, ``-l LEVELS`` to keep some levels, ``-w`` to wait for new
-records, and ``--module NAME`` for the lines one module logged.
+timestamps, ``-l LEVELS`` to keep some levels, ``-L/--color[=WHEN]`` for
+util-linux's colours, ``-w`` to wait for new records, and ``--module NAME``
+for the lines one module logged.
 """
 
 from __future__ import annotations
@@ -10,14 +11,17 @@ from __future__ import annotations
 import os
 
 from lkm.cli.options import UsageError, own_version_text, parse, usage_line
+from lkm.records import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import BinaryIO
 
 PROG = "dmesg"
 USAGE = (
-    "usage: lkm dmesg [-x|--decode] [-t|--notime] [-l|--level LIST] [-w|--follow] [--module NAME]\n"
+    "usage: lkm dmesg [-x|--decode] [-t|--notime] [-l|--level LIST] [-L|--color[=WHEN]]\n"
+    "                 [-w|--follow] [--module NAME]\n"
 )
 HELP = (
     USAGE
@@ -27,15 +31,38 @@ The kernel log from /dev/kmsg, printed as util-linux dmesg prints it.
   -x, --decode        facility and level as text
   -t, --notime        no timestamps
   -l, --level LIST    only these levels (emerg,alert,crit,err,warn,notice,info,debug)
+  -L, --color[=WHEN]  colours: auto (the default: a terminal whose terminfo entry
+                      has colours), always or never; util-linux's default colours
+                      (terminal-colors.d is not read; as util-linux 2.38, NO_COLOR
+                      is not either)
   -w, --follow        wait for new records
       --module NAME   only the lines module NAME logged
   -h, --help          this help
       --version       the version
 """
 )
-SHORTOPTS = "xtl:wh"
-LONGOPTS = ("decode", "notime", "level=", "follow", "module=", "help", "version")
-_LONG = {"-x": "--decode", "-t": "--notime", "-l": "--level", "-w": "--follow", "-h": "--help"}
+SHORTOPTS = "xtl:L::wh"
+LONGOPTS = ("decode", "notime", "level=", "color==", "follow", "module=", "help", "version")
+_LONG = {
+    "-x": "--decode",
+    "-t": "--notime",
+    "-l": "--level",
+    "-L": "--color",
+    "-w": "--follow",
+    "-h": "--help",
+}
+
+
+class Shown(Record):
+    """Which records ``lkm dmesg`` prints, and how."""
+
+    decode: bool = False
+    show_time: bool = True
+    utf8: bool = False
+    colour: bool = False
+    levels: frozenset[int] | None = None  # None: every level
+    module: str | None = None
+    follow: bool = False
 
 
 def _utf8_locale() -> bool:
@@ -46,9 +73,15 @@ def _utf8_locale() -> bool:
     return False
 
 
-def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int:
-    from lkm.formats.kmsg import LEVELS, format_record, from_module, parse_record
-
+def run(
+    args: list[str],
+    out: BinaryIO,
+    err: BinaryIO,
+    argv0: str = PROG,
+    records: Iterable[bytes] | None = None,
+) -> int:
+    """``lkm dmesg ARGS``; ``records`` stand for ``/dev/kmsg``'s (a test
+    gives the ones util-linux dmesg reads from a file)."""
     try:
         opts, operands = parse(argv0, args, SHORTOPTS, LONGOPTS)
     except UsageError as exc:
@@ -64,39 +97,18 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
     if operands:
         err.write(usage_line(f"lkm dmesg: unexpected argument '{operands[0]}'"))
         return 2
-    decode = "--decode" in options
-    show_time = "--notime" not in options
-    follow = "--follow" in options
-    module = options.get("--module")
-    levels_text = options.get("--level")
-    levels = None
-    if levels_text is not None:
-        names = levels_text.split(",")
-        unknown = [n for n in names if n not in LEVELS]
-        if unknown:
-            err.write(
-                f"lkm dmesg: unknown level '{unknown[0]}'\n".encode("utf-8", "surrogateescape")
-            )
-            return 1
-        levels = {LEVELS.index(n) for n in names}
-
-    from lkm.errors import FormatError
-    from lkm.system.kernel import KernelModules
-
-    utf8 = _utf8_locale()
     try:
-        for raw in KernelModules().kmsg(follow=follow):
-            try:
-                record = parse_record(raw)
-            except FormatError:
-                continue
-            if levels is not None and record.level not in levels:
-                continue
-            if module is not None and not from_module(record, module):
-                continue
-            out.write(format_record(record, decode, show_time, utf8))
-            if follow:
-                out.flush()
+        shown = shown_by(options, out)
+    except ValueError as exc:  # util-linux exits 1 for these, not 2
+        err.write(f"lkm dmesg: {exc}\n".encode("utf-8", "surrogateescape"))
+        return 1
+
+    try:
+        if records is None:
+            from lkm.system.kernel import KernelModules
+
+            records = KernelModules().kmsg(follow=shown.follow)
+        print_records(records, out, shown)
     except BrokenPipeError:
         raise  # stdout closed (| head): the entry point ends quietly
     except OSError as exc:
@@ -105,3 +117,51 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
         )
         return 1
     return 0
+
+
+def shown_by(options: dict[str, str], out: BinaryIO) -> Shown:
+    """The options as a Shown; ValueError for an unknown level or colour
+    mode (util-linux's messages)."""
+    from lkm.cli.colour import util_linux_wanted, when_of
+    from lkm.formats.kmsg import LEVELS
+
+    levels = None
+    if "--level" in options:
+        names = options["--level"].split(",")
+        unknown = [n for n in names if n not in LEVELS]
+        if unknown:
+            raise ValueError(f"unknown level '{unknown[0]}'")
+        levels = frozenset(LEVELS.index(n) for n in names)
+    # No --color is util-linux's "undefined" mode: terminal-colors.d's
+    # choice, else auto; lkm reads no terminal-colors.d.
+    when = when_of(options.get("--color", ""))
+    return Shown(
+        decode="--decode" in options,
+        show_time="--notime" not in options,
+        utf8=_utf8_locale(),
+        colour=util_linux_wanted(when, out),
+        levels=levels,
+        module=options.get("--module"),
+        follow="--follow" in options,
+    )
+
+
+def print_records(records: Iterable[bytes], out: BinaryIO, shown: Shown) -> None:
+    """Print the raw ``/dev/kmsg`` records as ``shown`` says."""
+    from lkm.errors import FormatError
+    from lkm.formats.kmsg import NAMED_FACILITIES, format_record, from_module, parse_record
+
+    for raw in records:
+        try:
+            record = parse_record(raw)
+        except FormatError:
+            continue
+        if shown.levels is not None and (
+            record.level not in shown.levels or record.facility > NAMED_FACILITIES
+        ):
+            continue  # util-linux's -l drops records of a facility it cannot name
+        if shown.module is not None and not from_module(record, shown.module):
+            continue
+        out.write(format_record(record, shown.decode, shown.show_time, shown.utf8, shown.colour))
+        if shown.follow:
+            out.flush()

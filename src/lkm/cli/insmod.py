@@ -38,6 +38,7 @@ lkm's extensions:
 SHORTOPTS = "psfvVh"
 LONGOPTS = ("version", "help", "decompress=", "verbose")
 
+
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int:
     def error(message: str) -> int:
         err.write(error_line(PROG, message))

@@ -27,10 +27,14 @@ def parse(
 ) -> tuple[list[tuple[str, str]], list[str]]:
     """(options as (name, value) pairs, operands) — names keep their dashes.
 
-    ``shortopts`` as for getopt ("F:" takes a value); ``longopts`` names,
-    "field=" taking a value.
+    ``shortopts`` as for getopt ("F:" takes a value, "L::" an optional one
+    written in the same word, "-Lalways"); ``longopts`` names, "field="
+    taking a value, "color==" an optional one (only as "--color=always").
+    An optional value comes back after a "=" marker, so that a bare
+    "--color" ("") and an empty "--color=" ("=") differ, as they do for
+    getopt (NULL and "").
     """
-    takes_value = {name.rstrip("="): name.endswith("=") for name in longopts}
+    takes_value = {name.rstrip("="): _value_kind(name) for name in longopts}
     options: list[tuple[str, str]] = []
     operands: list[str] = []
     i = 0
@@ -49,12 +53,21 @@ def parse(
     return options, operands
 
 
+_NO_VALUE, _VALUE, _OPTIONAL_VALUE = 0, 1, 2
+
+
+def _value_kind(longopt: str) -> int:
+    if longopt.endswith("=="):
+        return _OPTIONAL_VALUE
+    return _VALUE if longopt.endswith("=") else _NO_VALUE
+
+
 def _long(
     prog: str,
     arg: str,
     args: Sequence[str],
     i: int,
-    takes_value: dict[str, bool],
+    takes_value: dict[str, int],
     options: list[tuple[str, str]],
 ) -> int:
     name, has_value, value = arg[2:].partition("=")
@@ -65,7 +78,9 @@ def _long(
         found = " ".join(f"'--{m}'" for m in matches)
         raise UsageError(f"{prog}: option '{arg}' is ambiguous; possibilities: {found}")
     full = matches[0]
-    if takes_value[full]:
+    if takes_value[full] == _OPTIONAL_VALUE:
+        value = has_value + value  # "" when bare, "=" + the value when given
+    elif takes_value[full]:
         if not has_value:
             if i >= len(args):
                 raise UsageError(f"{prog}: option '--{full}' requires an argument")
@@ -91,6 +106,11 @@ def _short(
         spec = shortopts.find(letter)
         if spec < 0 or letter == ":":
             raise UsageError(f"{prog}: invalid option -- '{letter}'")
+        if shortopts.startswith("::", spec + 1):
+            # getopt takes an optional value only from the same word.
+            rest = arg[pos + 1 :]
+            options.append((f"-{letter}", f"={rest}" if rest else ""))
+            return i
         if shortopts.startswith(":", spec + 1):
             if pos + 1 < len(arg):
                 value = arg[pos + 1 :]

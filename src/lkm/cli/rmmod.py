@@ -32,7 +32,10 @@ Options:
 \t-V, --version     show version
 \t-h, --help        show this help
 """
-SHORTOPTS = "fsvVwh"
+SHORTOPTS = "fsvVh"
+# kmod's getopt string also has w, which it then rejects: parsed, so the
+# message is kmod's, but not offered (help, completion, man page)
+_PARSED_SHORTOPTS = SHORTOPTS + "w"
 LONGOPTS = ("force", "syslog", "verbose", "version", "help")
 
 
@@ -51,7 +54,7 @@ def _error_writer(err: BinaryIO, use_syslog: bool) -> Callable[[str], None]:
 
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int:
     try:
-        opts, names = parse(argv0, args, SHORTOPTS, LONGOPTS)
+        opts, names = parse(argv0, args, _PARSED_SHORTOPTS, LONGOPTS)
     except UsageError as exc:
         err.write(f"{exc}\n".encode("utf-8", "surrogateescape"))
         return 1

@@ -5,7 +5,9 @@ report the kernel's log lines, the taint the module caused and any oops or
 warning. Exit status 0 when all of it worked. With --gdb the VM waits after
 loading, for gdb to attach with the commands lkm writes (DIR/.lkm-gdb).
 With --shell an interactive shell in the VM follows the loading (exit it
-to go on). On a terminal, one line tells how far the VM's boot is."""
+to go on). On a terminal, one line tells how far the VM's boot is, and the
+final ok (green) or FAILED (red) is in colour (--color=WHEN: auto, always,
+never; auto means a terminal, without NO_COLOR set or TERM=dumb)."""
 
 from __future__ import annotations
 
@@ -53,11 +55,21 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> in
         "--gdb-file", metavar="FILE", help="write the gdb commands here (implies --gdb)"
     )
     parser.add_argument(
+        "--color",
+        metavar="WHEN",
+        type=_when,
+        default="auto",
+        help="the final ok/FAILED in colour: auto (on a terminal, unless NO_COLOR is set or"
+        " TERM is dumb), always or never",
+    )
+    parser.add_argument(
         "--shell",
         action="store_true",
         help="after loading, an interactive shell in the VM on this terminal (as lkm vm"
         " shell); its exit runs TEST-CMD and unloads",
     )
+    # A bare --color is --color=auto, as getopt's optional value would have it.
+    args = ["--color=auto" if arg == "--color" else arg for arg in args]
     options = parse_arguments(parser, args)
     if isinstance(options, int):
         return options
@@ -86,9 +98,33 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> in
         return 1
     finally:
         progress.clear()
-    for text in report.lines():
+    from lkm.cli.colour import wanted
+
+    *lines, result = report.lines()
+    for text in lines:
         line(text)
+    line(_result_line(result, report.ok, wanted(options.color, out)))
     return 0 if report.ok else 1
+
+
+def _when(value: str) -> str:
+    import argparse
+
+    from lkm.cli.colour import ColourModeError, when_of
+
+    try:
+        return when_of(f"={value}")
+    except ColourModeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _result_line(text: str, ok: bool, colour: bool) -> str:
+    """The report's last line ("ok (build 3.1 s, …)" or "FAILED (…)") with
+    its first word green or red."""
+    from lkm.cli.colour import GREEN, RED, paint
+
+    word, space, rest = text.partition(" ")
+    return paint(word, GREEN if ok else RED, colour) + space + rest
 
 
 def _gdb_request(gdb: bool, script: str | None) -> GdbRequest | None:
