@@ -13,6 +13,10 @@ complete -c lkm -n '__fish_seen_subcommand_from autoload' -l timeout -r
 complete -c lkm -n '__fish_seen_subcommand_from build' -s h
 complete -c lkm -n '__fish_seen_subcommand_from build' -l help
 complete -c lkm -n '__fish_seen_subcommand_from build' -l version
+complete -c lkm -n '__fish_seen_subcommand_from build' -l quiet
+complete -c lkm -n '__fish_seen_subcommand_from build' -s q
+complete -c lkm -n '__fish_seen_subcommand_from build' -l verbose
+complete -c lkm -n '__fish_seen_subcommand_from build' -s v
 complete -c lkm -n '__fish_seen_subcommand_from build' -l kernel -r -a '(lkm completion --candidates kernels 2>/dev/null)'
 complete -c lkm -n '__fish_seen_subcommand_from build' -s k -r -a '(lkm completion --candidates kernels 2>/dev/null)'
 complete -c lkm -n '__fish_seen_subcommand_from build' -l jobs -r
@@ -296,6 +300,10 @@ complete -c lkm -n '__fish_seen_subcommand_from static-nodes' -l version
 complete -c lkm -n '__fish_seen_subcommand_from try' -s h
 complete -c lkm -n '__fish_seen_subcommand_from try' -l help
 complete -c lkm -n '__fish_seen_subcommand_from try' -l version
+complete -c lkm -n '__fish_seen_subcommand_from try' -l quiet
+complete -c lkm -n '__fish_seen_subcommand_from try' -s q
+complete -c lkm -n '__fish_seen_subcommand_from try' -l verbose
+complete -c lkm -n '__fish_seen_subcommand_from try' -s v
 complete -c lkm -n '__fish_seen_subcommand_from try' -l kernel -r -a '(lkm completion --candidates kernels 2>/dev/null)'
 complete -c lkm -n '__fish_seen_subcommand_from try' -s k -r -a '(lkm completion --candidates kernels 2>/dev/null)'
 complete -c lkm -n '__fish_seen_subcommand_from try' -l jobs -r

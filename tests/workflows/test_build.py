@@ -44,6 +44,27 @@ def test_every_template_builds_against_both_kernels(
             assert dict(user.modinfo() or [])["depends"] == f"{directory.name}_core"
 
 
+def test_make_variables_quiet_and_verbose(kernel_61: KernelFixture, tmp_path: Path) -> None:
+    """VAR=VALUE words reach kbuild's make (first word or after DIR), -v is
+    V=1 (make's commands shown), -q leaves only the results; a word that is
+    not a make variable is one line and nothing built."""
+    directory = tmp_path / "vars"
+    create(str(directory))
+    kernel = ["--kernel", kernel_61.version, "-j2"]
+    shown = _lkm(["build", str(directory), "KCFLAGS=-DLKM_MAKE_VAR_SEEN", "-v", *kernel])
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    compile_line = next(x for x in shown.stdout.splitlines() if "vars.o" in x and "gcc" in x)
+    assert "-DLKM_MAKE_VAR_SEEN" in compile_line
+    (directory / "vars.ko").unlink()
+    quiet = command([LKM, "build", "W=1", "-q", *kernel], text=True, cwd=str(directory))
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    # (a note on the running kernel, where it is another with a module tree here)
+    results = [x for x in quiet.stdout.splitlines() if not x.startswith("note: ")]
+    assert results == [f"built {directory}/vars.ko for {kernel_61.version}"]
+    bad = _lkm(["build", str(directory), "1X=2", *kernel])
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "1X=2" in bad.stderr
+
+
 def test_plain_make_works_too(kernel_61: KernelFixture, tmp_path: Path) -> None:
     directory = tmp_path / "plain"
     create(str(directory))

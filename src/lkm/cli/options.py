@@ -161,8 +161,21 @@ def help_or_version(opts: list[tuple[str, str]], help_text: str) -> str | None:
 
 
 def kbuild_arguments(parser: argparse.ArgumentParser, kernel_help: str) -> None:
-    """The arguments ``lkm build`` and ``lkm try`` share: DIR, --kernel, --jobs."""
-    parser.add_argument("directory", nargs="?", default=".")
+    """The arguments ``lkm build`` and ``lkm try`` share: DIR, make's
+    VAR=VALUE words, --kernel, --jobs, --no-fetch, -q, -v."""
+    parser.add_argument("directory", nargs="?", default=".", metavar="DIR")
+    parser.add_argument(
+        "make_vars",
+        nargs="*",
+        metavar="VAR=VALUE",
+        help="make variables for kbuild, as make takes them (V=1, W=1, KCFLAGS=-g, …)",
+    )
+    parser.add_argument(
+        "--quiet", "-q", action="store_true", help="not make's output: only problems and results"
+    )
+    parser.add_argument(
+        "--verbose", "-v", action="store_true", help="make's commands too (kbuild's V=1)"
+    )
     parser.add_argument("--kernel", "-k", help=kernel_help)
     parser.add_argument("--jobs", "-j", type=int, help="parallel make jobs")
     parser.add_argument(
@@ -170,6 +183,24 @@ def kbuild_arguments(parser: argparse.ArgumentParser, kernel_help: str) -> None:
         action="store_true",
         help="never download a kernel: a series or release not here is an error",
     )
+
+
+def make_variables(options: argparse.Namespace) -> list[str]:
+    """The make variables the command line gives (-v: V=1). A first word
+    that is a VAR=VALUE and not a directory was taken for DIR by argparse:
+    it is the first variable, and DIR is the current directory."""
+    import os
+
+    from lkm.workflows.build import is_make_variable
+
+    words = list(options.make_vars)
+    directory = options.directory
+    if is_make_variable(directory) and not os.path.isdir(directory):
+        words.insert(0, directory)
+        options.directory = "."
+    if options.verbose and not any(w.startswith("V=") for w in words):
+        words.append("V=1")
+    return words
 
 
 def fetch_on_demand(spec: str | None, need: str, fetch: bool, err: BinaryIO) -> None:

@@ -1,4 +1,5 @@
-"""``lkm try [DIR] [--kernel IMAGE|VERSION|HEADERS_DIR] [-j N] [--gdb] [-- TEST-CMD…]``:
+"""``lkm try [DIR] [VAR=VALUE…] [--kernel IMAGE|VERSION|HEADERS_DIR] [-j N] [-q|-v] [--gdb]
+[-- TEST-CMD…]``:
 build the module in DIR, boot the kernel it is for in a disposable VM, load
 the module (several in dependency order), run TEST-CMD inside, unload, and
 report the kernel's log lines, the taint the module caused and any oops or
@@ -24,6 +25,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> in
         fetch_on_demand,
         kbuild_arguments,
         line_writer,
+        make_variables,
         parse_arguments,
     )
     from lkm.errors import LkmError
@@ -74,6 +76,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> in
     if isinstance(options, int):
         return options
     line = line_writer(out)
+    make_vars = make_variables(options)
     from lkm.vm.terminal import BootProgress, Terminal
 
     progress = BootProgress("lkm try", 2)
@@ -84,12 +87,13 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> in
             options.kernel,
             test,
             options.jobs,
-            line,
+            _silent if options.quiet else line,  # -q: the report only
             options.console,
             options.timeout,
             gdb=_gdb_request(options.gdb, options.gdb_file),
             shell=Terminal(0, 1) if options.shell else None,
             progress=progress,
+            make_vars=make_vars,
         )
     except LkmError as exc:
         out.flush()
@@ -105,6 +109,10 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> in
         line(text)
     line(_result_line(result, report.ok, wanted(options.color, out)))
     return 0 if report.ok else 1
+
+
+def _silent(_text: str) -> None:
+    pass
 
 
 def _when(value: str) -> str:

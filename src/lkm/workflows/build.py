@@ -21,7 +21,7 @@ import glob
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from lkm.errors import LkmError
 from lkm.model.kernels import KernelNotFound, find_kernel, not_found_message
@@ -498,8 +498,11 @@ def build(
     kernel: str | None = None,
     jobs: int | None = None,
     output: Callable[[str], None] = print,
+    make_vars: Sequence[str] = (),
 ) -> BuildResult:
-    """Run kbuild in ``directory``, streaming its output line by line."""
+    """Run kbuild in ``directory``, streaming its output line by line;
+    ``make_vars``: ``NAME=VALUE`` words for make (``V=1``, ``W=1``,
+    ``KCFLAGS=…``)."""
     directory = os.path.abspath(directory)
     if jobs is not None and jobs < 1:
         raise BuildError(f"--jobs must be at least 1, not {jobs}")
@@ -511,9 +514,12 @@ def build(
         )
     if not (os.path.isfile(f"{directory}/Kbuild") or os.path.isfile(f"{directory}/Makefile")):
         raise BuildError(f"{directory}: no Kbuild or Makefile (create one with: lkm new NAME)")
+    for word in make_vars:
+        if not is_make_variable(word):
+            raise BuildError(f"{word}: not a make variable (NAME=VALUE, as V=1 or KCFLAGS=-g)")
     headers = find_headers(kernel)
     check_toolchain(headers)
-    command = ["make", "-C", headers.path, f"M={directory}", "modules"]
+    command = ["make", "-C", headers.path, f"M={directory}", *make_vars, "modules"]
     if jobs:
         command.insert(1, f"-j{jobs}")
     try:
@@ -527,6 +533,20 @@ def build(
         raise BuildError(explain_failure(done.text, headers, done.status, directory))
     built = tuple(sorted(glob.glob(f"{directory}/*.ko")))
     return BuildResult(built, headers, notes)
+
+
+def is_make_variable(word: str) -> bool:
+    """Whether ``word`` is a ``NAME=VALUE`` assignment make takes from its
+    command line (the name as make's variables and kbuild's: letters,
+    digits, underscores, not first a digit)."""
+    name, equals, _ = word.partition("=")
+    return (
+        bool(equals)
+        and bool(name)
+        and not name[0].isdigit()
+        and name.replace("_", "a").isalnum()
+        and name.isascii()
+    )
 
 
 __all__ = [
@@ -548,6 +568,7 @@ __all__ = [
     "explain_failure",
     "find_headers",
     "inspect_toolchain",
+    "is_make_variable",
     "kbuild_programs",
     "missing_libraries",
 ]

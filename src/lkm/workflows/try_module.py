@@ -20,7 +20,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 
 from lkm.errors import LkmError
@@ -433,6 +433,7 @@ def try_module(
     gdb: GdbRequest | None = None,
     shell: Terminal | None = None,
     progress: Callable[[str], None] | None = None,
+    make_vars: Sequence[str] = (),
 ) -> TryReport:
     """Build the module in ``directory`` for ``kernel`` (as ``lkm vm`` names
     kernels, or a headers tree), and try it in that kernel. With ``gdb``,
@@ -440,7 +441,8 @@ def try_module(
     user) says go (see :func:`_debug_in_guest`). With ``shell``, an
     interactive shell in the guest on that terminal after loading (after
     gdb's go), before the test command and the unloading. ``progress``:
-    told how far the VM's boot is (see :class:`lkm.vm.qemu.VmSession`)."""
+    told how far the VM's boot is (see :class:`lkm.vm.qemu.VmSession`).
+    ``make_vars``: ``NAME=VALUE`` words for kbuild's make."""
     from lkm.vm.boot_kernel import choose_kernel
     from lkm.vm.qemu import VmError, VmSession
     from lkm.workflows.build import build, find_headers
@@ -458,7 +460,7 @@ def try_module(
     report = TryReport(directory, boot.release, headers.path)
     output(f"== build {directory} against {headers.path}")
     started = time.monotonic()
-    built = build(directory, headers.path, jobs, output)
+    built = build(directory, headers.path, jobs, output, make_vars)
     report.seconds["build"] = time.monotonic() - started
     report.notes = list(built.notes)
     if not built.modules:
