@@ -55,3 +55,21 @@ def test_usage(args: list[str]) -> None:
     result = lkm("lkm", args)
     assert result.status == 2 and result.stderr.count(b"\n") == 1
     assert b"lkm vm: give 'run [OPTIONS] -- CMD...' or 'shell [OPTIONS]'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("extras", "mp_table"),
+    [([], True), (["--device", "e1000"], True), (["--qmp", "/tmp/lkm-qmp.sock"], False),
+     (["--gdb"], False)],
+)  # fmt: skip
+def test_interrupt_routing_by_mp_table_unless_hotplug_is_possible(
+    kernel_61: KernelFixture, extras: list[str], mp_table: bool
+) -> None:
+    """acpi=noirq (no evaluation of the DSDT's _PRT for each PCI device, a
+    second of TCG time a boot) only when no device can be added later: a
+    monitor or a gdb stub keeps ACPI's routing, which hotplugged devices
+    need."""
+    result = lkm("lkm", ["vm", "run", "--kernel", "6.1", "--dry-run", *extras, "--", "true"])
+    assert result.status == 0, result.stderr
+    argv = shlex.split(result.stdout.decode())
+    assert ("acpi=noirq" in argv[argv.index("-append") + 1].split()) == mp_table

@@ -103,6 +103,24 @@ def test_console_tail_reaches_back_to_the_panic_line() -> None:
     assert qemu.console_tail("\n".join(far_back)).splitlines() == far_back[-qemu.CONSOLE_TAIL :]
 
 
+def test_a_boot_device_gets_a_working_legacy_interrupt(kernel_61: KernelFixture) -> None:
+    """With no monitor, the guest routes PCI interrupts through the MP
+    table (acpi=noirq, see lkm.vm.qemu): a device given at boot that uses
+    a legacy interrupt (e1000's INTx) gets one, and it fires."""
+    script = (
+        f"{LKM} modprobe e1000 && busybox ip link set eth0 up && sleep 1"
+        " && grep -w eth0 /proc/interrupts"
+    )
+    proc = command(
+        [LKM, "vm", "run", "--kernel", kernel_61.version, "--device", "e1000",
+         "--", "sh", "-c", script],
+        timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    fired = proc.stdout.split()[1]  # " 10:  COUNT  IO-APIC  10-fasteoi  eth0" (one CPU)
+    assert int(fired) > 0, proc.stdout
+
+
 def test_dry_run_prints_the_qemu_command(kernel_61: KernelFixture) -> None:
     result = lkm("lkm", ["vm", "run", "--kernel", "6.1", "--dry-run", "--", "true"])
     assert result.status == 0

@@ -14,10 +14,13 @@ step's output is read from the scratch directory as it is written (see
 :mod:`lkm.vm.streams`).
 
 The kernel boots through its PVH entry when it has one (see
-:mod:`lkm.vm.kernel_image`). KVM when it works, TCG otherwise: :func:`kvm_usable` boots the kernel
-under KVM once for a few seconds and remembers the answer for this host
-boot (on the machines lkm is developed on, ``/dev/kvm`` exists but KVM
-guests die on the first instruction the nested hypervisor cannot emulate).
+:mod:`lkm.vm.kernel_image`), and routes PCI interrupts through the MP
+table instead of ACPI unless devices can be hotplugged (see
+:func:`can_hotplug`): both save seconds of TCG. KVM when it works, TCG
+otherwise: :func:`kvm_usable` boots the kernel under KVM once for a few
+seconds and remembers the answer for this host boot (on the machines lkm
+is developed on, ``/dev/kvm`` exists but KVM guests die on the first
+instruction the nested hypervisor cannot emulate).
 """
 
 from __future__ import annotations
@@ -46,9 +49,21 @@ CONSOLE_TAIL = 40
 # multidevs=remap: files from different host filesystems keep distinct inodes.
 _SHARE = "security_model=none,multidevs=remap"
 # An oops ends the run like a panic (unless the caller wants to watch the
-# kernel survive it); the guest must not reboot into a loop.
-KERNEL_CMDLINE = "console=ttyS0 panic=-1 oops=panic quiet"
-KERNEL_CMDLINE_SURVIVE_OOPS = "console=ttyS0 panic=-1 quiet"
+# kernel survive it); the guest must not reboot into a loop. no_timer_check:
+# QEMU's IO-APIC timer works, the kernel need not spin 20 ms to prove it.
+KERNEL_CMDLINE = "console=ttyS0 panic=-1 oops=panic quiet no_timer_check"
+KERNEL_CMDLINE_SURVIVE_OOPS = "console=ttyS0 panic=-1 quiet no_timer_check"
+# PCI interrupt routing. Through ACPI, the kernel evaluates the _PRT of
+# QEMU's i440fx DSDT for each PCI device it enables (drivers/acpi/pci_irq.c
+# keeps no copy): an AML loop of 128 rounds, 0.15-0.35 s a device under
+# TCG, up to a second of each boot for the three devices lkm adds.
+# acpi=noirq routes through the MP table SeaBIOS writes instead, which
+# names every device present at boot; a device hotplugged later has no
+# entry there and gets no legacy interrupt ("can't find IRQ for PCI INT
+# A"), so ACPI routing stays whenever QEMU has a way to hotplug: a monitor
+# or a gdb stub (gdb's ``monitor`` reaches QEMU's).
+NO_HOTPLUG_CMDLINE = "acpi=noirq"
+_HOTPLUG_OPTIONS = frozenset({"-qmp", "-qmp-pretty", "-monitor", "-mon", "-gdb", "-s"})
 KVM_PROBE_SECONDS = 3.0
 _POLL = 0.01
 
@@ -128,6 +143,8 @@ def qemu_command(
     gdb stub, a monitor), last; ``ports``: the directory of the sockets of
     the guest's serial ports (see :mod:`lkm.vm.serial`), None for none."""
     cmdline = KERNEL_CMDLINE if panic_on_oops else KERNEL_CMDLINE_SURVIVE_OOPS
+    if not can_hotplug(extra):
+        cmdline = f"{cmdline} {NO_HOTPLUG_CMDLINE}"
     cpu = ["-cpu", "host"] if accel == "kvm" else ["-cpu", "max"]
     if virtiofs_socket is None:
         host = ["-virtfs", f"local,path=/,mount_tag={HOST_TAG},{_SHARE},readonly=on"]
@@ -147,6 +164,12 @@ def qemu_command(
         *(serial.qemu_args(ports) if ports is not None else ()),
         *extra,
     ]  # fmt: skip
+
+
+def can_hotplug(extra: Sequence[str]) -> bool:
+    """Whether QEMU's arguments ``extra`` give a way to add devices to the
+    running guest (a monitor, ``-serial mon:...``, a gdb stub)."""
+    return any(arg in _HOTPLUG_OPTIONS or arg.startswith("mon:") for arg in extra)
 
 
 class VmSession:
