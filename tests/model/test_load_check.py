@@ -327,3 +327,34 @@ def test_lkm_build_notes_for_the_running_kernel(
         "would refuse it: dummy: disagrees about version of symbol module_layout"
     )
     assert loads.endswith("which would load it too (loads)")
+
+
+def test_keys_the_running_kernel_holds(
+    kernel_61: KernelFixture, facts_61: KernelFacts, tmp_path: Path
+) -> None:
+    """A module signed by a key the running kernel holds besides its build
+    key (MOK, as DKMS's enrolled key): no taint E, and loaded under
+    sig_enforce, as the kernel would; the verdict says the kernel, not
+    lkm, verifies it. Another key of another name: taint E, refused
+    enforced."""
+    from lkm.workflows.keygen import generate
+    from lkm.workflows.sign import load_signer, sign_module
+
+    pair = generate("DKMS module signing key")
+    (tmp_path / "key.pem").write_bytes(pair.key_pem)
+    (tmp_path / "cert.pem").write_bytes(pair.certificate)
+    plain = unsigned(kernel_61.indexed_moddir / "kernel/drivers/net/dummy.ko")
+    signer = load_signer(str(tmp_path / "key.pem"), str(tmp_path / "cert.pem"))
+    module = tmp_path / "dummy.ko"
+    module.write_bytes(sign_module(plain, signer))
+    held = ("Debian Secure Boot CA: 6ccece7e4c6c0d1f6149f3dd27dfcc5cbb419ea1",)
+    held += ("DKMS module signing key: 0123456789abcdef0123456789abcdef01234567",)
+    for enforce in (False, True):
+        with_key = check_module(str(module), facts_61, sig_enforce=enforce, running_keys=held)
+        assert with_key.verdict == LOADS, with_key
+        assert [f.code for f in with_key.findings] == ["held-key"]
+        assert "DKMS module signing key: 0123" in with_key.findings[0].message
+    other = ("Someone else: 00",)
+    assert check_module(str(module), facts_61, running_keys=other).taints == "E"
+    refused = check_module(str(module), facts_61, sig_enforce=True, running_keys=other)
+    assert refused.verdict == REFUSED and refused.findings[0].code == "signature"

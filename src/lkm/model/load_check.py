@@ -282,6 +282,7 @@ def check_module(
     blacklist: frozenset[str] = frozenset(),
     args: str = "",
     lockdown: bool = False,
+    running_keys: tuple[str, ...] = (),
 ) -> Verdict:
     """What ``kernel`` does when asked to load the module at ``path``
     with the parameters ``args`` (as insmod passes them).
@@ -290,7 +291,9 @@ def check_module(
     module name (they satisfy this one's symbols). ``sig_enforce``: the
     kernel runs with ``module.sig_enforce=1``; ``lockdown``: locked down
     (integrity or confidentiality), which refuses what sig_enforce would
-    with another errno. ``loaded``:
+    with another errno; ``running_keys``: the descriptions (``CN: KEYID``)
+    of the keys the running kernel verifies modules with (MOK and others
+    beside its build key). ``loaded``:
     the names of modules already loaded (``--running``; then a symbol of
     a module not loaded is unknown, as for insmod); None: unknown, and
     such modules are listed as needed first. ``blacklist``: the names
@@ -309,6 +312,7 @@ def check_module(
     name = _module_name(facts.info.get("name", name)) if facts.info.get("name") else name
     checks = _Checks(facts, kernel, others or {}, sig_enforce, loaded, blacklist)
     checks.lockdown = lockdown
+    checks.running_keys = running_keys
     checks.args = args
     findings = checks.run(name)
     return Verdict(path, name, kernel.release, tuple(findings), tuple(sorted(checks.needs)))
@@ -373,6 +377,7 @@ class _Checks:
         self.name = ""
         self.args = ""
         self.lockdown = False
+        self.running_keys: tuple[str, ...] = ()
 
     def run(self, name: str) -> list[Finding]:
         self.name = name
@@ -399,7 +404,23 @@ class _Checks:
         are (None: the kernel does not check signatures)."""
         if not self.kernel.enabled("CONFIG_MODULE_SIG"):
             return None
-        return _signed_by(self.module, self.kernel)
+        return _signed_by(self.module, self.kernel) or self._held_key() is not None
+
+    def _held_key(self) -> str | None:
+        """The running kernel's key (its description) that the module's
+        signer names: the issuer's common name and, where the key's id is
+        the certificate's serial, the serial too. A key id that is the
+        subjectKeyIdentifier cannot be compared with a signature naming
+        issuer and serial: the name is then what matches, said so."""
+        signature = self.module.signature
+        if signature is None or signature.pkcs7 is None or signature.pkcs7.issuer_cn is None:
+            return None
+        name = signature.pkcs7.issuer_cn.decode("utf-8", "replace")
+        serial = f"{signature.pkcs7.serial:x}"
+        named = [d for d in self.running_keys if d.rpartition(": ")[0] == name]
+        exact = [d for d in named if d.rpartition(": ")[2].lstrip("0").lower() == serial]
+        found = exact or named
+        return found[0] if found else None
 
     def _signature_advice(self) -> str:
         signed = self.module.signature is not None
@@ -571,6 +592,13 @@ class _Checks:
         return [Finding("license", f"{self.name}: module license taints kernel.", taint="P")]
 
     def _unsigned(self) -> list[Finding]:
+        held = self._held_key() if not _signed_by(self.module, self.kernel) else None
+        if held is not None:
+            message = (
+                f"(signed by a key the running kernel holds, '{held}': the kernel verifies the "
+                "signature with it; lkm cannot read that key to verify it first)"
+            )
+            return [Finding("held-key", message)]
         if self._trusted_signature() is not False:
             return []
         return [

@@ -36,12 +36,14 @@ def check_all(
     loaded = None
     blacklist: frozenset[str] = frozenset()
     lockdown = False
+    running_keys: tuple[str, ...] = ()
     if running:
         from lkm.system.kernel import KernelModules
 
         loaded = frozenset(KernelModules().loaded_names())
         blacklist = _command_line_blacklist()
         lockdown = locked_down()
+        running_keys = _running_keys()
     together = exports_of(path for path, _ in modules) if len(modules) > 1 else {}
     verdicts = []
     for path, args in modules:
@@ -57,6 +59,7 @@ def check_all(
                 blacklist=blacklist,
                 args=args,
                 lockdown=lockdown,
+                running_keys=running_keys,
             )
         )
     return verdicts
@@ -108,6 +111,14 @@ def sig_enforced() -> bool:
             return f.read().strip() == "Y"
     except OSError:
         return False
+
+
+def _running_keys() -> tuple[str, ...]:
+    """The descriptions of the keys the running kernel verifies modules
+    with (its keyrings, MOK included; none when they cannot be read)."""
+    from lkm.system.keyrings import module_keys
+
+    return tuple(module_keys() or ())
 
 
 def locked_down() -> bool:
