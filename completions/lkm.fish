@@ -344,10 +344,10 @@ complete -c lkm -n '__fish_seen_subcommand_from vm' -l no-fetch
 complete -c lkm -n '__fish_seen_subcommand_from vm' -l help
 complete -c lkm -n '__fish_seen_subcommand_from vm' -l version
 complete -c lkm -n '__fish_seen_subcommand_from vm' -a 'run shell'
-complete -c modinfo -w 'lkm modinfo'
 complete -c depmod -w 'lkm depmod'
-complete -c insmod -w 'lkm insmod'
-complete -c rmmod -w 'lkm rmmod'
-complete -c lsmod -w 'lkm lsmod'
-complete -c modprobe -w 'lkm modprobe'
 complete -c dkms -w 'lkm dkms'
+complete -c insmod -w 'lkm insmod'
+complete -c lsmod -w 'lkm lsmod'
+complete -c modinfo -w 'lkm modinfo'
+complete -c modprobe -w 'lkm modprobe'
+complete -c rmmod -w 'lkm rmmod'

@@ -252,10 +252,19 @@ def test_parameters_as_parse_args_takes_them(kernel_61: KernelFixture) -> None:
     cases |= {"+-1": "EINVAL", "1\n": "", "2147483648": "ERANGE", "0x1" + "0" * 16: "ERANGE"}
     assert {text: integer_errno(text, *int_range) for text in cases} == cases
     assert integer_errno("-1", 0, 2**32 - 1) == "EINVAL"
-    assert [bool_value(t) for t in ("Y", "0", "on", "oF", "o", "", "true")] == [
-        True, False, True, False, None, None, None
+    assert [bool_value(t) for t in ("Y", "0", "on", "oF", "o", "", "true", "F", "x")] == [
+        True, False, True, False, None, None, True, False, None
     ]  # fmt: skip
-    assert split_args(' a=1  b="x y" c d=') == [("a", "1"), ("b", "x y"), ("c", None), ("d", "")]
+    split = split_args(' a=1  b="x y" c d= "e=3" "f" -- g=1')
+    assert split.words == (
+        ("a", "1"),
+        ("b", "x y"),
+        ("c", None),
+        ("d", ""),
+        ("e", "3"),
+        ("f", None),
+    )
+    assert split.after_dashes == "g=1" and split_args('"').words == (("", None),)
 
 
 def test_cli_parameters(kernel_61: KernelFixture) -> None:
@@ -279,6 +288,9 @@ def test_cli_parameters(kernel_61: KernelFixture) -> None:
         "taint": None,
         "advice": "numdummies takes a value of type int",
     }
+    quoted = lkm("lkm", ["check", "--kernel", headers, dummy, '"numdummies=3"', "fw=/lib/x"])
+    assert quoted.status == 0, quoted.stdout
+    assert b"unknown parameter 'fw' ignored" in quoted.stdout
     after_directory = lkm(
         "lkm", ["check", "--kernel", headers, str(moddir / "kernel/fs/ext4"), "x=1"]
     )
@@ -348,12 +360,12 @@ def test_keys_the_running_kernel_holds(
     module = tmp_path / "dummy.ko"
     module.write_bytes(sign_module(plain, signer))
     held = ("Debian Secure Boot CA: 6ccece7e4c6c0d1f6149f3dd27dfcc5cbb419ea1",)
-    held += ("DKMS module signing key: 0123456789abcdef0123456789abcdef01234567",)
+    held += ("Example Org: DKMS module signing key: 0123456789abcdef0123456789abcdef01234567",)
     for enforce in (False, True):
         with_key = check_module(str(module), facts_61, sig_enforce=enforce, running_keys=held)
         assert with_key.verdict == LOADS, with_key
         assert [f.code for f in with_key.findings] == ["held-key"]
-        assert "DKMS module signing key: 0123" in with_key.findings[0].message
+        assert "Example Org: DKMS module signing key: 0123" in with_key.findings[0].message
     other = ("Someone else: 00",)
     assert check_module(str(module), facts_61, running_keys=other).taints == "E"
     refused = check_module(str(module), facts_61, sig_enforce=True, running_keys=other)

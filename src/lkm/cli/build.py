@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "build") -> int:
     from lkm.cli.options import (
         argument_parser,
+        discard,
         fetch_on_demand,
         kbuild_arguments,
         line_writer,
@@ -36,7 +37,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "build") -> 
     line = line_writer(out)
     make_vars = make_variables(options)
     # -q: make's lines are still read (a failure is explained from them)
-    make_line = _silent if options.quiet else line
+    make_line = discard if options.quiet else line
 
     try:
         fetch_on_demand(options.kernel, "headers", not options.no_fetch, err)
@@ -55,7 +56,3 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "build") -> 
     for note in running_kernel_notes(list(result.modules), result.headers.version):
         line(f"note: {note}")
     return 0
-
-
-def _silent(_text: str) -> None:
-    pass

@@ -86,7 +86,14 @@ def module_paths(operands: list[str]) -> list[tuple[str, str]]:
 
 
 def _names_a_module(operand: str) -> bool:
-    return os.path.exists(operand) or "/" in operand or _is_module_name(operand)
+    """A file, or a path or module file name; ``NAME=…`` (a value may hold
+    a path) is a parameter unless it is an existing file."""
+    if os.path.exists(operand):
+        return True
+    name, equals, _ = operand.partition("=")
+    if equals and "/" not in name:
+        return False
+    return "/" in operand or _is_module_name(operand)
 
 
 def _modules_under(directory: str) -> list[str]:

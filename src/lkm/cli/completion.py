@@ -34,8 +34,6 @@ USAGE = (
 SHORTOPTS = "h"
 LONGOPTS = ("candidates=", "root=", "kernel=", "help", "version")
 SHELLS = ("bash", "zsh", "fish")
-# kmod's names lkm answers to through a link (lkm.cli.MULTICALL) and its own.
-LINKS = ("modinfo", "depmod", "insmod", "rmmod", "lsmod", "modprobe", "dkms")
 
 # What a command's operands are: module names, loaded modules, module
 # files, directories, kernels, DKMS pairs, files (anything else: nothing).
@@ -387,7 +385,7 @@ def bash_script(specs: dict[str, Spec]) -> str:
         BASH_TEMPLATE.replace("@COMMANDS@", _words(sorted(specs)))
         .replace("@ARMS@", _case_arms(specs))
         .replace("@VALUES@", _value_arms())
-        .replace("@LINKS@", _words(LINKS))
+        .replace("@LINKS@", _words(_links()))
     )
 
 
@@ -429,9 +427,16 @@ def fish_script(specs: dict[str, Spec]) -> str:
             lines.append(f"complete -c lkm -n {_fish_quote(condition)} -a {_fish_quote(values)}")
         elif kind in ("modfiles", "dirs"):
             lines.append(f"complete -c lkm -n {_fish_quote(condition)} -F")
-    for link in LINKS:
+    for link in _links():
         lines.append(f"complete -c {link} -w 'lkm {link}'")
     return "\n".join(lines) + "\n"
+
+
+def _links() -> list[str]:
+    """The names lkm answers to through a link (kmod's tools, dkms)."""
+    from lkm.cli import MULTICALL
+
+    return sorted(MULTICALL)
 
 
 def _fish_option(command: str, condition: str, option: str, spec: Spec) -> str:

@@ -265,6 +265,7 @@ def _apply_options(
         elif opt == "-v":
             s.pass_on("-v")
             s.verbose += 1
+            s.ask(explain_refusals=True)
         elif opt == "-V":
             out.write(version_text().encode("utf-8", "surrogateescape"))
             return 0

@@ -218,6 +218,10 @@ def fetch_on_demand(spec: str | None, need: str, fetch: bool, err: BinaryIO) -> 
     resolve_kernel(spec, need, fetch=True, notice=notice)
 
 
+def discard(_text: str) -> None:
+    """An output that shows nothing (``-q``)."""
+
+
 def line_writer(out: BinaryIO) -> Callable[[str], None]:
     """Write each line as it comes (make's output streams through it)."""
 

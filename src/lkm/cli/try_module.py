@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> int:
     from lkm.cli.options import (
         argument_parser,
+        discard,
         fetch_on_demand,
         kbuild_arguments,
         line_writer,
@@ -87,7 +88,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> in
             options.kernel,
             test,
             options.jobs,
-            _silent if options.quiet else line,  # -q: the report only
+            discard if options.quiet else line,  # -q: the report only
             options.console,
             options.timeout,
             gdb=_gdb_request(options.gdb, options.gdb_file),
@@ -109,10 +110,6 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> in
         line(text)
     line(_result_line(result, report.ok, wanted(options.color, out)))
     return 0 if report.ok else 1
-
-
-def _silent(_text: str) -> None:
-    pass
 
 
 def _when(value: str) -> str:

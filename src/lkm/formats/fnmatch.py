@@ -102,20 +102,13 @@ def fnmatch(pattern: str, string: str) -> bool:
     return bool(compiled.match(string))
 
 
-def matcher(pattern: str) -> Callable[[str], object]:
-    """``fnmatch(pattern, ·)`` for a pattern matched many times: compiled
-    once and held by the caller (outside the shared LRU cache, which a
-    walk over thousands of index patterns would churn). The string must
-    already be in C's terms (:func:`c_bytes`; ASCII strings are)."""
-    compiled = _compile.__wrapped__(pattern)
-    # The attribute each time: a star pattern swaps in its regex once warm.
-    return lambda string: compiled.match(string)
-
-
 def compiled(pattern: str) -> Compiled:
-    """:func:`matcher` without its closure, for a caller holding many
-    patterns (a kmod index: thousands): call ``.match(string)`` on it,
-    looked up each time, as a star pattern swaps in its regex once warm."""
+    """``fnmatch(pattern, ·)`` for a pattern matched many times, compiled
+    once and held by the caller (outside the shared LRU cache, which a walk
+    over thousands of index patterns would churn): call ``.match(string)``
+    on it, looked up each time, as a star pattern swaps in its regex once
+    warm. The string must already be in C's terms (:func:`c_bytes`; ASCII
+    strings are)."""
     return _compile.__wrapped__(pattern)
 
 

@@ -417,7 +417,10 @@ class _Checks:
             return None
         name = signature.pkcs7.issuer_cn.decode("utf-8", "replace")
         serial = f"{signature.pkcs7.serial:x}"
-        named = [d for d in self.running_keys if d.rpartition(": ")[0] == name]
+        # the description's subject is "O: CN" unless CN starts with O
+        # (x509_fabricate_name)
+        subjects = [(d, d.rpartition(": ")[0]) for d in self.running_keys]
+        named = [d for d, subject in subjects if subject == name or subject.endswith(f": {name}")]
         exact = [d for d in named if d.rpartition(": ")[2].lstrip("0").lower() == serial]
         found = exact or named
         return found[0] if found else None
@@ -677,7 +680,7 @@ class _Checks:
     # -- parameters (parse_args, last before the module's init) ------------------------
 
     def _parameters(self) -> list[Finding]:
-        from lkm.model.module_args import ignored_name, outcomes, split_args
+        from lkm.model.module_args import NO_ARGUMENT_OPS, ignored_name, outcomes, split_args
 
         if not self.args.strip():
             return []
@@ -686,26 +689,33 @@ class _Checks:
             note = "(parameters not checked: this module's parameter table is not read)"
             return [Finding("param-unchecked", note)]
         findings = []
+        # parse_args goes through every word, logging each failure; the load
+        # fails with the last one's errno
         for outcome in outcomes(self.name, self.args, table, self.module.element_types):
             param = outcome.param
             if param is None:
-                shown = ignored_name(split_args(outcome.word)[0][0])
+                shown = ignored_name(outcome.name)
                 if shown is not None:
                     findings.append(self._unknown_param(shown, table))
                 continue
-            if param.flags & FLAG_UNSAFE:  # param_check_unsafe, before set()
+            reaches_set = outcome.value is not None or param.ops in NO_ARGUMENT_OPS
+            if param.flags & FLAG_UNSAFE and reaches_set:  # param_check_unsafe, before set()
                 message = f"Setting dangerous option {param.name} - tainting kernel"
                 findings.append(Finding("param-unsafe", message, taint="U"))
             if outcome.problem is not None:
                 findings.append(self._bad_value(outcome))
-                break  # parse_args goes on, but the first failure is the load's
-            if outcome.unchecked and "=" in outcome.word:
+            elif outcome.unchecked and outcome.value is not None:
                 message = (
                     f"(the value of {param.name} is checked by {self.name}'s own code when it "
                     "loads)"
                 )
                 findings.append(Finding("param-unchecked", message))
-        return findings
+        after_dashes = split_args(self.args).after_dashes
+        # load_module warns only when parse_args did not fail
+        if after_dashes is not None and not any(f.refuses for f in findings):
+            message = f"{self.name}: parameters '{after_dashes}' after `--' ignored"
+            findings.append(Finding("param-after-dashes", message))
+        return _errno_of_the_last(findings)
 
     def _unknown_param(self, shown: str, table: list[ModuleParam]) -> Finding:
         names = ", ".join(p.name for p in table) or "none"
@@ -728,6 +738,16 @@ class _Checks:
         if rest:
             advice += f"; the kernel then logs: {rest[-1]}"
         return Finding("param-value", first, outcome.problem.errno, advice=advice)
+
+
+def _errno_of_the_last(findings: list[Finding]) -> list[Finding]:
+    """The findings with every refusing one carrying the last one's errno:
+    parse_args logs each failure and the load fails with the last."""
+    refusing = [f for f in findings if f.refuses]
+    if len(refusing) < 2:
+        return findings
+    last = refusing[-1].errno
+    return [f.replace(errno=last) if f.refuses else f for f in findings]
 
 
 def _newer_loader(kernel: KernelFacts) -> bool:

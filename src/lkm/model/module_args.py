@@ -46,39 +46,60 @@ class ArgProblem(Record):
 class ArgOutcome(Record):
     """What one ``name[=value]`` word does to the load."""
 
-    word: str
+    name: str
+    value: str | None  # None: the bare name
     param: ModuleParam | None  # None: the module has no such parameter
     problem: ArgProblem | None = None
     unchecked: bool = False  # the module's own ops decide
 
+    @property
+    def word(self) -> str:
+        return self.name if self.value is None else f"{self.name}={self.value}"
 
-def split_args(args: str) -> list[tuple[str, str | None]]:
-    """``name[=value]`` words as next_arg() splits them: at spaces outside
-    double quotes, the value's surrounding quotes removed."""
+
+class SplitArgs(Record):
+    """A load's parameter string as parse_args sees it."""
+
+    words: tuple[tuple[str, str | None], ...]  # (name, value or None)
+    after_dashes: str | None = None  # what follows a bare ``--`` (ignored)
+
+
+def split_args(args: str) -> SplitArgs:
+    """The words as the kernel's next_arg() takes them one by one: split at
+    spaces outside double quotes; a word that starts with a quote loses it
+    and its closing one, a value that starts with a quote too; a bare
+    ``--`` ends the parameters (the rest is ignored, with a warning)."""
     words: list[tuple[str, str | None]] = []
-    i, n = 0, len(args)
-    while i < n:
-        while i < n and args[i].isspace():
-            i += 1
-        start, quoted = i, False
-        while i < n and (quoted or not args[i].isspace()):
-            if args[i] == '"':
-                quoted = not quoted
-            i += 1
-        if start < i:
-            words.append(_name_value(args[start:i]))
-    return words
+    rest = args.lstrip()
+    while rest:
+        name, value, rest = _next_arg(rest)
+        if value is None and name == "--":
+            return SplitArgs(tuple(words), rest)
+        words.append((name, value))
+    return SplitArgs(tuple(words))
 
 
-def _name_value(word: str) -> tuple[str, str | None]:
-    if word.startswith('"'):
-        word = word[1:].removesuffix('"') if "=" not in word else word[1:]
-    name, equals, value = word.partition("=")
-    if not equals:
-        return name, None
+def _next_arg(args: str) -> tuple[str, str | None, str]:
+    """(name, value, the rest) of the first word, as next_arg()."""
+    quoted = args.startswith('"')
+    if quoted:
+        args = args[1:]
+    in_quote, equals, i = quoted, -1, 0
+    while i < len(args) and (in_quote or not args[i].isspace()):
+        if equals < 0 and args[i] == "=" and i > 0:
+            equals = i
+        if args[i] == '"':
+            in_quote = not in_quote
+        i += 1
+    word, rest = args[:i], args[i + 1 :].lstrip()
+    if quoted:
+        word = word.removesuffix('"')
+    if equals < 0:
+        return word, None, rest
+    name, value = word[:equals], word[equals + 1 :]
     if value.startswith('"'):
         value = value[1:].removesuffix('"')
-    return name, value
+    return name, value, rest
 
 
 def _same_name(a: str, b: str) -> bool:
@@ -92,11 +113,10 @@ def outcomes(
     ``element_types``: an array's element type by parameter name (from
     ``parmtype=…:array of TYPE``)."""
     results = []
-    for name, value in split_args(args):
-        word = name if value is None else f"{name}={value}"
+    for name, value in split_args(args).words:
         param = next((p for p in table if _same_name(name, p.name)), None)
         if param is None:
-            results.append(ArgOutcome(word, None))
+            results.append(ArgOutcome(name, value, None))
             continue
         ops = param.ops
         if ops == "param_array_ops":
@@ -106,7 +126,7 @@ def outcomes(
             problem = _value_problem(module, name, value, param, ops)
         known = ops in INTEGER_OPS or ops in BOOL_OPS or ops in ("param_ops_charp",)
         known = known or ops in ("param_ops_string", "param_array_ops")
-        results.append(ArgOutcome(word, param, problem, unchecked=not known))
+        results.append(ArgOutcome(name, value, param, problem, unchecked=not known))
     return results
 
 
@@ -190,11 +210,12 @@ def _array_problem(
 
 
 def bool_value(text: str) -> bool | None:
-    """kstrtobool: y/Y/1, n/N/0, on/off by their first two letters."""
+    """kstrtobool: y/Y/t/T/1, n/N/f/F/0 (true/false since 5.19), on/off
+    by their first two letters."""
     first, second = text[:1], text[1:2]
-    if first in ("y", "Y", "1"):
+    if first in ("y", "Y", "t", "T", "1"):
         return True
-    if first in ("n", "N", "0"):
+    if first in ("n", "N", "f", "F", "0"):
         return False
     if first in ("o", "O") and second in ("n", "N", "f", "F"):
         return second in ("n", "N")
@@ -233,4 +254,4 @@ def _parse_unsigned(text: str) -> int | None:
     return int(text, base)
 
 
-__all__ = ["ArgOutcome", "ArgProblem", "ignored_name", "outcomes", "split_args"]
+__all__ = ["ArgOutcome", "ArgProblem", "SplitArgs", "ignored_name", "outcomes", "split_args"]

@@ -7,11 +7,28 @@ state (modules loaded, ``sig_enforce``, ``module_blacklist=``).
 
 from __future__ import annotations
 
+import errno
 import os
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
     from lkm.model.load_check import KernelFacts, Verdict
+
+# What the kernel's loader refuses a module with (not EEXIST and friends,
+# which say all there is to say).
+LOADER_ERRORS = frozenset(
+    (
+        errno.ENOEXEC,
+        errno.ENOENT,
+        errno.EINVAL,
+        errno.ERANGE,
+        errno.ENOSPC,
+        errno.EKEYREJECTED,
+        errno.EPERM,
+        errno.ENOKEY,
+        errno.EBADMSG,
+    )
+)
 
 
 def kernel_facts_for(spec: str | None) -> KernelFacts:
@@ -28,9 +45,16 @@ def kernel_facts_for(spec: str | None) -> KernelFacts:
 
 
 def check_all(
-    modules: list[tuple[str, str]], kernel: KernelFacts, *, sig_enforce: bool, running: bool
+    modules: list[tuple[str, str]],
+    kernel: KernelFacts,
+    *,
+    sig_enforce: bool,
+    running: bool,
+    running_signing: bool = False,
 ) -> list[Verdict]:
-    """The verdict on each (module file, parameters)."""
+    """The verdict on each (module file, parameters). ``running``: with the
+    running kernel's state (loaded modules, module_blacklist=, lockdown,
+    its keys); ``running_signing``: its lockdown and keys only."""
     from lkm.model.load_check import check_module, exports_of
 
     loaded = None
@@ -42,6 +66,7 @@ def check_all(
 
         loaded = frozenset(KernelModules().loaded_names())
         blacklist = _command_line_blacklist()
+    if running or running_signing:
         lockdown = locked_down()
         running_keys = _running_keys()
     together = exports_of(path for path, _ in modules) if len(modules) > 1 else {}
@@ -157,9 +182,13 @@ def running_kernel_notes(paths: list[str], built_for: str) -> list[str]:
 
 
 def load_notes(paths: list[str], built_for: str, kernel: KernelFacts) -> list[str]:
-    """Whether ``kernel`` (not the one the modules were built for) would
-    load each module, one line each."""
-    verdicts = check_all([(path, "") for path in paths], kernel, sig_enforce=False, running=False)
+    """Whether ``kernel``, the running one (not the one the modules were
+    built for), would load each module, with its signature settings and
+    keys, one line each."""
+    modules = [(path, "") for path in paths]
+    verdicts = check_all(
+        modules, kernel, sig_enforce=sig_enforced(), running=False, running_signing=True
+    )
     notes = []
     for verdict in verdicts:
         head = f"{verdict.name} is built for {built_for}, not the running {kernel.release}"
@@ -173,6 +202,7 @@ def load_notes(paths: list[str], built_for: str, kernel: KernelFacts) -> list[st
 
 
 __all__ = [
+    "LOADER_ERRORS",
     "check_all",
     "explain",
     "kernel_facts_for",

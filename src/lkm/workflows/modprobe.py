@@ -686,23 +686,6 @@ def _backoff(interval: float, deadline: float) -> float:
     return interval
 
 
-# What the kernel's loader refuses a module with (not EEXIST and friends,
-# which say all there is to say).
-_LOADER_ERRORS = frozenset(
-    (
-        errno.ENOEXEC,
-        errno.ENOENT,
-        errno.EINVAL,
-        errno.ERANGE,
-        errno.ENOSPC,
-        errno.EKEYREJECTED,
-        errno.EPERM,
-        errno.ENOKEY,
-        errno.EBADMSG,
-    )
-)
-
-
 def _concat_options(configured: str | None, extra: str | None) -> str:
     """libkmod's module_options_concat: a configured string keeps the space
     after it even with nothing following (kmod prints ``insmod PATH opt ``)."""
@@ -862,6 +845,9 @@ class Request(Record):
     force_vermagic: bool = False
     remove_holders: bool = False  # --remove-holders
     wait_msec: int = 0  # -w
+    # lkm: after the kernel refuses a module, find out why (lkm check):
+    # asked by -v, as it reads the kernel's facts (~0.1 s)
+    explain_refusals: bool = False
 
     def load_flags(self) -> LoadFlags:
         return LoadFlags(
@@ -1118,16 +1104,18 @@ class Modprobe:
 
                 reason = insert_error_text(-status, "modprobe")
                 self.report(LOG_ERR, f"could not insert '{module.name}': {reason}\n")
-                self._explain(engine, module, -status, extra)
+                if request.explain_refusals:
+                    self._explain(engine, module, -status, extra)
         return status
 
     def _explain(self, engine: Engine, module: Module, error: int, extra: str | None) -> None:
         """lkm: after the kernel refused a module, its reason as ``lkm check
-        --running`` finds it — a notice, so shown with ``-v`` only."""
-        path = engine.resolver.path(module) if error in _LOADER_ERRORS else None
+        --running`` finds it, as notices (shown with ``-v``, which asks)."""
+        from lkm.workflows.check import LOADER_ERRORS, explain
+
+        path = engine.resolver.path(module) if error in LOADER_ERRORS else None
         if path is None:
             return
-        from lkm.workflows.check import explain
 
         options = _concat_options(engine.resolver.options(module), extra)
         for line in explain(path, options):

@@ -61,7 +61,7 @@ TAINT_FLAGS = {
 
 # Errors the module loader itself returns, before the module's init runs
 # (kernel/module/main.c), worded for someone who just wrote the module.
-_LOADER_ERRORS = {
+_LOADER_ERROR_TEXT = {
     errno.ENOEXEC: "the kernel rejected the file: built for another kernel, or corrupt",
     errno.ENOENT: "the module uses a symbol this kernel does not have (see the kernel log)",
     errno.EEXIST: "a module of that name is already loaded",
@@ -285,8 +285,8 @@ def explain_load_failure(call: Call) -> str:
         return f"{call.module}: {call.error}"
     symbol = errno.errorcode.get(call.errno, str(call.errno))
     what = f"{os.strerror(call.errno)} (-{symbol})"
-    if call.errno in _LOADER_ERRORS:
-        return f"{call.module}: {what}: {_LOADER_ERRORS[call.errno]}"
+    if call.errno in _LOADER_ERROR_TEXT:
+        return f"{call.module}: {what}: {_LOADER_ERROR_TEXT[call.errno]}"
     return f"{call.module}: {what}: its init function returned -{symbol}, so it was not loaded"
 
 
@@ -369,11 +369,13 @@ def _review(
     """Turn the guest's report into problems and incidents;
     ``kernel_reason``: why the kernel refused a module (by name), as lkm
     check finds it."""
+    from lkm.workflows.check import LOADER_ERRORS
+
     report.guest = guest
     for call in guest.load:
         if call.failed:
             report.problems.append(f"load failed: {explain_load_failure(call)}")
-            refused = call.call == "insmod" and call.errno in _LOADER_ERRORS
+            refused = call.call == "insmod" and call.errno in LOADER_ERRORS
             reason = kernel_reason(call.module) if refused else None
             if reason is not None:
                 report.problems.append(f"the kernel's reason (lkm check): {reason}")
@@ -516,17 +518,20 @@ def check_reason(
     """Why ``boot`` refuses the built module ``name``, as ``lkm check`` of
     the built modules together finds it (with its advice); None when it
     finds no reason or cannot read the kernel's facts."""
-    from lkm.model.load_check import check_module, exports_of, kernel_facts
+    from lkm.model.kernels import architecture
+    from lkm.model.load_check import kernel_facts
+    from lkm.workflows.check import check_all
 
-    path = dict(modules).get(name)
-    if path is None:
+    if name not in dict(modules):
         return None
     try:
-        facts = kernel_facts(boot.release, "amd64", boot.modules, headers, boot.image)
-        others = exports_of(p for n, p in modules if n != name)
-        verdict = check_module(path, facts, others=others)
+        arch = architecture(boot.release, "amd64")
+        facts = kernel_facts(boot.release, arch, boot.modules, headers, boot.image)
+        built = [(path, "") for _, path in modules]
+        verdicts = check_all(built, facts, sig_enforce=False, running=False)
     except LkmError:
         return None
+    verdict = next(v for (n, _), v in zip(modules, verdicts, strict=True) if n == name)
     reason = verdict.reason
     if reason is None:
         return None

@@ -148,16 +148,12 @@ def with_load_verdicts(tree: Tree, entries: list[StatusEntry]) -> list[StatusEnt
 def _load_verdicts(
     tree: Tree, t: Target, facts: KernelFacts
 ) -> tuple[tuple[str, str, str, str], ...]:
-    from lkm.model.load_check import check_module, exports_of
+    from lkm.workflows.check import check_all
 
     paths = [tree.built_file(t, m.dest_name) for m in tree.conf(t).modules]
-    found = [p for p in paths if p is not None]
-    exported = exports_of(found) if len(found) > 1 else {}
+    found = [(p, "") for p in paths if p is not None]
     verdicts = []
-    for path in found:
-        name = os.path.basename(path).split(".", 1)[0]
-        others = {owner: names for owner, names in exported.items() if owner != name}
-        verdict = check_module(path, facts, others=others)
+    for verdict in check_all(found, facts, sig_enforce=False, running=False):
         reason = verdict.reason
         message, advice = (reason.message, reason.advice) if reason else ("", "")
         verdicts.append((verdict.name, verdict.verdict, message, advice))
