@@ -73,6 +73,7 @@ complete -c lkm -n '__fish_seen_subcommand_from depmod' -l help
 complete -c lkm -n '__fish_seen_subcommand_from depmod' -l no-cache
 complete -c lkm -n '__fish_seen_subcommand_from depmod' -l cache-dir -r
 complete -c lkm -n '__fish_seen_subcommand_from depmod' -l index-layout -r
+complete -c lkm -n '__fish_seen_subcommand_from depmod' -l json
 complete -c lkm -n '__fish_seen_subcommand_from depmod' -a '(lkm completion --candidates kernels 2>/dev/null)'
 complete -c lkm -n '__fish_seen_subcommand_from dkms' -s m -r -a '(lkm completion --candidates loaded 2>/dev/null)'
 complete -c lkm -n '__fish_seen_subcommand_from dkms' -l module -r -a '(lkm completion --candidates loaded 2>/dev/null)'
@@ -117,6 +118,7 @@ complete -c lkm -n '__fish_seen_subcommand_from dmesg' -l level -r
 complete -c lkm -n '__fish_seen_subcommand_from dmesg' -l color
 complete -c lkm -n '__fish_seen_subcommand_from dmesg' -l follow
 complete -c lkm -n '__fish_seen_subcommand_from dmesg' -l module -r -a '(lkm completion --candidates loaded 2>/dev/null)'
+complete -c lkm -n '__fish_seen_subcommand_from dmesg' -l json
 complete -c lkm -n '__fish_seen_subcommand_from dmesg' -l help
 complete -c lkm -n '__fish_seen_subcommand_from dmesg' -l version
 complete -c lkm -n '__fish_seen_subcommand_from insmod' -s p
@@ -155,9 +157,17 @@ complete -c lkm -n '__fish_seen_subcommand_from kernel; and __fish_seen_subcomma
 complete -c lkm -n '__fish_seen_subcommand_from kernel; and __fish_seen_subcommand_from list' -l no-archive
 complete -c lkm -n '__fish_seen_subcommand_from kernel; and __fish_seen_subcommand_from fetch' -s h
 complete -c lkm -n '__fish_seen_subcommand_from kernel; and __fish_seen_subcommand_from fetch' -l help
+complete -c lkm -n '__fish_seen_subcommand_from kernel; and __fish_seen_subcommand_from fetch' -s q
+complete -c lkm -n '__fish_seen_subcommand_from kernel; and __fish_seen_subcommand_from fetch' -l quiet
+complete -c lkm -n '__fish_seen_subcommand_from kernel; and __fish_seen_subcommand_from fetch' -s v
+complete -c lkm -n '__fish_seen_subcommand_from kernel; and __fish_seen_subcommand_from fetch' -l verbose
 complete -c lkm -n '__fish_seen_subcommand_from kernel; and __fish_seen_subcommand_from fetch' -l arch -r
 complete -c lkm -n '__fish_seen_subcommand_from kernel; and __fish_seen_subcommand_from rm' -s h
 complete -c lkm -n '__fish_seen_subcommand_from kernel; and __fish_seen_subcommand_from rm' -l help
+complete -c lkm -n '__fish_seen_subcommand_from kernel; and __fish_seen_subcommand_from rm' -s q
+complete -c lkm -n '__fish_seen_subcommand_from kernel; and __fish_seen_subcommand_from rm' -l quiet
+complete -c lkm -n '__fish_seen_subcommand_from kernel; and __fish_seen_subcommand_from rm' -s v
+complete -c lkm -n '__fish_seen_subcommand_from kernel; and __fish_seen_subcommand_from rm' -l verbose
 complete -c lkm -n '__fish_seen_subcommand_from keygen' -s h
 complete -c lkm -n '__fish_seen_subcommand_from keygen' -l help
 complete -c lkm -n '__fish_seen_subcommand_from keygen' -l version
@@ -170,6 +180,7 @@ complete -c lkm -n '__fish_seen_subcommand_from keygen' -l force
 complete -c lkm -n '__fish_seen_subcommand_from ksyms' -s h
 complete -c lkm -n '__fish_seen_subcommand_from ksyms' -l module -r -a '(lkm completion --candidates loaded 2>/dev/null)'
 complete -c lkm -n '__fish_seen_subcommand_from ksyms' -l exported
+complete -c lkm -n '__fish_seen_subcommand_from ksyms' -l json
 complete -c lkm -n '__fish_seen_subcommand_from ksyms' -l help
 complete -c lkm -n '__fish_seen_subcommand_from ksyms' -l version
 complete -c lkm -n '__fish_seen_subcommand_from lsmod' -s h
@@ -251,6 +262,7 @@ complete -c lkm -n '__fish_seen_subcommand_from modprobe' -l quiet
 complete -c lkm -n '__fish_seen_subcommand_from modprobe' -l verbose
 complete -c lkm -n '__fish_seen_subcommand_from modprobe' -l version
 complete -c lkm -n '__fish_seen_subcommand_from modprobe' -l help
+complete -c lkm -n '__fish_seen_subcommand_from modprobe' -l json
 complete -c lkm -n '__fish_seen_subcommand_from modprobe' -a '(lkm completion --candidates modules 2>/dev/null)'
 complete -c lkm -n '__fish_seen_subcommand_from new' -s h
 complete -c lkm -n '__fish_seen_subcommand_from new' -l help
@@ -313,7 +325,8 @@ complete -c lkm -n '__fish_seen_subcommand_from try' -l console -r
 complete -c lkm -n '__fish_seen_subcommand_from try' -l timeout -r
 complete -c lkm -n '__fish_seen_subcommand_from try' -l gdb
 complete -c lkm -n '__fish_seen_subcommand_from try' -l gdb-file -r
-complete -c lkm -n '__fish_seen_subcommand_from try' -l color -r
+complete -c lkm -n '__fish_seen_subcommand_from try' -l color
+complete -c lkm -n '__fish_seen_subcommand_from try' -l json
 complete -c lkm -n '__fish_seen_subcommand_from try' -l shell
 complete -c lkm -n '__fish_seen_subcommand_from try' -F
 complete -c lkm -n '__fish_seen_subcommand_from uninstall' -s h
@@ -327,6 +340,8 @@ complete -c lkm -n '__fish_seen_subcommand_from uninstall' -l cache-dir -r
 complete -c lkm -n '__fish_seen_subcommand_from uninstall' -l no-cache
 complete -c lkm -n '__fish_seen_subcommand_from uninstall' -a '(lkm completion --candidates loaded 2>/dev/null)'
 complete -c lkm -n '__fish_seen_subcommand_from vm' -s h
+complete -c lkm -n '__fish_seen_subcommand_from vm' -s q
+complete -c lkm -n '__fish_seen_subcommand_from vm' -s v
 complete -c lkm -n '__fish_seen_subcommand_from vm' -l kernel -r -a '(lkm completion --candidates kernels 2>/dev/null)'
 complete -c lkm -n '__fish_seen_subcommand_from vm' -l memory -r
 complete -c lkm -n '__fish_seen_subcommand_from vm' -l timeout -r
@@ -341,6 +356,8 @@ complete -c lkm -n '__fish_seen_subcommand_from vm' -l gdb
 complete -c lkm -n '__fish_seen_subcommand_from vm' -l gdb-file -r
 complete -c lkm -n '__fish_seen_subcommand_from vm' -l dry-run
 complete -c lkm -n '__fish_seen_subcommand_from vm' -l no-fetch
+complete -c lkm -n '__fish_seen_subcommand_from vm' -l quiet
+complete -c lkm -n '__fish_seen_subcommand_from vm' -l verbose
 complete -c lkm -n '__fish_seen_subcommand_from vm' -l help
 complete -c lkm -n '__fish_seen_subcommand_from vm' -l version
 complete -c lkm -n '__fish_seen_subcommand_from vm' -a 'run shell'

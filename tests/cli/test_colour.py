@@ -16,7 +16,7 @@ from conftest import lkm
 from lkm.cli.check import as_text
 from lkm.cli.colour import ColourModeError, wanted, when_of
 from lkm.cli.options import UsageError, parse
-from lkm.cli.try_module import _result_line
+from lkm.cli.try_module import _call_line, _result_line
 from lkm.model.load_check import Finding, Verdict
 from lkm.testing.debian_kernels import KernelFixture
 
@@ -132,3 +132,12 @@ def test_try_result_line() -> None:
     assert _result_line("ok (build 1.0 s)", True, True) == "\033[32mok\033[0m (build 1.0 s)"
     assert _result_line("FAILED (vm 2.0 s)", False, True) == "\033[31mFAILED\033[0m (vm 2.0 s)"
     assert _result_line("ok (build 1.0 s)", True, False) == "ok (build 1.0 s)"
+
+
+def test_try_call_lines() -> None:
+    assert _call_line("insmod hello: ok", True) == "insmod hello: \033[32mok\033[0m"
+    assert _call_line("rmmod duo_user: FAILED", True) == "rmmod duo_user: \033[31mFAILED\033[0m"
+    assert _call_line("insmod hello: ok", False) == "insmod hello: ok"
+    # other lines of the report stay as they are, even when they end alike
+    for line in ("  | ok", "test: exit status 0", "note: FAILED", "rmmod x: already unloaded"):
+        assert _call_line(line, True) == line

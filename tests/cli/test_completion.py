@@ -59,6 +59,9 @@ def test_every_option_of_every_command_is_in_each_script() -> None:
     # argparse commands: their real parser's options (a subcommand's too)
     assert "--no-archive" in {o for _, o, _ in options}  # lkm kernel list
     assert {"--key", "--cert", "--keyid"} <= set(table["sign"].options)
+    # --color=WHEN takes its value in the same word: nothing is offered after it
+    assert "--color" in table["try"].options and "--color" not in table["try"].valued
+    assert "--kernel" in table["try"].valued
 
 
 def _bash_complete(words: list[str]) -> list[str]:

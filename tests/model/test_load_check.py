@@ -8,13 +8,12 @@ files alone, on both trees."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import lkm
+from conftest import json_of, lkm
 
 from lkm.model.load_check import (
     LOADS,
@@ -217,11 +216,13 @@ def test_cli(tmp_path: Path, kernel_61: KernelFixture, kernel_612: KernelFixture
     assert loads.status == 0 and loads.stdout.decode().startswith(f"{good}: loads (")
     refused = lkm("lkm", ["check", "--kernel", headers, "--json", good, foreign])
     assert refused.status == 1
-    shown = json.loads(refused.stdout)
+    shown = json_of("check", refused.stdout)
     assert [v["verdict"] for v in shown] == [LOADS, REFUSED]
     assert shown[1]["findings"][-1]["errno"] == "ENOEXEC"
     directory = lkm("lkm", ["check", "--kernel", headers, "--json", str(moddir / "kernel/fs/ext4")])
-    assert directory.status == 0 and [v["module"] for v in json.loads(directory.stdout)] == ["ext4"]
+    assert directory.status == 0 and [v["module"] for v in json_of("check", directory.stdout)] == [
+        "ext4"
+    ]
     assert lkm("lkm", ["check", "--bogus", good]).status == 2
     assert lkm("lkm", ["check"]).status == 2
     missing = lkm("lkm", ["check", "--kernel", headers, str(tmp_path / "none.ko")])
@@ -275,7 +276,7 @@ def test_cli_parameters(kernel_61: KernelFixture) -> None:
     args = ["check", "--kernel", headers, "--json", e1000, "debug=2", "nosuch=1", dummy]
     both = lkm("lkm", [*args, "numdummies=x"])
     assert both.status == 1
-    first, second = json.loads(both.stdout)
+    first, second = json_of("check", both.stdout)
     assert first["verdict"] == LOADS
     assert [f["message"] for f in first["findings"]] == [
         "e1000: unknown parameter 'nosuch' ignored"
@@ -370,3 +371,17 @@ def test_keys_the_running_kernel_holds(
     assert check_module(str(module), facts_61, running_keys=other).taints == "E"
     refused = check_module(str(module), facts_61, sig_enforce=True, running_keys=other)
     assert refused.verdict == REFUSED and refused.findings[0].code == "signature"
+
+
+def test_string_limits_count_bytes_as_the_kernel_does() -> None:
+    from lkm.formats.module_params import ModuleParam
+    from lkm.model.module_args import CHARP_LIMIT, outcomes
+
+    table = [ModuleParam("name", "param_ops_string", 0, 8), ModuleParam("p", "param_ops_charp", 0)]
+    fits, too_long = outcomes("m", "name=abcdefg name=abcdéfg", table, {})
+    assert fits.problem is None  # 7 bytes and the NUL fill the 8-byte buffer
+    assert too_long.problem is not None and too_long.problem.errno == "ENOSPC"  # é is 2 bytes
+    half = "é" * (CHARP_LIMIT // 2)
+    (at_limit,) = outcomes("m", f"p={half}", table, {})
+    (over,) = outcomes("m", f"p={half}é", table, {})
+    assert at_limit.problem is None and over.problem is not None

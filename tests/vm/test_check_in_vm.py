@@ -23,7 +23,6 @@ module signed by a new key (loads, taint E).
 
 from __future__ import annotations
 
-import json
 import lzma
 import shlex
 import sys
@@ -31,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import command
+from conftest import command, json_of
 
 from lkm.model.load_check import (
     LOADS,
@@ -275,7 +274,7 @@ def test_check_predicts_what_the_kernel_does(
     # --running in the guest itself, for the module whose dependencies are not loaded
     ext4 = str(kernel.indexed_moddir / _ext4(kernel))
     running = vm.run([LKM, "check", "--running", "--json", "--kernel", str(kernel.headers), ext4])
-    verdict = json.loads(running.stdout)[0]
+    verdict = json_of("check", running.stdout)[0]
     assert running.status == 1 and verdict["findings"][-1]["code"] == "needs-module"
     report(
         f"lkm check vs insmod in {kernel.label}: {len(cases)} modules, every verdict and first "
@@ -329,18 +328,23 @@ def _signature_cases(kernel: KernelFixture, tmp_path: Path) -> list[str]:
     return [str(own), str(work / "unsigned.ko"), str(work / "new-key.ko")]
 
 
-def _boot_and_load(kernel: KernelFixture, append: str, paths: list[str]) -> tuple[str, list[str]]:
+def _boot_and_load(
+    kernel: KernelFixture, append: str, cases: list[list[str]]
+) -> tuple[str, list[str]]:
     """In a guest booted with ``append``: lkm check --running's JSON, then
-    each module loaded by insmod (its output and the kernel's last line)."""
+    each module (a path and its parameters) loaded by insmod (its output
+    and the kernel's last two lines)."""
     moddir = str(kernel.indexed_moddir)
     with VmSession(str(kernel.vmlinuz), moddir, kernel.version, append=append) as session:
         guest = Guest(session, kernel)
+        words = [word for case in cases for word in case]
         predicted = guest.run(
-            [LKM, "check", "--running", "--json", "--kernel", str(kernel.headers), *paths]
+            [LKM, "check", "--running", "--json", "--kernel", str(kernel.headers), *words]
         )
         loads = []
-        for path in paths:
-            done = guest.run(["sh", "-c", f"insmod {path} 2>&1; dmesg -t | tail -1; rmmod dummy"])
+        for case in cases:
+            insmod = f"dmesg -C; insmod {shlex.join(case)} 2>&1; dmesg -t | tail -2"
+            done = guest.run(["sh", "-c", f"{insmod}; rmmod dummy applicom 2>/dev/null"])
             loads.append(done.stdout.decode())
     return predicted.stdout.decode(), loads
 
@@ -377,13 +381,24 @@ def test_enforced_signatures(
     kernel's own module loads, an unsigned one and one signed by a new key
     are rejected, as ``lkm check --running`` inside says (it reads
     sig_enforce and the lockdown level)."""
-    paths = _signature_cases(kernel_61, tmp_path)
-    predicted, loads = _boot_and_load(kernel_61, append, paths)
-    verdicts = json.loads(predicted)
-    assert [v["verdict"] for v in verdicts] == [LOADS, REFUSED, REFUSED]
-    assert [v["findings"][0]["message"] for v in verdicts[1:]] == messages
-    for verdict, seen in zip(verdicts[1:], loads[1:], strict=True):
+    cases = [[path] for path in _signature_cases(kernel_61, tmp_path)]
+    # a parameter naming hardware (module_param_hw): refused only under lockdown
+    applicom = str(kernel_61.indexed_moddir / "kernel/drivers/char/applicom.ko")
+    cases.append([applicom, "irq=5"])
+    predicted, loads = _boot_and_load(kernel_61, append, cases)
+    verdicts = json_of("check", predicted)
+    assert [v["verdict"] for v in verdicts[:3]] == [LOADS, REFUSED, REFUSED]
+    assert [v["findings"][0]["message"] for v in verdicts[1:3]] == messages
+    for verdict, seen in zip(verdicts[1:3], loads[1:3], strict=True):
         assert refusal in seen and refusal == verdict["findings"][0]["insmod"]
         assert seen.splitlines()[-1] == verdict["findings"][0]["message"]
     assert "ERROR" not in loads[0]
-    report(f"lkm check --running with {append} in 6.1: 3 modules as the kernel decided")
+    invalid = "applicom: `5' invalid for parameter `irq'"
+    if append.startswith("lockdown"):
+        (finding,) = verdicts[3]["findings"]
+        assert verdicts[3]["verdict"] == REFUSED and finding["errno"] == "EPERM"
+        assert loads[3].splitlines()[-2:] == [finding["message"], invalid]
+        assert "Operation not permitted" in loads[3]
+    else:  # the parameter is set; the module's init then looks for a card
+        assert verdicts[3]["verdict"] == LOADS and invalid not in loads[3]
+    report(f"lkm check --running with {append} in 6.1: 4 modules as the kernel decided")

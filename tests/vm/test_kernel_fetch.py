@@ -12,52 +12,15 @@ through (:mod:`lkm.testing.debian_kernels`).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 
-import jsonschema
-from conftest import Ran, command
+from conftest import Ran, command, json_of
 
 from lkm.testing.debian_kernels import KernelFixture
 
 LKM = str(Path(sys.executable).with_name("lkm"))
-
-LIST_SCHEMA = {
-    "type": "object",
-    "required": ["kernels"],
-    "additionalProperties": False,
-    "properties": {
-        "kernels": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": [
-                    "release",
-                    "arch",
-                    "series",
-                    "source",
-                    "image",
-                    "modules",
-                    "headers",
-                    "download_bytes",
-                ],
-                "properties": {
-                    "release": {"type": "string", "minLength": 1},
-                    "arch": {"type": "string"},
-                    "series": {"type": "string", "pattern": r"^\d+\.\d+$"},
-                    "source": {"enum": ["host", "cache", "archive"]},
-                    "image": {"type": ["string", "null"]},
-                    "modules": {"type": ["string", "null"]},
-                    "headers": {"type": ["string", "null"]},
-                    "download_bytes": {"type": ["integer", "null"], "minimum": 0},
-                },
-            },
-        }
-    },
-}
 
 
 def _lkm(args: list[str], cache: Path, cwd: Path | None = None, timeout: float = 900) -> Ran:
@@ -68,9 +31,7 @@ def _lkm(args: list[str], cache: Path, cwd: Path | None = None, timeout: float =
 def _listed(cache: Path) -> list[dict[str, object]]:
     proc = _lkm(["kernel", "list", "--json"], cache)
     assert proc.returncode == 0, proc.stderr
-    document = json.loads(proc.stdout)
-    jsonschema.validate(document, LIST_SCHEMA)
-    kernels: list[dict[str, object]] = document["kernels"]
+    kernels: list[dict[str, object]] = json_of("kernel-list", proc.stdout)
     return kernels
 
 
@@ -101,13 +62,15 @@ def test_fetch_then_try_then_list_then_rm_in_a_fresh_cache(
     report(f"lkm kernel fetch 6.1: {len(names)} index text files identical to kmod's depmod")
 
     rows = [row for row in _listed(cache) if row["source"] == "cache"]
-    assert [row["release"] for row in rows] == [release]
+    assert [row["kernel"] for row in rows] == [release]
     assert rows[0]["image"] == f"{cache}/kernels/{release}/boot/vmlinuz-{release}"
     assert rows[0]["modules"] == str(moddir)
     assert rows[0]["headers"] and os.path.isfile(f"{rows[0]['headers']}/Makefile")
 
     again = _lkm(["kernel", "fetch", "6.1"], cache)
     assert again.returncode == 0 and "fetching" not in again.stdout
+    told = _lkm(["kernel", "fetch", "-v", "6.1"], cache).stdout.splitlines()
+    assert told[1:] == [f"  {part}: {rows[0][part]}" for part in ("image", "modules", "headers")]
 
     hello = tmp_path / "hello"
     assert _lkm(["new", str(hello)], cache).returncode == 0
@@ -116,8 +79,11 @@ def test_fetch_then_try_then_list_then_rm_in_a_fresh_cache(
     assert f"== boot {release} and try hello" in tried.stdout
     assert "insmod hello: ok" in tried.stdout and "rmmod hello: ok" in tried.stdout
 
-    removed = _lkm(["kernel", "rm", "6.1"], cache)
-    assert removed.returncode == 0 and removed.stdout == f"removed {release}\n"
+    removed = _lkm(["kernel", "rm", "-v", "6.1"], cache)
+    assert removed.returncode == 0
+    *directories, last = removed.stdout.splitlines()
+    assert last == f"removed {release}" and f"  {cache}/kernels/{release}" in directories
+    assert all(d.startswith(f"  {cache}/") and not os.path.lexists(d[2:]) for d in directories)
     assert not (cache / "kernels" / release).exists()
     assert [row for row in _listed(cache) if row["source"] == "cache"] == []
     gone = _lkm(["kernel", "rm", "6.1"], cache)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import json_of
 
 from lkm.formats.compression import Compression, compress
 from lkm.formats.module_file import open_module
@@ -81,11 +82,10 @@ def test_insmod_lsmod_rmmod_dummy_and_loop(vm: Guest, report: Report) -> None:
 
 def test_lsmod_json_and_tree(vm: Guest) -> None:
     vm.check(["modprobe", "8021q"])
-    import json
-
-    rows = json.loads(vm.check([LKM, "lsmod", "--json"]).stdout)
-    by_name = {r["name"]: r for r in rows}
-    assert "8021q" in by_name["garp"]["holders"] and by_name["8021q"]["refcnt"] == 0
+    rows = json_of("lsmod", vm.check([LKM, "lsmod", "--json"]).stdout)
+    by_name = {r["module"]: r for r in rows}
+    assert "8021q" in by_name["garp"]["used_by"] and by_name["8021q"]["refcount"] == 0
+    assert all(r["state"] == "Live" for r in rows)
     tree = vm.check([LKM, "lsmod", "--tree"]).stdout.decode().splitlines()
     top = tree.index("8021q")
     assert any(line.endswith("garp") for line in tree[top + 1 : top + 6])
@@ -180,6 +180,14 @@ def test_dmesg_matches_util_linux_and_filters_by_module(vm: Guest, report: Repor
     lines = vm.check([LKM, "dmesg", "--module", "dummy"]).stdout.decode().splitlines()
     assert lines and all("] dummy: " in line for line in lines)
     assert any("unknown parameter 'lkm_test_bogus' ignored" in line for line in lines)
+    # --json: the same records, each as the text's line says it
+    records = json_of("dmesg", vm.check([LKM, "dmesg", "--module", "dummy", "--json"]).stdout)
+    assert [
+        f"[{r['usec'] // 10**6:5d}.{r['usec'] % 10**6:06d}] {r['message']}" for r in records
+    ] == lines
+    everything = json_of("dmesg", vm.check([LKM, "dmesg", "--json"]).stdout)
+    sequences = [r["sequence"] for r in everything]
+    assert sequences == sorted(sequences) and len(everything) >= len(outputs[0].splitlines()) // 2
     vm.check([LKM, "rmmod", "dummy"])
 
 
@@ -188,6 +196,9 @@ def test_ksyms_module_symbols_as_kallsyms_has_them(vm: Guest) -> None:
     out = vm.check(f"grep '\\[loop\\]$' /proc/kallsyms; echo ===; {LKM} ksyms --module loop")
     kallsyms, mine = out.stdout.decode().split("===\n")
     assert kallsyms and mine == kallsyms
+    records = json_of("ksyms", vm.check([LKM, "ksyms", "--module", "loop", "--json"]).stdout)
+    as_lines = [f"{r['address']} {r['type']} {r['symbol']}\t[{r['module']}]" for r in records]
+    assert as_lines == kallsyms.splitlines()
     vm.check([LKM, "rmmod", "loop"])
     vm.check(["modprobe", "garp"])
     with open_module(on_host(vm, module_path(vm, "garp"))) as module:

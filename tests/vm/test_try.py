@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import command
+from conftest import command, json_of
 
 from lkm.testing.debian_kernels import KernelFixture
 from lkm.workflows.scaffold import create
@@ -88,14 +88,24 @@ def test_params_are_read_and_changed_through_sysfs(kernel: KernelFixture, tmp_pa
         " && echo 3 > count && printf hey > greeting && echo Y > loud"
         " && cat count greeting loud"
     )
-    status, output = lkm_try(tmp_path / "knobs", kernel, shell(script))
-    assert status == 0, output
-    report = report_of(output)
-    stdout = [line[4:] for line in report.splitlines() if line.startswith("  | ")]
-    assert stdout == ["1", "hello", "N", "3", "hey", "Y"], report
-    assert "  /sys/module/knobs/parameters/count = 1" in report
-    assert "knobs: hello" in log_lines(report, "load")
-    assert "knobs: count=3 greeting=hey loud=1 at unload" in log_lines(report, "unload")
+    # The report as JSON (lkm/schemas/try.schema.json); the build's lines on stderr.
+    argv = [LKM, "try", str(tmp_path / "knobs"), "--kernel", kernel.version, "-j2", "--json"]
+    proc = command([*argv, "--", *shell(script)], text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "== boot " in proc.stderr
+    (report,) = json_of("try", proc.stdout)
+    assert report["ok"] and report["problems"] == [] and report["kernel"] == kernel.version
+    assert report["test"]["stdout"].splitlines() == ["1", "hello", "N", "3", "hey", "Y"]
+    assert report["parameters"]["knobs"]["count"] == "1"
+    assert [(c["call"], c["module"], c["ok"]) for c in report["load"]] == [
+        ("insmod", "knobs", True)
+    ]
+    assert [m["module"] for m in report["loaded"]] == ["knobs"]
+    assert {t["letter"] for t in report["taints"]} == {"O", "E"}
+    messages = {(r["phase"], r["message"]) for r in report["log"]}
+    assert ("load", "knobs: hello") in messages
+    assert ("unload", "knobs: count=3 greeting=hey loud=1 at unload") in messages
+    assert {"build", "boot", "load", "unload"} <= set(report["seconds"])
 
 
 PAIR_SCRIPT = """

@@ -106,17 +106,22 @@ def test_console_tail_reaches_back_to_the_panic_line() -> None:
 def test_a_boot_device_gets_a_working_legacy_interrupt(kernel_61: KernelFixture) -> None:
     """With no monitor, the guest routes PCI interrupts through the MP
     table (acpi=noirq, see lkm.vm.qemu): a device given at boot that uses
-    a legacy interrupt (e1000's INTx) gets one, and it fires."""
+    a legacy interrupt (e1000's INTx) gets one, and it fires. With -v,
+    QEMU's command line and the kernel's console come on stderr."""
     script = (
         f"{LKM} modprobe e1000 && busybox ip link set eth0 up && sleep 1"
         " && grep -w eth0 /proc/interrupts"
     )
     proc = command(
-        [LKM, "vm", "run", "--kernel", kernel_61.version, "--device", "e1000",
+        [LKM, "vm", "run", "-v", "--kernel", kernel_61.version, "--device", "e1000",
          "--", "sh", "-c", script],
+        text=True,
         timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    shown = proc.stderr.splitlines()
+    assert shown[0].startswith("lkm vm: qemu-system-x86_64 ") and "-device e1000" in shown[0]
+    assert any(f"Linux version {kernel_61.version} " in line for line in shown), shown[:5]
     fired = proc.stdout.split()[1]  # " 10:  COUNT  IO-APIC  10-fasteoi  eth0" (one CPU)
     assert int(fired) > 0, proc.stdout
 

@@ -5,9 +5,10 @@ fixture: a fake headers directory and MAKE commands that need no compiler."""
 from __future__ import annotations
 
 import io
-import json
 import os
 from pathlib import Path
+
+from conftest import json_of
 
 from lkm.cli import main as lkm_main
 from lkm.workflows.dkms.build import make_command
@@ -142,7 +143,7 @@ def test_build_exclusive_is_skipped_with_77(tmp_path: Path, monkeypatch) -> None
     status, _, err = _dkms(["build", "pkg/1.0", *options])
     assert status == 77 and "skipped" in err and "BUILD_EXCLUSIVE_KERNEL" in err
     status, out, _ = _dkms(["status", "--json", *options[:6]])
-    (entry,) = json.loads(out)
+    (entry,) = json_of("dkms-status", out)
     assert (entry["state"], entry["kernel"]) == ("skipped", KVER)
     assert "BUILD_EXCLUSIVE_KERNEL" in entry["reason"]
     assert _dkms(["status", *options[:6]])[1] == "pkg/1.0: added\n"
@@ -169,3 +170,33 @@ def test_autoinstall_skipped_is_not_a_failure(tmp_path: Path, monkeypatch) -> No
     assert (status, err) == (0, "") and "skipped" in out and "BUILD_EXCLUSIVE_KERNEL" in out
     (tmp_path / "src/pkg-1.0/dkms.conf").write_text(conf.replace("AUTOINSTALL=yes\n", ""))
     assert _dkms(["autoinstall", *options]) == (0, "", "")  # not asked for: nothing done
+
+
+def test_verbose_shows_makes_output_and_keeps_its_status(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    conf = (
+        "PACKAGE_NAME=pkg\nPACKAGE_VERSION=1.0\nBUILT_MODULE_NAME=pkg\n"
+        "DEST_MODULE_LOCATION=/extra\n"
+        "MAKE=\"echo 'pkg.c:3:1: error: compiling failed' ; false\"\nCLEAN=true\n"
+    )
+    options = _package(tmp_path, conf)
+    env = dict(
+        os.environ,
+        mok_signing_key=str(tmp_path / "mok.key"),
+        mok_certificate=str(tmp_path / "mok.pub"),
+    )
+    lkm = str(Path(sys.executable).with_name("lkm"))
+    shown = {}
+    for flags in ([], ["--verbose"]):
+        done = subprocess.run(
+            [lkm, "dkms", "build", "pkg/1.0", *flags, *options],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        # make's status through the tee, and the log has its output either way
+        assert done.returncode == 10, done.stderr
+        assert "pkg.c:3:1: error: compiling failed" in done.stderr
+        shown[bool(flags)] = done.stdout
+    made = "\npkg.c:3:1: error: compiling failed\n"  # the line make printed, not the command
+    assert made in shown[True] and made not in shown[False]

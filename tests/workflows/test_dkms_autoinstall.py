@@ -9,7 +9,6 @@ with ``make``) and that they share lkm's jobserver."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -17,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import lkm
+from conftest import json_of, lkm
 from test_dkms_vs_dkms import Side, sources  # noqa: F401 - the session fixture
 
 from lkm.testing.debian_kernels import KernelFixture
@@ -80,7 +79,8 @@ def test_autoinstall_goes_past_a_failure(
     assert len(tops) == 3 and all(" -j --jobserver-auth=" in c for c in tops), tops
 
     # (the headers from --kernelsourcedir: the side's tree has no build link)
-    state = json.loads(lkm("dkms", ["status", "--json", *options[:6], *options[8:]]).stdout)
+    listed = lkm("dkms", ["status", "--json", *options[:6], *options[8:]])
+    state = json_of("dkms-status", listed.stdout)
     got = {(e["module"], e["version"]): (e["state"], e["kernel"]) for e in state}
     assert got == {
         ("acpi-call", "1.0"): ("added", None),

@@ -40,7 +40,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "build") -> 
     make_line = discard if options.quiet else line
 
     try:
-        fetch_on_demand(options.kernel, "headers", not options.no_fetch, err)
+        fetch_on_demand(options.kernel, "headers", not options.no_fetch, err, options.quiet)
         result = build(options.directory, options.kernel, options.jobs, make_line, make_vars)
     except LkmError as exc:
         out.flush()

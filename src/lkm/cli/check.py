@@ -154,9 +154,9 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
         err.write(b"lkm check: no module files in the given directories\n")
         return 1
     if "--json" in given:
-        import json
+        from lkm.cli.json_output import write_array
 
-        out.write((json.dumps([as_json(v) for v in verdicts], indent=2) + "\n").encode())
+        write_array(out, (as_json(v) for v in verdicts))
     else:
         out.write("".join(as_text(v, colour) for v in verdicts).encode())
     return 1 if any(v.reason is not None for v in verdicts) else 0

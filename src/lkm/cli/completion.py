@@ -176,7 +176,8 @@ def _argparse_spec(parser: argparse.ArgumentParser) -> Spec:
             subcommands += [(n, _argparse_spec(p)) for n, p in choices.items()]
             continue
         options += action.option_strings
-        if action.option_strings and action.nargs != 0:
+        same_word = getattr(action, "value_in_same_word", False)  # --color=WHEN
+        if action.option_strings and action.nargs != 0 and not same_word:
             valued += action.option_strings
     words = tuple(name for name, _ in subcommands)
     return Spec(tuple(options), tuple(valued), words, tuple(subcommands))

@@ -30,7 +30,7 @@ SHORTOPTS = "aAb:m:o:C:E:F:evnP:wVh"
 LONGOPTS = (
     "all", "quick", "basedir=", "moduledir=", "outdir=", "config=", "symvers=",
     "filesyms=", "errsyms", "verbose", "show", "dry-run", "symbol-prefix=", "warn",
-    "version", "help", "no-cache", "cache-dir=", "index-layout=",
+    "version", "help", "no-cache", "cache-dir=", "index-layout=", "json",
 )  # fmt: skip
 LEVELS = {"FATAL": 2, "ERROR": 3, "WARNING": 4, "NOTICE": 5, "INFO": 6, "DEBUG": 7}
 # sscanf("%u.%u") succeeds: how kmod tells a version from a file name.
@@ -70,6 +70,7 @@ lkm's extensions:
 \t    --no-cache       Read every module again
 \t    --cache-dir=DIR  Where lkm keeps parsed modules
 \t    --index-layout=pre-order|post-order  Binary index layout (kmod <= 33 wrote post-order)
+\t    --json           As -n, the database as JSON: one object per module
 """
 
 
@@ -117,6 +118,8 @@ def parse_args(args: list[str], argv0: str, log: Logger, out: BinaryIO) -> Depmo
             opts = opts.replace(verbose=opts.verbose + 1)
         elif opt in ("-n", "--show", "--dry-run"):
             opts = opts.replace(dry_run=True)
+        elif opt == "--json":
+            opts = opts.replace(dry_run=True, json=True)
         elif opt in ("-P", "--symbol-prefix"):
             if len(value) != 1:
                 raise Fatal("-P only takes a single char")
@@ -175,8 +178,14 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
         enabled = gc.isenabled()
         gc.disable()
         try:
-            result = run_depmod(parsed, log, show, print_files)
+            result = run_depmod(parsed, log, show, None if parsed.json else print_files)
             keep_until_exit(result)
+            if parsed.json and result.status == 0:
+                from lkm.cli.json_output import write_array
+                from lkm.workflows.depmod.summary import database_records
+
+                files = result.outputs.files if result.outputs is not None else {}
+                write_array(out, database_records(files))
             return result.status
         finally:
             if enabled:

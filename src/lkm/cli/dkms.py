@@ -16,7 +16,9 @@ Options as dkms takes them (``-x V``, ``-x=V`` and ``--long=V``):
 ``--force``, ``-j N``,
 ``--dkmstree DIR``, ``--sourcetree DIR``, ``--installtree DIR``,
 ``--kernelsourcedir DIR``, ``--config FILE``, ``-c DKMS.CONF``,
-``--no-depmod``, ``-q|--quiet``, ``--verbose``, ``-h|--help``,
+``--no-depmod``, ``-q|--quiet`` (no progress lines), ``--verbose`` (make's
+output as it comes, as well as in make.log; ``-v`` is VERSION, as in dkms),
+``-h|--help``,
 ``--version``; lkm's ``status --json`` and ``--root DIR`` (an
 image: its trees, its /etc, its kernels; autoinstall without ``-k`` does
 every kernel in it). Every failure is one line naming the package, the
@@ -246,6 +248,7 @@ def _settings(command: Command, load: object) -> Settings:
         jobs=jobs,
         force="force" in command.flags,
         no_depmod="no_depmod" in command.flags,
+        verbose="verbose" in command.flags,
         root=values.get("root", ""),
     )
 
@@ -262,15 +265,13 @@ def _status(tree: Tree, command: Command, out: BinaryIO, err: BinaryIO) -> int:
         )
     entries = with_trust(tree, entries)
     if "json" in command.flags:
-        import json
-
+        from lkm.cli.json_output import write_array
         from lkm.workflows.dkms.status import with_load_verdicts
 
         # lkm check's verdicts: only here, where a kernel's facts (~0.1 s
         # each) are asked for; dkms's text stays as fast as dkms's
         entries = with_load_verdicts(tree, entries)
-        text = json.dumps([e.as_json() for e in entries], indent=2) + "\n"
-        out.write(text.encode("utf-8", "surrogateescape"))
+        write_array(out, (e.as_json() for e in entries))
         return 0
     for entry in entries:
         out.write(f"{entry.line()}\n".encode("utf-8", "surrogateescape"))

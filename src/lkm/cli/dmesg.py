@@ -18,10 +18,12 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import BinaryIO
 
+    from lkm.formats.kmsg import KmsgRecord
+
 PROG = "dmesg"
 USAGE = (
     "usage: lkm dmesg [-x|--decode] [-t|--notime] [-l|--level LIST] [-L|--color[=WHEN]]\n"
-    "                 [-w|--follow] [--module NAME]\n"
+    "                 [-w|--follow] [--module NAME] [--json]\n"
 )
 HELP = (
     USAGE
@@ -37,12 +39,15 @@ The kernel log from /dev/kmsg, printed as util-linux dmesg prints it.
                       is not either)
   -w, --follow        wait for new records
       --module NAME   only the lines module NAME logged
+      --json          one JSON array of records (with --follow, one object a line)
   -h, --help          this help
       --version       the version
 """
 )
 SHORTOPTS = "xtl:L::wh"
-LONGOPTS = ("decode", "notime", "level=", "color==", "follow", "module=", "help", "version")
+LONGOPTS = (
+    "decode", "notime", "level=", "color==", "follow", "module=", "json", "help", "version",
+)  # fmt: skip
 _LONG = {
     "-x": "--decode",
     "-t": "--notime",
@@ -63,6 +68,7 @@ class Shown(Record):
     levels: frozenset[int] | None = None  # None: every level
     module: str | None = None
     follow: bool = False
+    json: bool = False
 
 
 def _utf8_locale() -> bool:
@@ -143,6 +149,7 @@ def shown_by(options: dict[str, str], out: BinaryIO) -> Shown:
         levels=levels,
         module=options.get("--module"),
         follow="--follow" in options,
+        json="--json" in options,
     )
 
 
@@ -151,6 +158,7 @@ def print_records(records: Iterable[bytes], out: BinaryIO, shown: Shown) -> None
     from lkm.errors import FormatError
     from lkm.formats.kmsg import NAMED_FACILITIES, format_record, from_module, parse_record
 
+    kept: list[dict[str, object]] = []
     for raw in records:
         try:
             record = parse_record(raw)
@@ -162,6 +170,26 @@ def print_records(records: Iterable[bytes], out: BinaryIO, shown: Shown) -> None
             continue  # util-linux's -l drops records of a facility it cannot name
         if shown.module is not None and not from_module(record, shown.module):
             continue
+        if shown.json:
+            _json_record(record, out, kept, shown.follow)
+            continue
         out.write(format_record(record, shown.decode, shown.show_time, shown.utf8, shown.colour))
         if shown.follow:
             out.flush()
+    if shown.json and not shown.follow:
+        from lkm.cli.json_output import write_array
+
+        write_array(out, kept)
+
+
+def _json_record(
+    record: KmsgRecord, out: BinaryIO, kept: list[dict[str, object]], follow: bool
+) -> None:
+    """The record as JSON: printed at once when following, else kept for
+    the array (lkm.cli.json_output's rule)."""
+    from lkm.cli.json_output import write_line
+
+    if follow:
+        write_line(out, record.as_json())
+    else:
+        kept.append(record.as_json())

@@ -8,6 +8,8 @@ their ``-common`` and kbuild packages with apt, unpacks them into lkm's
 cache and indexes the modules; ``rm`` removes a fetched kernel (never one
 installed on this machine); ``list`` shows the machine's kernels, the
 fetched ones and what Debian offers, with which parts each has.
+``fetch -q`` prints only each kernel's last line, ``fetch -v`` each part's
+path too; ``rm -q`` prints nothing.
 """
 
 from __future__ import annotations
@@ -43,19 +45,29 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "kernel") ->
 def _parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     actions = parser.add_subparsers(dest="action", required=True, metavar="list|fetch|rm")
     listing = actions.add_parser("list", help="installed, fetched and offered kernels")
-    listing.add_argument("--json", action="store_true", help="one JSON document")
+    listing.add_argument(
+        "--json", action="store_true", help="one JSON array, one object per kernel"
+    )
     listing.add_argument("--arch", help="a Debian architecture (default: this machine's)")
     listing.add_argument(
         "--no-archive", action="store_true", help="leave out what Debian offers (no apt query)"
     )
     fetch = actions.add_parser("fetch", help="download and unpack Debian kernels")
     fetch.add_argument("specs", nargs="*", metavar="SPEC", help="series, release or package")
+    _verbosity(fetch, "only each kernel's last line", "each part's path too")
     fetch.add_argument(
         "--arch", help="a Debian architecture (default: the spec's, else this machine's)"
     )
     remove = actions.add_parser("rm", help="remove fetched kernels")
     remove.add_argument("specs", nargs="+", metavar="SPEC", help="series, release or package")
+    _verbosity(remove, "print nothing", "name the directories removed too")
     return parser
+
+
+def _verbosity(parser: argparse.ArgumentParser, quiet: str, verbose: str) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", help=quiet)
+    group.add_argument("-v", "--verbose", action="store_true", help=verbose)
 
 
 def _list(options: argparse.Namespace, out: BinaryIO) -> int:
@@ -63,10 +75,9 @@ def _list(options: argparse.Namespace, out: BinaryIO) -> int:
 
     rows = list_kernels(options.arch, archive=not options.no_archive)
     if options.json:
-        import json
+        from lkm.cli.json_output import write_array
 
-        document = {"kernels": [row.as_json() for row in rows]}
-        out.write((json.dumps(document, indent=2) + "\n").encode("utf-8", "surrogateescape"))
+        write_array(out, (row.as_json() for row in rows))
         return 0
     out.write(_table(rows).encode("utf-8", "surrogateescape"))
     return 0
@@ -104,12 +115,17 @@ def _fetch(options: argparse.Namespace, out: BinaryIO) -> int:
         out.write(text.encode("utf-8", "surrogateescape"))
         out.flush()
 
-    progress = Progress(write, terminal=_is_terminal(out))
+    def nothing(_text: str) -> None:
+        pass
+
+    progress = Progress(nothing if options.quiet else write, terminal=_is_terminal(out))
     for spec in options.specs or [None]:
         kernel = fetch_kernel(spec, options.arch, progress=progress)
         parts = [name for name in ("image", "modules", "headers") if getattr(kernel, name)]
         root = os.path.dirname(os.path.dirname(os.path.dirname(kernel.modules or "")))
         write(f"{kernel.release} ({kernel.arch}): {', '.join(parts)} in {root}\n")
+        if options.verbose:
+            write("".join(f"  {name}: {getattr(kernel, name)}\n" for name in parts))
     return 0
 
 
@@ -125,7 +141,11 @@ def _is_terminal(out: BinaryIO) -> bool:
 def _remove(options: argparse.Namespace, out: BinaryIO) -> int:
     from lkm.workflows.kernel_store import remove_kernel
 
+    def directory(path: str) -> None:
+        out.write(f"  {path}\n".encode("utf-8", "surrogateescape"))
+
     for spec in options.specs:
-        for release in remove_kernel(spec):
-            out.write(f"removed {release}\n".encode("utf-8", "surrogateescape"))
+        for release in remove_kernel(spec, removed=directory if options.verbose else None):
+            if not options.quiet:
+                out.write(f"removed {release}\n".encode("utf-8", "surrogateescape"))
     return 0

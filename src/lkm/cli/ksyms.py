@@ -19,9 +19,9 @@ if TYPE_CHECKING:
     from typing import BinaryIO
 
 PROG = "ksyms"
-USAGE = "usage: lkm ksyms [--module NAME] [--exported] [PATTERN...]\n"
+USAGE = "usage: lkm ksyms [--module NAME] [--exported] [--json] [PATTERN...]\n"
 SHORTOPTS = "h"
-LONGOPTS = ("module=", "exported", "help", "version")
+LONGOPTS = ("module=", "exported", "json", "help", "version")
 HELP = (
     USAGE
     + """
@@ -29,6 +29,7 @@ Kernel symbols from /proc/kallsyms, by module or shell pattern.
 
   --module NAME   only this module's symbols (repeatable)
   --exported      only the symbols the kernel or the module exports
+  --json          one JSON array, one object per symbol
   -h, --help      this help
   --version       the version
 """
@@ -114,5 +115,21 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
     except (OSError, LkmError) as exc:
         err.write(f"lkm ksyms: {exc}\n".encode())
         return 1
+    if ("--json", "") in opts:
+        from lkm.cli.json_output import write_array
+
+        write_array(out, (as_json(line) for line in lines))
+        return 0
     out.write("".join(lines).encode())
     return 0
+
+
+def as_json(line: str) -> dict[str, object]:
+    """A kallsyms line (with its line break) as lkm ksyms --json's record."""
+    address, kind, rest = line.rstrip("\n").split(" ", 2)
+    return {
+        "address": address,
+        "type": kind,
+        "symbol": rest.split("\t", 1)[0],
+        "module": owner(line.rstrip("\n")),
+    }

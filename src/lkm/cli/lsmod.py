@@ -56,10 +56,11 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
         )
         return 1
     if args == ["--json"]:
-        import json
+        from lkm.cli.json_output import write_array
 
-        text = json.dumps([m.as_json() for m in modules], indent=2) + "\n"
-    elif args == ["--tree"]:
+        write_array(out, (m.as_json() for m in modules))
+        return 0
+    if args == ["--tree"]:
         text = "".join(f"{line}\n" for line in tree_lines(modules))
     else:
         text = lsmod_table(modules)

@@ -259,9 +259,9 @@ class Modinfo:
         finally:
             self.moddir.close()
         if self.opts.json:
-            import json
+            from lkm.cli.json_output import write_array
 
-            self.out.write(_encode(json.dumps(self.json_items, indent=2) + "\n"))
+            write_array(self.out, self.json_items)
         self.out.flush()
         return status
 
@@ -348,10 +348,10 @@ def _json_item(
     params, _ = merge_parameters(entries)
     signature = {k: v for k, v in entries if k.startswith("sig") or k == "signer"}
     return {
-        "name": name,
-        "filename": None if builtin else filename,
+        "module": name,
+        "path": None if builtin else filename,
         "builtin": builtin,
-        "info": [{"key": k, "value": v} for k, v in entries if only is None or k == only],
+        "fields": [{"key": k, "value": v} for k, v in entries if only is None or k == only],
         "parameters": [
             {"name": p.name, "description": p.description, "type": p.type} for p in params
         ],

@@ -50,7 +50,7 @@ LONGOPTS = (
     "first-time", "ignore-install", "ignore-remove", "use-blacklist", "force",
     "force-modversion", "force-vermagic", "show-depends", "showconfig", "show-config",
     "show-modversions", "dump-modversions", "show-exports", "dry-run", "show", "config=",
-    "dirname=", "set-version=", "syslog", "quiet", "verbose", "version", "help",
+    "dirname=", "set-version=", "syslog", "quiet", "verbose", "version", "help", "json",
 )  # fmt: skip
 
 # One name per option, as kmod's getopt table maps them.
@@ -112,6 +112,7 @@ General Options:
 \t-v, --verbose               enables more messages
 \t-V, --version               show version
 \t-h, --help                  show this help
+\t    --json                  With -D or -n: the plan as JSON (an lkm extension)
 """
 
 LOG_CRIT, LOG_ERR, LOG_WARNING = 2, 3, 4
@@ -130,6 +131,7 @@ class Settings:
         self.tool_priority = LOG_CRIT
         self.request = Request()  # what to do: the library's part of the options
         self.show_config = self.dump_modversions = self.show_exports = self.syslog = False
+        self.json = False  # --json: the steps as one JSON array, not lines
         self.configs: list[str] = []
         # kmod appends -C/-q/-v/-s to MODPROBE_OPTIONS for the modprobe an
         # install command may run; lkm passes it to those commands only,
@@ -195,6 +197,9 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
         if not settings.show_config and not operands:
             log(LOG_ERR, "missing parameters. See -h.\n")
             return 1
+        if settings.json and not settings.request.dry_run:
+            log(LOG_ERR, "--json needs --show-depends or --dry-run.\n")
+            return 1
         status = _run(settings, operands, out, log)
     except _Fatal:
         status = -1
@@ -248,6 +253,8 @@ def _apply_options(
             s.show_exports = True
         elif opt == "-n":
             s.ask(dry_run=True)
+        elif opt == "--json":
+            s.json = True
         elif opt == "-C":
             s.configs.append(value)
             s.pass_on("-C")
@@ -278,7 +285,12 @@ def _apply_options(
 def _run(settings: Settings, operands: list[str], out: BinaryIO, log: Log) -> int:
     from lkm.workflows.modprobe import Modprobe
 
+    plan: list[dict[str, object]] = []
+
     def show(step: Step) -> None:
+        if settings.json:
+            plan.append(step.as_json())
+            return
         out.write(step.show().encode("utf-8", "surrogateescape"))
         # kmod flushes its own SHOW lines (rmmod, remove); libkmod's
         # print_action lines stay in stdio's buffer.
@@ -291,13 +303,18 @@ def _run(settings: Settings, operands: list[str], out: BinaryIO, log: Log) -> in
     env = {} if settings.env_options is None else {"MODPROBE_OPTIONS": settings.env_options}
     with Modprobe.for_system(
         settings.root, settings.version, settings.configs, report=log,
-        show=show if settings.showing else None, env=env,
+        show=show if settings.showing or settings.json else None, env=env,
     ) as modprobe:  # fmt: skip
         if settings.show_config:
             return _show_config(modprobe, out)
         if settings.dump_modversions or settings.show_exports:
             return _show_symbols(settings, operands[0], out, log)
-        return modprobe.run(settings.request, operands, emit)
+        status = modprobe.run(settings.request, operands, emit)
+    if settings.json:
+        from lkm.cli.json_output import write_array
+
+        write_array(out, plan)
+    return status
 
 
 def _show_config(modprobe: Modprobe, out: BinaryIO) -> int:

@@ -203,15 +203,20 @@ def make_variables(options: argparse.Namespace) -> list[str]:
     return words
 
 
-def fetch_on_demand(spec: str | None, need: str, fetch: bool, err: BinaryIO) -> None:
+def fetch_on_demand(
+    spec: str | None, need: str, fetch: bool, err: BinaryIO, quiet: bool = False
+) -> None:
     """Bring the kernel ``spec`` names into lkm's cache when it is a Debian
     series or release that is not here yet (``fetch``), telling ``err`` in
-    a line; the command then finds it as usual. Raises KernelNotFound."""
+    a line (``quiet``: not); the command then finds it as usual. Raises
+    KernelNotFound."""
     if not spec or not fetch:
         return
     from lkm.workflows.kernel_store import resolve_kernel
 
     def notice(line: str) -> None:
+        if quiet:
+            return
         err.write(f"{line}\n".encode("utf-8", "surrogateescape"))
         err.flush()
 

@@ -8,7 +8,9 @@ loading, for gdb to attach with the commands lkm writes (DIR/.lkm-gdb).
 With --shell an interactive shell in the VM follows the loading (exit it
 to go on). On a terminal, one line tells how far the VM's boot is, and the
 final ok (green) or FAILED (red) is in colour (--color=WHEN: auto, always,
-never; auto means a terminal, without NO_COLOR set or TERM=dumb)."""
+never; auto means a terminal, without NO_COLOR set or TERM=dumb), as are
+each load's and unload's ok or FAILED. With --json the report is one JSON
+record on stdout, and the build's and VM's lines go to stderr."""
 
 from __future__ import annotations
 
@@ -57,13 +59,22 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> in
     parser.add_argument(
         "--gdb-file", metavar="FILE", help="write the gdb commands here (implies --gdb)"
     )
-    parser.add_argument(
+    colour_option = parser.add_argument(
         "--color",
         metavar="WHEN",
         type=_when,
         default="auto",
-        help="the final ok/FAILED in colour: auto (on a terminal, unless NO_COLOR is set or"
+        help="ok/FAILED in colour: auto (on a terminal, unless NO_COLOR is set or"
         " TERM is dumb), always or never",
+    )
+    # Its value is in the same word (--color=WHEN) or absent: completion
+    # offers no value after it.
+    setattr(colour_option, "value_in_same_word", True)  # noqa: B010 - an attribute argparse lacks
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="the report as one JSON array of one record (lkm/schemas/try.schema.json);"
+        " the build's lines go to stderr",
     )
     parser.add_argument(
         "--shell",
@@ -76,13 +87,13 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> in
     options = parse_arguments(parser, args)
     if isinstance(options, int):
         return options
-    line = line_writer(out)
+    line = line_writer(err if options.json else out)
     make_vars = make_variables(options)
     from lkm.vm.terminal import BootProgress, Terminal
 
     progress = BootProgress("lkm try", 2)
     try:
-        fetch_on_demand(options.kernel, "image", not options.no_fetch, err)
+        fetch_on_demand(options.kernel, "image", not options.no_fetch, err, options.quiet)
         report = try_module(
             options.directory,
             options.kernel,
@@ -103,12 +114,18 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "try") -> in
         return 1
     finally:
         progress.clear()
+    if options.json:
+        from lkm.cli.json_output import write_array
+
+        write_array(out, [report.as_json()])
+        return 0 if report.ok else 1
     from lkm.cli.colour import wanted
 
+    colour = wanted(options.color, out)
     *lines, result = report.lines()
     for text in lines:
-        line(text)
-    line(_result_line(result, report.ok, wanted(options.color, out)))
+        line(_call_line(text, colour))
+    line(_result_line(result, report.ok, colour))
     return 0 if report.ok else 1
 
 
@@ -130,6 +147,20 @@ def _result_line(text: str, ok: bool, colour: bool) -> str:
 
     word, space, rest = text.partition(" ")
     return paint(word, GREEN if ok else RED, colour) + space + rest
+
+
+def _call_line(text: str, colour: bool) -> str:
+    """A load's or unload's line ("insmod hello: ok", "rmmod hello:
+    FAILED") with its state green or red; other lines as they are."""
+    from lkm.cli.colour import GREEN, RED, paint
+
+    head, sep, state = text.rpartition(": ")
+    if not sep or state not in ("ok", "FAILED") or head.split(" ", 1)[0] not in CALLS:
+        return text
+    return f"{head}{sep}{paint(state, GREEN if state == 'ok' else RED, colour)}"
+
+
+CALLS = ("insmod", "rmmod", "modprobe")
 
 
 def _gdb_request(gdb: bool, script: str | None) -> GdbRequest | None:

@@ -17,7 +17,9 @@ on a real system; ``--modprobe PATH`` names another program (lkm's
 ``modprobe`` through a link, say). ``--device SPEC`` (repeatable) adds a
 QEMU ``-device``, ``--append ARGS`` more of the kernel command line,
 ``--qmp PATH`` a QMP socket for the caller, ``--cpus N`` processors. On a
-terminal, one line tells how far the boot is.
+terminal, one line tells how far the boot is (``-q``: none, nor the
+fetch's lines); ``-v`` prints QEMU's command line and the kernel's console
+(at log level 7) on stderr as it comes.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
 _OPTIONS = (
     "[--kernel IMAGE|VERSION] [--memory SIZE] [--cpus N] [--console LOGFILE]"
     " [--share 9p|virtiofs] [--modprobe PATH] [--device SPEC]... [--append ARGS]"
-    " [--qmp SOCKET] [--gdb] [--gdb-file FILE] [--no-fetch] [--dry-run]"
+    " [--qmp SOCKET] [--gdb] [--gdb-file FILE] [--no-fetch] [--dry-run] [-q|-v]"
 )
 USAGE = f"""\
 usage: lkm vm run {_OPTIONS} [--timeout SECONDS] -- CMD...
@@ -67,6 +69,8 @@ writable overlay in memory) and run a command in it, or a shell.
   --gdb-file FILE         gdb commands to load the modules' symbols
   --no-fetch              never download a kernel
   --dry-run               print the QEMU command line, run nothing
+  -q, --quiet             no boot progress line, no fetch lines
+  -v, --verbose           QEMU's command line and the kernel console on stderr
   --timeout SECONDS       give up on CMD after this long (run)
   -h, --help              this help
   --version               the version
@@ -74,7 +78,7 @@ writable overlay in memory) and run a command in it, or a shell.
 )
 
 
-SHORTOPTS = "h"
+SHORTOPTS = "hqv"
 LONGOPTS = (
     "kernel=",
     "memory=",
@@ -90,9 +94,12 @@ LONGOPTS = (
     "gdb-file=",
     "dry-run",
     "no-fetch",
+    "quiet",
+    "verbose",
     "help",
     "version",
 )
+_LONG = {"-q": "--quiet", "-v": "--verbose"}
 # Options that may be given more than once, every value kept.
 _REPEATED = ("--device", "--append")
 
@@ -116,7 +123,7 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "vm") -> int
     if wrong:
         err.write(usage_line("lkm vm: give 'run [OPTIONS] -- CMD...' or 'shell [OPTIONS]'"))
         return 2
-    options = dict(opts)
+    options = {_LONG.get(name, name): value for name, value in opts}
     repeated = {name: [v for o, v in opts if o == name] for name in _REPEATED}
     from lkm.vm.qemu import VmError
     from lkm.vm.terminal import BootProgress
@@ -127,9 +134,12 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "vm") -> int
         from lkm.cli.options import fetch_on_demand
 
         timeout = _seconds(options.get("--timeout", "120"))
-        fetch_on_demand(options.get("--kernel"), "image", "--no-fetch" not in options, err)
+        quiet = "--quiet" in options
+        fetch_on_demand(options.get("--kernel"), "image", "--no-fetch" not in options, err, quiet)
         kernel = choose_kernel(options.get("--kernel"))
         append = " ".join(repeated["--append"])
+        if "--verbose" in options:
+            append = f"{append} loglevel=7".strip()  # after quiet: the console shows all
         extra = _qemu_extra(options, repeated["--device"])
         if "--gdb" in options or "--gdb-file" in options:
             append, extra, stub = _with_gdb(kernel, options, append, extra, err)
@@ -138,8 +148,14 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "vm") -> int
         if "--dry-run" in options:
             return _dry_run(kernel, options, append, extra, out)
         # On a terminal: one line while it boots, left for a shell's prompt to follow.
-        progress = BootProgress(f"lkm vm: {kernel.release}", 2, keep=action == "shell")
-        with _session(kernel, options, append, extra, progress) as session:
+        if not quiet:
+            progress = BootProgress(f"lkm vm: {kernel.release}", 2, keep=action == "shell")
+        console = _console_writer(err) if "--verbose" in options else None
+        with _session(kernel, options, append, extra, progress, console) as session:
+            if console is not None:
+                import shlex
+
+                console(f"lkm vm: {shlex.join(session.command)}".encode("utf-8", "surrogateescape"))
             if action == "shell":
                 return _shell(session)
             return _run(session, rest[1:], timeout, out, err)
@@ -154,6 +170,16 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = "vm") -> int
             progress.clear()
         if stub is not None:
             stub.close()
+
+
+def _console_writer(err: BinaryIO) -> Callable[[bytes], None]:
+    """-v: each console line on stderr as lkm sees it."""
+
+    def write(line: bytes) -> None:
+        err.write(line.rstrip(b"\r") + b"\n")
+        err.flush()
+
+    return write
 
 
 def _qemu_extra(options: dict[str, str], devices: list[str]) -> list[str]:
@@ -225,7 +251,8 @@ def _session(
     options: dict[str, str],
     append: str,
     extra: list[str],
-    progress: Callable[[str], None],
+    progress: Callable[[str], None] | None,
+    console: Callable[[bytes], None] | None = None,
 ) -> VmSession:
     from lkm.model.kernels import KernelNotFound, find_kernel
     from lkm.vm.initramfs import DEFAULT_MODPROBE
@@ -248,6 +275,7 @@ def _session(
         modprobe=options.get("--modprobe", DEFAULT_MODPROBE),
         headers=headers,
         progress=progress,
+        on_console=console,
     )
 
 

@@ -65,6 +65,17 @@ class KmsgRecord(Record):
     def facility_name(self) -> str:
         return FACILITIES[self.facility] if self.facility < len(FACILITIES) else "?"
 
+    def as_json(self) -> dict[str, object]:
+        """lkm dmesg --json's record (lkm/schemas/dmesg.schema.json)."""
+        return {
+            "sequence": self.sequence,
+            "usec": self.microseconds,
+            "facility": self.facility_name,
+            "level": self.level_name,
+            "message": self.message.decode("utf-8", "replace"),
+            "fields": dict(self.fields),
+        }
+
 
 def parse_record(raw: bytes) -> KmsgRecord:
     """One record as read from ``/dev/kmsg``."""

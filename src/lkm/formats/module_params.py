@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 PARAM_SIZE = 40
 NAME_FIELD, OPS_FIELD, FLAGS_FIELD, ARG_FIELD = 0, 16, 27, 32
 FLAG_UNSAFE = 1  # KERNEL_PARAM_FL_UNSAFE
+FLAG_HWPARAM = 2  # KERNEL_PARAM_FL_HWPARAM: module_param_hw, refused under lockdown
 
 
 class ModuleParam(Record):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 
 from lkm.errors import LkmError
-from lkm.formats.module_params import FLAG_UNSAFE, module_params
+from lkm.formats.module_params import FLAG_HWPARAM, FLAG_UNSAFE, module_params
 from lkm.records import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
@@ -699,6 +699,9 @@ class _Checks:
                     findings.append(self._unknown_param(shown, table))
                 continue
             reaches_set = outcome.value is not None or param.ops in NO_ARGUMENT_OPS
+            if param.flags & FLAG_HWPARAM and reaches_set and self.lockdown:
+                findings.append(self._hardware_param_locked(outcome))
+                continue  # param_check_unsafe refuses it: set() is not reached
             if param.flags & FLAG_UNSAFE and reaches_set:  # param_check_unsafe, before set()
                 message = f"Setting dangerous option {param.name} - tainting kernel"
                 findings.append(Finding("param-unsafe", message, taint="U"))
@@ -716,6 +719,21 @@ class _Checks:
             message = f"{self.name}: parameters '{after_dashes}' after `--' ignored"
             findings.append(Finding("param-after-dashes", message))
         return _errno_of_the_last(findings)
+
+    def _hardware_param_locked(self, outcome: ArgOutcome) -> Finding:
+        """A parameter that names hardware (an I/O port, an IRQ: module_param_hw)
+        on a locked-down kernel: security_locked_down(LOCKDOWN_MODULE_PARAMETERS)
+        says no, then parse_args logs the failure (EPERM)."""
+        assert outcome.param is not None
+        message = (
+            "Lockdown: insmod: unsafe module parameters is restricted; see man kernel_lockdown.7"
+        )
+        logged = f"{self.name}: `{outcome.value or ''}' invalid for parameter `{outcome.name}'"
+        advice = (
+            f"{outcome.param.name} names hardware (module_param_hw), which a locked-down "
+            f"kernel does not let a parameter set; the kernel then logs: {logged}"
+        )
+        return Finding("param-lockdown", message, "EPERM", advice=advice)
 
     def _unknown_param(self, shown: str, table: list[ModuleParam]) -> Finding:
         names = ", ".join(p.name for p in table) or "none"

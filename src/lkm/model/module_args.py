@@ -164,7 +164,7 @@ def _value_problem(
         return _invalid(module, name, value, errno) if errno else None
     if ops in BOOL_OPS:
         return None if bool_value(value) is not None else _invalid(module, name, value)
-    if ops == "param_ops_charp" and len(value) > CHARP_LIMIT:
+    if ops == "param_ops_charp" and _strlen(value) > CHARP_LIMIT:
         return ArgProblem(
             (
                 f"{param.name}: string parameter too long",
@@ -172,7 +172,7 @@ def _value_problem(
             ),
             "ENOSPC",
         )
-    if ops == "param_ops_string" and param.limit and len(value) + 1 > param.limit:
+    if ops == "param_ops_string" and param.limit and _strlen(value) + 1 > param.limit:
         return ArgProblem(
             (
                 f"{param.name}: string doesn't fit in {param.limit - 1} chars.",
@@ -181,6 +181,12 @@ def _value_problem(
             "ENOSPC",
         )
     return None
+
+
+def _strlen(value: str) -> int:
+    """The kernel's strlen: bytes, not characters (the command line is
+    UTF-8 or whatever bytes it was given)."""
+    return len(value.encode("utf-8", "surrogateescape"))
 
 
 def _array_problem(

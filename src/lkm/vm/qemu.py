@@ -194,6 +194,7 @@ class VmSession:
         modprobe: str = DEFAULT_MODPROBE,
         headers: str | None = None,
         progress: Callable[[str], None] | None = None,
+        on_console: Callable[[bytes], None] | None = None,
     ) -> None:
         """``console``: where the kernel console log goes (kept after the
         run); by default a file removed with the session. ``share``: how
@@ -205,7 +206,9 @@ class VmSession:
         the host's root that serves the guest kernel's module requests.
         ``headers``: the kernel's headers tree, which the guest module
         tree's ``build`` link then names. ``progress`` is told how far the
-        boot is: ``booting``, ``init`` (the initramfs runs), ``ready``."""
+        boot is: ``booting``, ``init`` (the initramfs runs), ``ready``;
+        ``on_console`` gets each line of the console as it is seen (while
+        lkm waits for the guest), its line break taken off."""
         if shutil.which("qemu-system-x86_64") is None:
             raise VmError(
                 "qemu-system-x86_64 not found: install the Debian package qemu-system-x86"
@@ -219,9 +222,11 @@ class VmSession:
         self._virtiofsd: Process | None = None
         self._ports: HostPorts | None = None
         self._progress = progress
+        self._on_console = on_console
         self._stage = ""  # how far the boot is, from the console's markers
         self._console_seen = 0
         self._stdin_taken = False
+        self.command: list[str] = []  # QEMU's command line
         # Until close(), a SIGTERM or SIGHUP unwinds to it (the guest is
         # killed) instead of leaving QEMU running without its lkm.
         self._signals = contextlib.ExitStack()
@@ -252,6 +257,7 @@ class VmSession:
                 extra,
                 self._work,
             )
+            self.command = cmd
             self._proc = start(cmd, stdin=NULL, stdout=NULL, stderr=PIPE)
             self._set_stage("booting")
             proc = self._proc
@@ -362,7 +368,7 @@ class VmSession:
             if deadline is not None and time.monotonic() > deadline:
                 self._kill()
                 raise VmError(f"'{what}' ran past {timeout:.0f} s", console_tail(self.console))
-            if self._stage != "ready":
+            if self._stage != "ready" or self._on_console is not None:
                 self._watch_boot()
             if self._stage == "ready":
                 streams.attach_terminal()
@@ -379,6 +385,8 @@ class VmSession:
         lines = new.split(b"\n")
         self._console_seen += len(new) - len(lines[-1])  # whole lines only
         for line in lines[:-1]:
+            if self._on_console is not None:
+                self._on_console(line)
             if line.startswith(b"lkm-vm: ") and line[8:].strip() in (b"init", b"ready"):
                 self._set_stage(line[8:].strip().decode())
 

@@ -74,7 +74,16 @@ class Notice(Record):
         return f"{self.kind}: {self.text}"
 
     def as_json(self) -> dict[str, object]:
-        return {"event": self.kind, "detail": self.text}
+        # The keys of a load, so every line has one shape (lkm.cli.json_output).
+        return {
+            "event": self.kind,
+            "devpath": None,
+            "alias": None,
+            "modules": [],
+            "result": None,
+            "detail": self.text,
+            "seconds": None,
+        }
 
 
 Log = Callable[[LoadEvent | Notice], None]

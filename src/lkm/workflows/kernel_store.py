@@ -430,10 +430,12 @@ def cached_matching(spec: str, cache: str | None = None) -> list[Kernel]:
     return [k for k in cached_kernels(cache) if name in (k.release, k.label)]
 
 
-def remove_kernel(spec: str, cache: str | None = None) -> list[str]:
+def remove_kernel(
+    spec: str, cache: str | None = None, removed: Callable[[str], None] | None = None
+) -> list[str]:
     """Remove the cached kernels ``spec`` names and what lkm derived from
-    them; the releases removed. Kernels installed on the machine are not
-    lkm's to remove."""
+    them; the releases removed (``removed`` is told each directory).
+    Kernels installed on the machine are not lkm's to remove."""
     base = cache if cache is not None else cache_dir()
     found = cached_matching(spec, base)
     if not found:
@@ -448,6 +450,8 @@ def remove_kernel(spec: str, cache: str | None = None) -> list[str]:
                 trash = tempfile.mkdtemp(prefix=".rm-", dir=os.path.join(base, sub))
                 os.rename(path, os.path.join(trash, "tree"))
                 shutil.rmtree(trash)
+                if removed is not None:
+                    removed(path)
         _forget_depmod_cache(base, kernel.release)
     return [k.release for k in found]
 
@@ -477,7 +481,7 @@ class Listed(Record):
 
     def as_json(self) -> dict[str, object]:
         return {
-            "release": self.release,
+            "kernel": self.release,
             "arch": self.arch,
             "series": ".".join(self.release.split(".")[:2]),
             "source": self.source,

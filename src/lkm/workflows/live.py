@@ -28,10 +28,10 @@ class LoadedModule(Record):
 
     def as_json(self) -> dict[str, object]:
         return {
-            "name": self.name,
+            "module": self.name,
             "size": self.size,
-            "refcnt": self.refcnt,
-            "holders": list(self.holders),
+            "refcount": self.refcnt,
+            "used_by": list(self.holders),
             "state": self.state,
             "taints": self.taints.strip("()"),
         }

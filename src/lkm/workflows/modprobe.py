@@ -392,6 +392,16 @@ class Step(Record):
     options: str = ""
     command: str | None = None
 
+    def as_json(self) -> dict[str, object]:
+        """lkm modprobe --json's record (lkm/schemas/modprobe.schema.json)."""
+        return {
+            "action": self.action,
+            "module": self.module,
+            "path": self.path,
+            "options": self.options,
+            "command": self.command,
+        }
+
     def show(self) -> str:
         """The line kmod's ``--show-depends`` / ``-v`` prints for it."""
         if self.action == "insmod":

@@ -104,12 +104,13 @@ def newest_sequence(kernel: KernelModules) -> int:
     return newest
 
 
-def _lsmod_lines(kernel: KernelModules, names: set[str]) -> list[str]:
-    """What lsmod prints for ``names``, its header first."""
+def _lsmod(kernel: KernelModules, names: set[str]) -> tuple[list[str], list[dict[str, object]]]:
+    """What lsmod prints for ``names`` (its header first), and what lsmod
+    --json would."""
     from lkm.workflows.live import loaded_modules, lsmod_table
 
     modules = [m for m in loaded_modules(kernel) if m.name in names]
-    return lsmod_table(modules).splitlines()
+    return lsmod_table(modules).splitlines(), [m.as_json() for m in modules]
 
 
 def _run_test(argv: list[str], cwd: str) -> dict[str, object]:
@@ -183,7 +184,7 @@ def load(
     report["load"] = loads
     report["log_load"] = log.drain("load")
     shown = {*loaded, *(name.replace("-", "_") for name in kernel_dependencies)}
-    report["lsmod"] = _lsmod_lines(kernel, shown)
+    report["lsmod"], report["loaded"] = _lsmod(kernel, shown)
     report["module_taint"] = {name: kernel.taint(name) for name in loaded}
     report["parameters"] = {name: kernel.parameters(name) for name in loaded}
     return report, loaded

@@ -159,12 +159,34 @@ class Call(Record):
     def failed(self) -> bool:
         return self.errno is not None or self.signal is not None or self.error is not None
 
+    def as_json(self) -> dict[str, object]:
+        return {
+            "call": self.call,
+            "module": self.module,
+            "ok": not self.failed,
+            "errno": self.errno,
+            "error": self.error,
+            "signal": self.signal,
+            "gone": self.gone,
+            "seconds": self.seconds,
+        }
+
 
 class LogRecord(Record):
     phase: str  # load, test or unload
     level: int
     usec: int
     text: str
+
+    def as_json(self) -> dict[str, object]:
+        from lkm.formats.kmsg import LEVELS
+
+        return {
+            "phase": self.phase,
+            "usec": self.usec,
+            "level": LEVELS[self.level],
+            "message": self.text,
+        }
 
     def show(self) -> str:
         """As dmesg shows it."""
@@ -190,6 +212,7 @@ class GuestReport(Record):
     parameters: dict[str, dict[str, str]]
     test: TestRun | None
     log: tuple[LogRecord, ...]
+    loaded: tuple[dict[str, object], ...] = ()  # lsmod --json's records of the same modules
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GuestReport:
@@ -209,6 +232,7 @@ class GuestReport(Record):
             data["parameters"],
             TestRun(**test) if test is not None else None,
             tuple(log),
+            tuple(data["loaded"]),
         )
 
 
@@ -315,6 +339,33 @@ class TryReport:
             return 0
         return self.guest.taint_after & ~self.guest.taint_before
 
+    def as_json(self) -> dict[str, object]:
+        """lkm try --json's record (lkm/schemas/try.schema.json)."""
+        guest = self.guest
+        return {
+            "directory": self.directory,
+            "kernel": self.kernel,
+            "ok": self.ok,
+            "modules": [{"module": name, "path": path} for name, path in self.modules],
+            "load": [call.as_json() for call in guest.load] if guest else [],
+            "unload": [call.as_json() for call in guest.unload] if guest else [],
+            "loaded": list(guest.loaded) if guest else [],
+            "parameters": dict(guest.parameters) if guest else {},
+            "test": _test_json(guest.test) if guest and guest.test else None,
+            "taints": [
+                {"letter": letter, "reason": why}
+                for letter, why in taint_letters(self.taint_caused)
+            ],
+            "log": [record.as_json() for record in guest.log] if guest else [],
+            "incidents": [
+                {"phase": i.phase, "title": i.title, "summary": i.summary()[1:]}
+                for i in self.incidents
+            ],
+            "notes": list(self.notes),
+            "problems": list(self.problems),
+            "seconds": dict(self.seconds),
+        }
+
     def lines(self) -> list[str]:
         """The report after the build output, as ``lkm try`` prints it."""
         out: list[str] = []
@@ -335,6 +386,15 @@ class TryReport:
         timing = ", ".join(f"{phase} {secs:.1f} s" for phase, secs in self.seconds.items())
         out.append(f"{'ok' if self.ok else 'FAILED'} ({timing})")
         return out
+
+
+def _test_json(test: TestRun) -> dict[str, object]:
+    return {
+        "status": test.status,
+        "stdout": test.stdout,
+        "stderr": test.stderr,
+        "seconds": test.seconds,
+    }
 
 
 def _guest_lines(guest: GuestReport, incidents: list[Incident]) -> list[str]:

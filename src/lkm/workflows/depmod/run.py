@@ -87,6 +87,7 @@ class DepmodSettings(Record):
     print_unknown: bool = False
     verbose: int = 0
     dry_run: bool = False
+    json: bool = False  # lkm depmod --json: the CLI prints the records (implies dry_run)
     prefix: str | None = None
     warn_dups: bool = False
     use_cache: bool = True

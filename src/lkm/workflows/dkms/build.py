@@ -51,7 +51,10 @@ kernelver=$1 arch=$2 kernel_source_dir=$3 dkms_tree=$4 source_tree=$5
 module=$6 module_version=$7 __lkm_dir=$8 __lkm_log=$9 __lkm_command=${10}
 shift 10
 cd "$__lkm_dir" || exit 1
-if [ -n "$__lkm_log" ]; then
+if [ -n "$__lkm_log" ] && [ -n "$LKM_DKMS_VERBOSE" ]; then
+    set -o pipefail  # make's status, not tee's
+    eval "{ $__lkm_command; } 2>&1 | tee -a \"\$__lkm_log\""
+elif [ -n "$__lkm_log" ]; then
     eval "{ $__lkm_command; } >> \"\$__lkm_log\" 2>&1"
 else
     eval "$__lkm_command"
@@ -284,6 +287,8 @@ def _eval(
     jobserver = tree.settings.jobserver
     if jobserver is not None:
         env = dict(env, MAKEFLAGS=jobserver.makeflags())
+    if tree.settings.verbose:  # --verbose: make's output on stdout too, as it comes
+        env = dict(env, LKM_DKMS_VERBOSE="1")
 
     argv = [
         "bash",

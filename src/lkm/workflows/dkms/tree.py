@@ -75,6 +75,7 @@ class Settings(Record):
     env: dict[str, str] | None = field(default=None)
     root: str = ""  # --root: an image's root directory ("" for the machine's own)
     jobserver: Jobserver | None = None  # makes share its slots (autoinstall)
+    verbose: bool = False  # --verbose: make's output shown as well as logged
 
 
 def load_settings(
