@@ -5,6 +5,7 @@ the Debian 6.1 kernel."""
 from __future__ import annotations
 
 import errno
+import io
 
 from lkm.workflows.try_module import Call, explain_load_failure, find_incidents, taint_letters
 
@@ -62,3 +63,49 @@ def test_load_failures_say_who_failed() -> None:
 def test_taint_letters_in_bit_order() -> None:
     assert [letter for letter, _ in taint_letters((1 << 12) | (1 << 13) | 1)] == ["P", "O", "E"]
     assert taint_letters(0) == []
+
+
+def test_json_record_with_and_without_a_guest() -> None:
+    from conftest import json_of
+
+    from lkm.cli.json_output import write_array
+    from lkm.workflows.try_module import GuestReport, TryReport, _review
+
+    before = TryReport("/src/oops", "6.1.0-1-amd64", "/headers")
+    before.problems.append("the build failed")
+    guest = GuestReport.from_json(
+        {
+            "taint_before": 0,
+            "taint_after": 1 << 12 | 1 << 13,  # O and E
+            "load": [{"call": "insmod", "module": "oops", "seconds": 0.1, "signal": 9}],
+            "unload": [],
+            "lsmod": ["Module Size Used by", "oops 16384 1"],
+            "loaded": [
+                {
+                    "module": "oops",
+                    "size": 16384,
+                    "refcount": 1,
+                    "used_by": [],
+                    "state": "Loading",
+                    "taints": "OE",
+                },
+            ],
+            "module_taint": {"oops": "OE"},
+            "parameters": {},
+            "log_load": [
+                {"phase": "load", "level": 1, "usec": 5, "text": t} for t in OOPS.split("\n")
+            ],
+        }
+    )
+    after = TryReport("/src/oops", "6.1.0-1-amd64", "/headers")
+    after.modules.append(("oops", "/src/oops/oops.ko"))
+    _review(after, guest, lambda _name: None)
+    out = io.BytesIO()
+    write_array(out, [before.as_json(), after.as_json()])
+    no_guest, oopsed = json_of("try", out.getvalue())
+    assert no_guest["load"] == [] and no_guest["test"] is None and not no_guest["ok"]
+    assert [t["letter"] for t in oopsed["taints"]] == ["O", "E"]
+    assert oopsed["load"][0]["signal"] == 9 and not oopsed["load"][0]["ok"]
+    (incident,) = oopsed["incidents"]
+    assert incident["title"].startswith("BUG: kernel NULL pointer") and incident["phase"] == "load"
+    assert "RIP: 0010:m_init+0x13/0x1000 [oops]" in incident["summary"]

@@ -199,6 +199,14 @@ class TestRun(Record):
     stderr: str
     seconds: float
 
+    def as_json(self) -> dict[str, object]:
+        return {
+            "status": self.status,
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "seconds": self.seconds,
+        }
+
 
 class GuestReport(Record):
     """What :mod:`lkm.workflows.try_guest` saw, parsed from its JSON."""
@@ -341,22 +349,24 @@ class TryReport:
 
     def as_json(self) -> dict[str, object]:
         """lkm try --json's record (lkm/schemas/try.schema.json)."""
-        guest = self.guest
+        # A try that never reached the guest (a failed build or boot) has
+        # the guest's keys too, empty.
+        guest = self.guest or GuestReport(0, 0, (), (), (), {}, {}, None, ())
         return {
             "directory": self.directory,
             "kernel": self.kernel,
             "ok": self.ok,
             "modules": [{"module": name, "path": path} for name, path in self.modules],
-            "load": [call.as_json() for call in guest.load] if guest else [],
-            "unload": [call.as_json() for call in guest.unload] if guest else [],
-            "loaded": list(guest.loaded) if guest else [],
-            "parameters": dict(guest.parameters) if guest else {},
-            "test": _test_json(guest.test) if guest and guest.test else None,
+            "load": [call.as_json() for call in guest.load],
+            "unload": [call.as_json() for call in guest.unload],
+            "loaded": list(guest.loaded),
+            "parameters": dict(guest.parameters),
+            "test": None if guest.test is None else guest.test.as_json(),
             "taints": [
                 {"letter": letter, "reason": why}
                 for letter, why in taint_letters(self.taint_caused)
             ],
-            "log": [record.as_json() for record in guest.log] if guest else [],
+            "log": [record.as_json() for record in guest.log],
             "incidents": [
                 {"phase": i.phase, "title": i.title, "summary": i.summary()[1:]}
                 for i in self.incidents
@@ -386,15 +396,6 @@ class TryReport:
         timing = ", ".join(f"{phase} {secs:.1f} s" for phase, secs in self.seconds.items())
         out.append(f"{'ok' if self.ok else 'FAILED'} ({timing})")
         return out
-
-
-def _test_json(test: TestRun) -> dict[str, object]:
-    return {
-        "status": test.status,
-        "stdout": test.stdout,
-        "stderr": test.stderr,
-        "seconds": test.seconds,
-    }
 
 
 def _guest_lines(guest: GuestReport, incidents: list[Incident]) -> list[str]:
