@@ -28,7 +28,7 @@ from lkm.formats.module_file import (
     open_module,
 )
 from lkm.model.moddir import ModuleDirectory, ModuleRef, make_absolute
-from lkm.model.modinfo import Parameter, info_entries, merge_parameters
+from lkm.model.modinfo import Parameter, info_entries, info_parts, merge_parameters
 from lkm.records import Record
 from lkm.records import field as records_field
 
@@ -36,6 +36,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 
 if TYPE_CHECKING:
     from typing import Any, BinaryIO
+
+    WarnFn = Callable[[str], None]
 
 PROG = "modinfo"
 # A module is read by position, its last 8 KiB at once: the section table,
@@ -128,6 +130,9 @@ def _head(key: str) -> str:
     return head
 
 
+_FILENAME_HEAD = f"{'filename:':<16}"
+
+
 class ChunkedWriter:
     """Collects output and writes it in large pieces.
 
@@ -184,7 +189,7 @@ class Printer:
             self.out.write(_encode("".join(parts)))
             return
         if fld is None:
-            parts.append(f"{'filename:':<16}{filename}{sep}")
+            parts.append(f"{_FILENAME_HEAD}{filename}{sep}")
         entries = entries or []
         if fld == "parm":
             params, warnings = merge_parameters(entries)
@@ -196,6 +201,36 @@ class Printer:
         else:
             parts.extend(self._entry_lines(entries, warn))
         self.out.write(_encode("".join(parts)))
+
+    def listing(
+        self, filename: str, text: str, signature: list[tuple[str, str]], warn: WarnFn
+    ) -> None:
+        """A module file's whole listing (no field chosen), its lines made
+        straight from its ``.modinfo`` text (see :func:`info_parts`): no
+        (key, value) pair per entry, for each of thousands of modules."""
+        sep = self.sep
+        # kmod keeps empty strings out; "key" alone is key with value "".
+        split = [item.partition("=") for item in text.split("\0") if item]
+        if sep == "\0":
+            lines = [f"{k}={v}\0" for k, _, v in split if k != "parm" and k != "parmtype"]
+        else:
+            heads = _HEADS
+            lines = [
+                f"{heads.get(k) or _head(k)}{v}\n"
+                for k, _, v in split
+                if k != "parm" and k != "parmtype"
+            ]
+        lines += self._entry_lines(signature, warn)  # never parameters
+        if len(lines) != len(split) + len(signature):  # parameters, printed last
+            params = [(k, v) for k, _, v in split if k == "parm" or k == "parmtype"]
+            lines += self._param_lines(params, warn)
+        self.out.write(_encode(f"{_FILENAME_HEAD}{filename}{sep}{''.join(lines)}"))
+
+    def _param_lines(self, entries: list[tuple[str, str]], warn: WarnFn) -> list[str]:
+        params, warnings = merge_parameters(entries)
+        for text in warnings:
+            warn(text)
+        return [_param_line(p, self.sep, prefix=True) for p in reversed(params)]
 
     def _entry_lines(
         self, entries: list[tuple[str, str]], warn: Callable[[str], None]
@@ -212,15 +247,15 @@ class Printer:
                 if k != "parm" and k != "parmtype"
             ]
         if len(lines) != len(entries):  # parameters, printed last
-            params, warnings = merge_parameters(entries)
-            for text in warnings:
-                warn(text)
-            lines.extend(_param_line(p, self.sep, prefix=True) for p in reversed(params))
+            lines += self._param_lines(entries, warn)
         return lines
 
 
+_PARM_HEAD = f"{'parm:':<16}"
+
+
 def _param_line(param: Parameter, sep: str, prefix: bool) -> str:
-    head = f"{'parm:':<16}" if prefix else ""
+    head = _PARM_HEAD if prefix else ""
     if param.description is None:
         # kmod: "parm: NAME:TYPE" in the full listing, "NAME: (TYPE)" for -p.
         body = f"{param.name}:{param.type}" if prefix else f"{param.name}: ({param.type})"
@@ -294,6 +329,9 @@ class Modinfo:
 
     def show_file(self, path: str) -> None:
         absolute = make_absolute(path)
+        if self.opts.field is None and not self.opts.json:
+            self.show_listing(absolute, path)  # the listing has no use for the name
+            return
         ref = ModuleRef(module_name_from_path(path), absolute, False)
         self.show(ref, source=path)
 
@@ -305,9 +343,21 @@ class Modinfo:
             # kmod answers -n without reading the module.
             self.printer.module(ref.name, ref.path, False, None, self.warn)
             return
+        if self.opts.field is None and not self.opts.json:
+            self.show_listing(ref.path, source)
+            return
         with open_module(source or ref.path, mapped=False, tail=TAIL_READ) as module:
             entries = self._entries(module)
         self.emit(ref.name, ref.path, False, entries)
+
+    def show_listing(self, path: str, source: str | None) -> None:
+        """The plain listing of a module file: the common case, a whole
+        tree's modules at once, made without a pair per entry."""
+        with open_module(source or path, mapped=False, tail=TAIL_READ) as module:
+            parts = info_parts(module)
+            if parts is None:
+                raise Failed(f"{module.path}: no .modinfo section")
+        self.printer.listing(path, *parts, self.warn)
 
     def _entries(self, module: ModuleFile) -> list[tuple[str, str]]:
         entries = info_entries(module)

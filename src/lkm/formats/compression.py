@@ -52,12 +52,15 @@ _MAGICS: tuple[tuple[bytes, Compression], ...] = (
     (b"\x1f\x8b", Compression.GZIP),
 )
 
+_ANY_MAGIC = tuple(magic for magic, _ in _MAGICS)
 # The longest magic: kmod refuses files shorter than this (EINVAL).
 MAGIC_PROBE_SIZE = max(len(m) for m, _ in _MAGICS)
 
 
 def detect(head: bytes) -> Compression:
     """Compression of a file, from its first :data:`MAGIC_PROBE_SIZE` bytes."""
+    if not head.startswith(_ANY_MAGIC):  # most modules: one test, not one per format
+        return Compression.NONE
     for magic, kind in _MAGICS:
         if head.startswith(magic):
             return kind

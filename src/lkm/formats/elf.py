@@ -25,7 +25,7 @@ from itertools import compress, repeat
 from operator import itemgetter
 
 from lkm.errors import FormatError, NotElfError
-from lkm.formats.elf_layout import elf_layout
+from lkm.formats.elf_layout import EHDR, elf_layout
 from lkm.formats.file_regions import FileRegions
 from lkm.records import Record
 
@@ -145,10 +145,11 @@ class ElfFile:
             raise FormatError(f"truncated ELF header ({size} bytes)")
         self.big_endian = endian == ">"
         self.endian = endian
-        fields = dict(zip(ehdr.names, ehdr.struct.unpack_from(header), strict=True))
-        self.machine: int = fields["e_machine"]
-        shoff: int = fields["e_shoff"]
-        shentsize, shnum, shstrndx = fields["e_shentsize"], fields["e_shnum"], fields["e_shstrndx"]
+        # One unpack into a tuple, the fields picked by position: no dict
+        # per module (modinfo reads thousands of headers).
+        fields: tuple[int, ...] = _HEADER_FIELDS(ehdr.struct.unpack_from(header))
+        machine, shoff, shentsize, shnum, shstrndx = fields
+        self.machine = machine
         if shentsize != shdr_size:
             raise FormatError(f"section header size is {shentsize}, expected {shdr_size}")
         if shoff + shnum * shdr_size > size:
@@ -176,13 +177,12 @@ class ElfFile:
         """The three columns lookups need, as arrays: no int object per
         header field (a module has dozens of sections, a tree thousands
         of modules)."""
-        shdr, word_size = self.layout.shdr, self.layout.word_size
+        name_at, offset_at, size_at, u32_step, word_step = self.layout.section_columns
         halves = array("I", table)
         words = array(self.layout.word, table) if self.is64 else halves
-        u32_step, word_step = shdr.size // 4, shdr.size // word_size
-        self._sh_names = halves[shdr.offset("sh_name") // 4 :: u32_step]
-        self._sh_offsets = words[shdr.offset("sh_offset") // word_size :: word_step]
-        self._sh_sizes = words[shdr.offset("sh_size") // word_size :: word_step]
+        self._sh_names = halves[name_at::u32_step]
+        self._sh_offsets = words[offset_at::word_step]
+        self._sh_sizes = words[size_at::word_step]
         if self.endian != _NATIVE:
             self._sh_names.byteswap()
             self._sh_offsets.byteswap()
@@ -294,6 +294,13 @@ class ElfFile:
         return SymbolColumns(self, strtab, sym_off + entsize, sym_size - entsize)
 
 
+# The header fields ElfFile keeps, in this order, by their places in EHDR.
+_HEADER_FIELDS = itemgetter(
+    *(
+        [name for name, _ in EHDR].index(field)
+        for field in ("e_machine", "e_shoff", "e_shentsize", "e_shnum", "e_shstrndx")
+    )
+)
 # The fields ElfSymbol takes, in its order (the classes' orders differ).
 _SYMBOL_FIELDS = ("st_name", "st_info", "st_shndx", "st_value", "st_size")
 # A byte of a section index → 1 when it is 0 (see undefined_rows).

@@ -82,6 +82,7 @@ class ElfLayout:
         "modversion",
         "modversion_name",
         "phdr",
+        "section_columns",
         "shdr",
         "sym",
         "word",
@@ -103,6 +104,17 @@ class ElfLayout:
         )
         # an entry's name alone: what reading names without CRCs unpacks
         self.modversion_name = struct.Struct(f"{self.modversion.offset('name')}x{name_size}s")
+        # The section table read as columns (sh_name in u32 units, then
+        # sh_offset and sh_size in words, then each step): worked out
+        # here once, not for each of thousands of modules read.
+        shdr, width = self.shdr, self.word_size
+        self.section_columns = (
+            shdr.offset("sh_name") // 4,
+            shdr.offset("sh_offset") // width,
+            shdr.offset("sh_size") // width,
+            shdr.size // 4,
+            shdr.size // width,
+        )
 
 
 _LAYOUTS: dict[tuple[bool, str], ElfLayout] = {}

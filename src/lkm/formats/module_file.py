@@ -175,6 +175,13 @@ class NeededSymbols:
     __hash__ = None  # type: ignore[assignment]
 
 
+class _Unread:
+    """The type of :data:`_UNREAD`: a cached value not read yet."""
+
+
+_UNREAD = _Unread()
+
+
 def split_modinfo(raw: bytes) -> list[tuple[str, str]]:
     """``.modinfo`` contents → (key, value) pairs in file order.
 
@@ -208,11 +215,12 @@ def modinfo_pairs(text: str) -> list[tuple[str, str]]:
 class ModuleImage:
     """An uncompressed module image: ELF facts and the signature trailer."""
 
-    __slots__ = ("__dict__", "data", "elf")
+    __slots__ = ("__dict__", "_signature", "data", "elf")
 
     def __init__(self, data: ElfSource) -> None:
         self.data = data
         self.elf = ElfFile(data)
+        self._signature: ModuleSignature | _Unread | None = _UNREAD
 
     # -- .modinfo -----------------------------------------------------------
 
@@ -226,16 +234,26 @@ class ModuleImage:
     def modinfo_text(self) -> str:
         """``.modinfo`` as one string (see :func:`modinfo_text`); empty
         when absent."""
+        return self.find_modinfo_text() or ""
+
+    def find_modinfo_text(self) -> str | None:
+        """``.modinfo`` as one string (see :func:`modinfo_text`); None
+        when absent."""
         raw = self.elf.section_data(".modinfo")
-        return "" if raw is None else modinfo_text(raw)
+        return None if raw is None else modinfo_text(raw)
 
     # -- signature ------------------------------------------------------------
 
-    @cached_property
+    @property
     def signature(self) -> ModuleSignature | None:
-        from lkm.formats.signature import read_signature  # not for depmod's thousands
+        # Cached in a slot, not a cached_property: that takes a lock on
+        # every first read, once per module of a modinfo over a tree.
+        found = self._signature
+        if isinstance(found, _Unread):
+            from lkm.formats.signature import read_signature  # not for depmod's thousands
 
-        return read_signature(self.data)
+            found = self._signature = read_signature(self.data)
+        return found
 
     @cached_property
     def _symbol_columns(self) -> SymbolColumns | None:
@@ -580,9 +598,11 @@ def _open_by_position(fd: int, path: str, size: int, tail: int = 0) -> ModuleFil
     try:
         if size == 0:
             raise FormatError(_problem_of_size_zero(fd))
-        regions = FileRegions(fd, size, tail_size=tail)
-        kind = _compression_of(regions)
+        regions = FileRegions(fd, size)
+        kind = _compression_of_head(regions.head, size)
         if kind is Compression.NONE:
+            if tail:  # a compressed module is read whole below: no tail for it
+                regions.read_tail(tail)
             return ModuleFile(regions, path, kind, fd=fd)
         if size > compression.MAX_DECOMPRESSED:  # read whole below
             raise too_large(path, compression.MAX_DECOMPRESSED)
@@ -619,7 +639,11 @@ def _module_format_error(path: str, exc: FormatError) -> ModuleFormatError:
 
 
 def _compression_of(data: ElfSource) -> Compression:
-    size = len(data)
+    return _compression_of_head(data[: compression.MAGIC_PROBE_SIZE], len(data))
+
+
+def _compression_of_head(head: bytes, size: int) -> Compression:
+    """Compression of a file ``size`` bytes long from its first bytes."""
     if size < compression.MAGIC_PROBE_SIZE:
         raise FormatError(f"file too short to be a module ({size} bytes)")
-    return compression.detect(data[: compression.MAGIC_PROBE_SIZE])
+    return compression.detect(head[: compression.MAGIC_PROBE_SIZE])

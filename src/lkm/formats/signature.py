@@ -26,6 +26,10 @@ from lkm.records import Record
 
 SIG_MAGIC = b"~Module signature appended~\n"
 SIG_INFO_SIZE = 12
+# struct module_signature: algo, hash, id_type, signer_len, key_id_len,
+# 3 pad bytes, sig_len (big-endian).
+_SIG_INFO = struct.Struct(">BBBBB3xI")
+_TRAILER_SIZE = SIG_INFO_SIZE + len(SIG_MAGIC)
 
 # Tables from the kernel's (3.7-era) crypto headers, as kmod keeps them.
 PKEY_ALGOS = ("DSA", "RSA")
@@ -77,8 +81,7 @@ class Pkcs7Signer(Record):
     @property
     def serial_bytes(self) -> bytes:
         """Serial number magnitude, big-endian, no leading zeros (OpenSSL BN_bn2bin)."""
-        magnitude = abs(self.serial)
-        return magnitude.to_bytes((magnitude.bit_length() + 7) // 8, "big")
+        return _serial_bytes(self.serial)
 
 
 class ModuleSignature(Record):
@@ -101,16 +104,11 @@ class ModuleSignature(Record):
         PKCS#7 message).
         """
         if self.id_type == PKEY_ID_TYPES[PKEY_ID_PKCS7]:
-            if self.pkcs7 is None:
+            pkcs7 = self.pkcs7
+            if pkcs7 is None:
                 return []
-            cn = self.pkcs7.issuer_cn
-            return [
-                ("sig_id", self.id_type),
-                ("signer", _cstr(cn) if cn is not None else ""),
-                ("sig_key", self.pkcs7.serial_bytes),
-                ("sig_hashalgo", self.pkcs7.digest_algorithm),
-                ("signature", self.pkcs7.encrypted_digest),
-            ]
+            key = _pkcs7_key_fields(pkcs7.issuer_cn, pkcs7.serial, pkcs7.digest_algorithm)
+            return [*key, ("signature", pkcs7.encrypted_digest)]
         return [
             ("sig_id", self.id_type),
             ("signer", _cstr(self.signer)),
@@ -118,6 +116,25 @@ class ModuleSignature(Record):
             ("sig_hashalgo", self.hash_algo),
             ("signature", self.signature),
         ]
+
+
+@lru_cache(maxsize=16)
+def _pkcs7_key_fields(
+    issuer_cn: bytes | None, serial: int, digest_algorithm: str
+) -> tuple[tuple[str, bytes | str], ...]:
+    """kmod's entries for a PKCS#7 signer's key, made once per key: the
+    modules of a kernel share one, and modinfo reads thousands."""
+    return (
+        ("sig_id", PKEY_ID_TYPES[PKEY_ID_PKCS7]),
+        ("signer", _cstr(issuer_cn) if issuer_cn is not None else ""),
+        ("sig_key", _serial_bytes(serial)),
+        ("sig_hashalgo", digest_algorithm),
+    )
+
+
+def _serial_bytes(serial: int) -> bytes:
+    magnitude = abs(serial)
+    return magnitude.to_bytes((magnitude.bit_length() + 7) // 8, "big")
 
 
 def _cstr(raw: bytes) -> str:
@@ -132,15 +149,15 @@ def read_signature(data: ElfSource) -> ModuleSignature | None:
     lengths larger than the file count as "no signature", as in kmod.
     """
     size = len(data)
-    if size < len(SIG_MAGIC) or data[size - len(SIG_MAGIC) : size] != SIG_MAGIC:
+    # The info block and the magic in one slice: each slice of a module
+    # read by position is a call into Python (modinfo reads thousands).
+    if size < _TRAILER_SIZE:
         return None
-    end = size - len(SIG_MAGIC)
-    if end < SIG_INFO_SIZE:
+    end = size - _TRAILER_SIZE
+    trailer = data[end:size]
+    if trailer[SIG_INFO_SIZE:] != SIG_MAGIC:
         return None
-    end -= SIG_INFO_SIZE
-    info = data[end : end + SIG_INFO_SIZE]
-    algo, hash_, id_type, signer_len, key_id_len = info[:5]
-    (sig_len,) = struct.unpack(">I", info[8:12])
+    algo, hash_, id_type, signer_len, key_id_len, sig_len = _SIG_INFO.unpack_from(trailer)
     if algo >= len(PKEY_ALGOS) or hash_ >= len(PKEY_HASH_ALGOS) or id_type >= len(PKEY_ID_TYPES):
         return None
     if sig_len == 0 or end < signer_len + key_id_len + sig_len:
@@ -158,14 +175,14 @@ def read_signature(data: ElfSource) -> ModuleSignature | None:
         # The PKCS#7 layout has no separate signer or key id fields.
         signer_start = key_start = sig_start
     return ModuleSignature(
-        module_size=signer_start,
-        algo=PKEY_ALGOS[algo],
-        hash_algo=PKEY_HASH_ALGOS[hash_],
-        id_type=PKEY_ID_TYPES[id_type],
-        signer=data[signer_start:key_start],
-        key_id=data[key_start:sig_start],
-        signature=blob,
-        pkcs7=pkcs7,
+        signer_start,  # module_size
+        PKEY_ALGOS[algo],
+        PKEY_HASH_ALGOS[hash_],
+        PKEY_ID_TYPES[id_type],
+        data[signer_start:key_start] if signer_start < key_start else b"",  # signer
+        data[key_start:sig_start] if key_start < sig_start else b"",  # key_id
+        blob,
+        pkcs7,
     )
 
 
