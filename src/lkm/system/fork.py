@@ -14,15 +14,14 @@ its crash cannot take this process with it.
 from __future__ import annotations
 
 import os
-import signal
 import struct
-from collections.abc import Callable, Sequence
 
 from lkm.errors import LkmError
 from lkm.records import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
     from typing import TypeVar
 
     T = TypeVar("T")
@@ -220,6 +219,8 @@ class Worker:
     def close(self) -> None:
         """Kill the child unless :meth:`finish` already waited for it."""
         if not self._reaped:
+            import signal  # here: it imports enum, 0.1 s in lkm try's TCG guest
+
             self.channel.close()
             os.kill(self.pid, signal.SIGKILL)  # not reaped: it exists, if only as a zombie
             os.waitpid(self.pid, 0)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
 
 from lkm.errors import FormatError, LkmError, ModuleFormatError
 from lkm.records import Record
@@ -24,6 +23,7 @@ from lkm.records import Record
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
     import ctypes
+    from collections.abc import Iterator
 
     from lkm.formats.compression import Compression
 

@@ -15,10 +15,8 @@ trace.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
@@ -33,6 +31,7 @@ if TYPE_CHECKING:
     from lkm.vm.boot_kernel import BootKernel
     from lkm.vm.qemu import VmSession
     from lkm.vm.terminal import Terminal
+    from lkm.workflows.build import Headers
     from lkm.workflows.gdb import GdbRequest, GdbStub
 
 # The kernel's taint bits (Documentation/admin-guide/tainted-kernels.rst):
@@ -482,7 +481,9 @@ def guest_command(
         "cwd": cwd,
         **step,
     }
-    return [sys.executable, "-m", "lkm.workflows.try_guest", json.dumps(plan)]
+    from lkm.workflows.try_guest import guest_argv
+
+    return guest_argv(plan)
 
 
 def try_module(
@@ -499,55 +500,31 @@ def try_module(
     make_vars: Sequence[str] = (),
 ) -> TryReport:
     """Build the module in ``directory`` for ``kernel`` (as ``lkm vm`` names
-    kernels, or a headers tree), and try it in that kernel. With ``gdb``,
-    the VM has QEMU's gdb stub and is held after loading until gdb (or the
-    user) says go (see :func:`_debug_in_guest`). With ``shell``, an
+    kernels, or a headers tree), and try it in that kernel. The VM boots
+    while the module builds (QEMU on one core, make on the other). With
+    ``gdb``, the VM has QEMU's gdb stub and is held after loading until gdb
+    (or the user) says go (see :func:`_debug_in_guest`). With ``shell``, an
     interactive shell in the guest on that terminal after loading (after
     gdb's go), before the test command and the unloading. ``progress``:
-    told how far the VM's boot is (see :class:`lkm.vm.qemu.VmSession`).
-    ``make_vars``: ``NAME=VALUE`` words for kbuild's make."""
-    from lkm.vm.boot_kernel import choose_kernel
-    from lkm.vm.qemu import VmError, VmSession
-    from lkm.workflows.build import build, find_headers
-    from lkm.workflows.gdb import KERNEL_APPEND, GdbStub
+    told how far the VM's boot is (see :class:`lkm.vm.qemu.VmSession`),
+    once the build's output has ended. ``make_vars``: ``NAME=VALUE`` words
+    for kbuild's make."""
+    from lkm.vm.qemu import VmError
+    from lkm.workflows.gdb import GdbStub
 
     directory = os.path.abspath(directory)
-    if kernel is not None and os.path.isdir(kernel):
-        headers = find_headers(kernel)
-        boot = choose_kernel(headers.version)
-    else:
-        boot = choose_kernel(kernel)
-        # An image path: the headers unpacked beside it, else the release's.
-        beside = kernel is not None and os.path.isfile(kernel)
-        headers = find_headers(kernel if beside else boot.release)
+    boot, headers = _kernel_and_headers(kernel)
     report = TryReport(directory, boot.release, headers.path)
     output(f"== build {directory} against {headers.path}")
-    started = time.monotonic()
-    built = build(directory, headers.path, jobs, output, make_vars)
-    report.seconds["build"] = time.monotonic() - started
-    report.notes = list(built.notes)
-    if not built.modules:
-        raise TryError(f"{directory}: the build made no .ko file")
-    report.modules, kernel_dependencies = load_order(list(built.modules))
-    names = " ".join(name for name, _ in report.modules)
-    output(f"== boot {boot.release} and try {names}")
-    started = time.monotonic()
     stub = GdbStub() if gdb is not None else None
+    held_progress = _AfterTheBuild(progress)
     try:
-        from lkm.workflows.kernel_store import indexed_module_tree
-
-        moddir = indexed_module_tree(boot.modules, boot.release)
-        with VmSession(
-            boot.image,
-            moddir,
-            boot.release,
-            console=console,
-            panic_on_oops=False,
-            append=KERNEL_APPEND if stub is not None else "",
-            extra=stub.qemu_args() if stub is not None else (),
-            headers=headers.path,
-            progress=progress,
-        ) as vm:
+        with _booting(boot, headers.path, console, stub, held_progress) as vm:
+            kernel_dependencies = _build(report, headers.path, jobs, output, make_vars)
+            names = " ".join(name for name, _ in report.modules)
+            output(f"== boot {boot.release} and try {names}")
+            held_progress.release()
+            started = time.monotonic()
             vm.run("true", timeout)
             report.seconds["boot"] = time.monotonic() - started
             started = time.monotonic()
@@ -571,6 +548,89 @@ def try_module(
         if stub is not None:
             stub.close()
     return report
+
+
+def _kernel_and_headers(kernel: str | None) -> tuple[BootKernel, Headers]:
+    """The kernel to boot and the headers to build against, from what
+    ``--kernel`` says (a headers tree, an image, a release or series)."""
+    from lkm.vm.boot_kernel import choose_kernel
+    from lkm.workflows.build import find_headers
+
+    if kernel is not None and os.path.isdir(kernel):
+        headers = find_headers(kernel)
+        return choose_kernel(headers.version), headers
+    boot = choose_kernel(kernel)
+    # An image path: the headers unpacked beside it, else the release's.
+    beside = kernel is not None and os.path.isfile(kernel)
+    return boot, find_headers(kernel if beside else boot.release)
+
+
+def _booting(
+    boot: BootKernel,
+    headers: str,
+    console: str | None,
+    stub: GdbStub | None,
+    progress: Callable[[str], None],
+) -> VmSession:
+    """The VM, started: it boots while the caller goes on."""
+    from lkm.vm.qemu import VmSession
+    from lkm.workflows.gdb import KERNEL_APPEND
+    from lkm.workflows.kernel_store import indexed_module_tree
+
+    return VmSession(
+        boot.image,
+        indexed_module_tree(boot.modules, boot.release),
+        boot.release,
+        console=console,
+        panic_on_oops=False,
+        append=KERNEL_APPEND if stub is not None else "",
+        extra=stub.qemu_args() if stub is not None else (),
+        headers=headers,
+        progress=progress,
+    )
+
+
+def _build(
+    report: TryReport,
+    headers: str,
+    jobs: int | None,
+    output: Callable[[str], None],
+    make_vars: Sequence[str],
+) -> list[str]:
+    """Build the module into ``report`` (its modules in load order, notes,
+    time); the booted kernel's modules they need."""
+    from lkm.workflows.build import build
+
+    started = time.monotonic()
+    built = build(report.directory, headers, jobs, output, make_vars)
+    report.seconds["build"] = time.monotonic() - started
+    report.notes = list(built.notes)
+    if not built.modules:
+        raise TryError(f"{report.directory}: the build made no .ko file")
+    report.modules, kernel_dependencies = load_order(list(built.modules))
+    return kernel_dependencies
+
+
+class _AfterTheBuild:
+    """The boot's progress, held back while the build's output streams
+    (one line rewritten in place would tangle with make's), then shown
+    from its latest stage on."""
+
+    def __init__(self, show: Callable[[str], None] | None) -> None:
+        self.show = show
+        self.held: str | None = None
+        self.released = False
+
+    def __call__(self, stage: str) -> None:
+        if self.released and self.show is not None:
+            self.show(stage)
+        else:
+            self.held = stage
+
+    def release(self) -> None:
+        self.released = True
+        if self.held is not None and self.show is not None:
+            self.show(self.held)
 
 
 def check_reason(
@@ -600,14 +660,17 @@ def check_reason(
 
 
 def _guest_json(vm: VmSession, command: list[str], timeout: float) -> dict[str, Any]:
-    """Run a guest helper step; the JSON report it printed."""
+    """Run a guest helper step; the report it printed."""
     from lkm.vm.qemu import VmError
+    from lkm.workflows.try_guest import read_report
 
     step = vm.run(command, timeout)
     if step.status != 0:
         raise VmError(_helper_failure(step.status, step.stderr), step.kmsg)
-    data: dict[str, Any] = json.loads(step.stdout)
-    return data
+    try:
+        return read_report(step.stdout)
+    except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
+        raise VmError(f"the guest helper's report is unreadable: {exc}", step.kmsg) from None
 
 
 class _Held(Record):
