@@ -11,7 +11,6 @@ import io
 import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -198,51 +197,11 @@ def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untype
 # the guest's console.
 
 
-VM_KERNELS = ("6.1", "6.12")
-# Guests started ahead of their tests, by (test module, kernel label).
-_STARTED_AHEAD: dict[tuple[str, str], VmSession] = {}
-
-
-def _start_guest(kernel: KernelFixture) -> VmSession:
-    return VmSession(str(kernel.vmlinuz), str(kernel.indexed_moddir), kernel.version)
-
-
-@pytest.fixture(scope="module", params=VM_KERNELS)
+@pytest.fixture(scope="module", params=["6.1", "6.12"])
 def vm(request: pytest.FixtureRequest, kernels: list[KernelFixture]) -> Iterator[Guest]:
     kernel = next(k for k in kernels if k.label == request.param)
-    module = request.module.__name__
-    session = _STARTED_AHEAD.pop((module, kernel.label), None) or _start_guest(kernel)
-    _start_next_guest_ahead(request, kernels)
-    with session:
+    with VmSession(str(kernel.vmlinuz), str(kernel.indexed_moddir), kernel.version) as session:
         yield Guest(session, kernel)
-
-
-def _start_next_guest_ahead(request: pytest.FixtureRequest, kernels: list[KernelFixture]) -> None:
-    """Start the guest of the module's next kernel now: it boots (seconds
-    of one core under TCG) while this kernel's tests run, which mostly
-    wait on their own guest. Started from a thread, so that it leaves the
-    signal handlers alone (sessions closed out of order would restore the
-    wrong ones); closed at the end of the module if no test took it."""
-    module = request.module.__name__
-    wanted = {
-        item.callspec.params.get("vm")  # type: ignore[attr-defined]
-        for item in request.session.items
-        if item.path == request.path and hasattr(item, "callspec")
-    }
-    later = VM_KERNELS[VM_KERNELS.index(request.param) + 1 :]
-    label = next((label for label in later if label in wanted), None)
-    if label is None or (module, label) in _STARTED_AHEAD:
-        return
-    kernel = next(k for k in kernels if k.label == label)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        _STARTED_AHEAD[(module, label)] = pool.submit(_start_guest, kernel).result()
-
-    def close_unused() -> None:
-        unused = _STARTED_AHEAD.pop((module, label), None)
-        if unused is not None:
-            unused.close()
-
-    request.node.addfinalizer(close_unused)
 
 
 @pytest.fixture(autouse=True)

@@ -385,3 +385,29 @@ def test_string_limits_count_bytes_as_the_kernel_does() -> None:
     (at_limit,) = outcomes("m", f"p={half}", table, {})
     (over,) = outcomes("m", f"p={half}é", table, {})
     assert at_limit.problem is None and over.problem is not None
+
+
+def test_the_kernels_certificate_is_found_once_and_the_cache_stays_small(
+    kernel_61: KernelFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lkm.model import kernel_keys
+    from lkm.model.load_check import _own_module_facts
+
+    monkeypatch.setenv("LKM_CACHE", str(tmp_path / "cache"))
+    dummy = kernel_61.indexed_moddir / "kernel/drivers/net/dummy.ko"
+    _, _, signer = _own_module_facts(str(dummy))
+    assert signer is not None
+    found = kernel_keys.signing_certificate(str(kernel_61.vmlinuz), *signer)
+    assert found is not None and found[:1] == b"\x30"  # DER
+    (kept,) = (tmp_path / "cache" / "kernel-keys").iterdir()
+    assert kept.read_bytes() == found
+
+    def no_search(*_args: object) -> None:
+        raise AssertionError("the image was searched again")
+
+    monkeypatch.setattr(kernel_keys, "_in_image", no_search)
+    assert kernel_keys.signing_certificate(str(kernel_61.vmlinuz), *signer) == found
+    for n in range(kernel_keys.CACHED_CERTIFICATES + 5):
+        (kept.parent / f"other-{n}.der").write_bytes(b"0")
+    kernel_keys._keep_newest(str(kept.parent), kernel_keys.CACHED_CERTIFICATES)
+    assert len(list(kept.parent.iterdir())) == kernel_keys.CACHED_CERTIFICATES

@@ -20,6 +20,7 @@ INDEXED = "indexed"  # module trees indexed by kmod's depmod (test fixtures)
 DEPMOD = "depmod"  # depmod's per-tree facts and outputs
 VM = "vm"  # vmlinux images extracted from bzImages
 KVM_PROBE = "kvm-probe"  # whether KVM works, per host boot
+KERNEL_KEYS = "kernel-keys"  # module signing certificates found in kernel images
 
 
 def cache_dir() -> str:
@@ -76,6 +77,7 @@ __all__ = [
     "DEPMOD",
     "INDEXED",
     "KERNELS",
+    "KERNEL_KEYS",
     "KVM_PROBE",
     "VM",
     "cache_dir",
