@@ -165,6 +165,10 @@ follow_sizes() {{
     while read -r rows cols; do stty -F {GUEST_CONSOLE} rows $rows cols $cols; done <$sizes &
 }}
 echo 8 >/proc/sys/kernel/printk
+# Steps run as root with root's home (the kernel gave init HOME=/): lkm in
+# the guest then finds the host's cache (~/.cache/lkm, read-only below the
+# overlay), such as the kernel's signing certificate it took seconds to find.
+export HOME=/root
 echo lkm-vm: ready
 n=0
 while [ ! -e /scratch/quit ]; do
