@@ -126,10 +126,11 @@ def run(args: list[str], out: BinaryIO, err: BinaryIO, argv0: str = PROG) -> int
 
 def as_json(line: str) -> dict[str, object]:
     """A kallsyms line (with its line break) as lkm ksyms --json's record."""
-    address, kind, rest = line.rstrip("\n").split(" ", 2)
+    line = line.rstrip("\n")
+    address, kind, rest = line.split(" ", 2)
     return {
         "address": address,
         "type": kind,
         "symbol": rest.split("\t", 1)[0],
-        "module": owner(line.rstrip("\n")),
+        "module": owner(line),
     }

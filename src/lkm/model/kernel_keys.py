@@ -10,8 +10,10 @@ not enforced).
 
 Finding it means decompressing the whole image (1.6 s here, 11 s in a
 TCG guest), so a certificate found is kept in lkm's cache under the
-image's digest: the next ``lkm check`` or ``insmod -v`` of that kernel
-reads 2 KiB instead (a guest reads what its host found, over the share).
+image's path, size and modification time (a hit reads no byte of the
+image, which a guest would read over the share): the next ``lkm check``
+or ``insmod -v`` of that kernel reads 2 KiB instead (a guest reads what
+its host found, over the share).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from lkm.errors import FormatError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
+    import os
+
     from lkm.formats.signature import Pkcs7Signer
 
 _SEQUENCE_LONG = b"\x30\x82"  # a DER SEQUENCE with a two-byte length: every X.509 certificate here
@@ -32,32 +36,35 @@ def signing_certificate(image: str, issuer_cn: bytes | None, serial: int) -> byt
     there is none (or the image cannot be read)."""
     if not issuer_cn:
         return None
+    import os
+
     from lkm.system.files import BINARY, read_file
 
     try:
-        file = read_file(image, BINARY)
-    except OSError:
-        return None
-    cached = _cache_file(file, issuer_cn, serial)
-    try:
+        cached = _cache_file(image, os.stat(image), issuer_cn, serial)
         with open(cached, "rb") as f:
             return f.read()
     except OSError:
         pass
+    try:
+        file = read_file(image, BINARY)
+    except OSError:
+        return None
     found = _in_image(file, issuer_cn, serial)
     if found is not None:
         _remember(cached, found)
     return found
 
 
-def _cache_file(image: bytes, issuer_cn: bytes, serial: int) -> str:
+def _cache_file(image: str, st: os.stat_result, issuer_cn: bytes, serial: int) -> str:
     """Where the certificate of this key in this image is kept."""
     import hashlib
+    import os
 
     from lkm.system.paths import KERNEL_KEYS, cache_path
 
-    digest = hashlib.sha256(image)
-    digest.update(b"\0" + issuer_cn + b"\0" + str(serial).encode())
+    identity = f"{os.path.realpath(image)}\0{st.st_size}\0{st.st_mtime_ns}\0{serial}\0"
+    digest = hashlib.sha256(identity.encode("utf-8", "surrogateescape") + issuer_cn)
     return cache_path(KERNEL_KEYS, digest.hexdigest()[:32] + ".der")
 
 
