@@ -4,11 +4,12 @@ For each tree (6.1, uncompressed; 6.12, xz): hard-linked copies, kmod's
 depmod on one and lkm's on the others, runs interleaved and repeated. Per
 lkm, four runs a round: a first run on the tree (default options, the
 cache on but empty: what happens after a kernel package is installed),
-``--no-cache``, a re-run with nothing changed (warm cache) and a re-run
-with one module touched. The best wall time, the best CPU time (user +
-system of the process and its helper: two cores must not hide a CPU
-cost) and the peak memory (max RSS) of each are printed, with the ratios
-to kmod's full run and issue 20's targets. Below 1.0 means lkm is faster.
+``--no-cache``, and on copies of their own, a re-run with nothing changed
+since the last (warm cache) and a re-run with one module touched. The
+best wall time, the best CPU time (user + system of the process and its
+helper: two cores must not hide a CPU cost) and the peak memory (max
+RSS) of each are printed, with the ratios to kmod's full run and issue
+20's targets. Below 1.0 means lkm is faster.
 Run through ``./dev bench``.
 """
 
@@ -65,22 +66,34 @@ def _commands(
     commands = {"kmod": [_kmod_depmod(), "-b", str(kmod_root), kernel.release]}
     touched: list[Path] = []
     cold: list[Path] = []
-    roots = {name: _copy(kernel, work / name.replace(" ", "_")) for name in lkms}
+
+    # The re-runs have a tree and cache each: a run with nothing changed
+    # since the last one leaves the files as they are (see lkm's
+    # depmod/state.py), which another run's writes (or its touched
+    # module) on the same tree would make a run after a change.
+    def copies(kind: str) -> dict[str, Path]:
+        return {name: _copy(kernel, work / f"{name}{kind}".replace(" ", "_")) for name in lkms}
+
+    roots, warm_roots, touched_roots = copies(""), copies(" warm"), copies(" touched")
     # Every copy is made before any cache is filled: a hard link made later
     # gives the shared inodes a new ctime, and a cache filled before it
     # would see every module changed once (and report that run's memory).
     for name, lkm in lkms.items():
-        moddir = roots[name]
-        root, slug = moddir.parents[2], name.replace(" ", "_")
-        tree = ["-b", str(root), kernel.release]
+        slug = name.replace(" ", "_")
+        tree = ["-b", str(roots[name].parents[2]), kernel.release]
         first = work / f"{slug}-first-cache"
         cold.append(first)
         commands[f"{name} first run"] = [lkm, "depmod", "--cache-dir", str(first), *tree]
         commands[f"{name} --no-cache"] = [lkm, "depmod", "--no-cache", *tree]
-        warm = [lkm, "depmod", "--cache-dir", str(work / f"{slug}-cache"), *tree]
+        warm_tree = ["-b", str(warm_roots[name].parents[2]), kernel.release]
+        warm = [lkm, "depmod", "--cache-dir", str(work / f"{slug}-cache"), *warm_tree]
         commands[f"{name} nothing changed"] = warm
-        commands[f"{name} one touched"] = warm
+        moddir = touched_roots[name]
+        touched_tree = ["-b", str(moddir.parents[2]), kernel.release]
+        touching = [lkm, "depmod", "--cache-dir", str(work / f"{slug}-touched-cache")]
+        commands[f"{name} one touched"] = [*touching, *touched_tree]
         measured(warm)  # fills the cache (and the page cache)
+        measured(commands[f"{name} one touched"])
         module = next(moddir.rglob("*.ko*"))
         data = module.read_bytes()  # its own inode: the fixture's stays untouched
         module.unlink()

@@ -414,3 +414,95 @@ def test_a_run_checking_crcs_does_not_use_a_first_runs_lean_facts(
     assert sum("disagrees about version" in m for m in uncached) > 5
     # The facts stored now have CRCs: the same check again reads nothing.
     assert _reads(checked(cache)).endswith(f"read 0 of {module_count(tree)} modules")
+
+
+# -- a re-run that finds every input and output as it was writes nothing -----
+
+CURRENT = "nothing written"  # the debug note of a run that found its files current
+
+
+def _settled(tree: Path) -> Path:
+    """Wait until the tree's files are older than a run's racy margin (a
+    file changed right before a run may change while it reads it: such a
+    run saves no state)."""
+    from lkm.workflows.depmod.state import RACY_NS
+
+    time.sleep(RACY_NS / 1e9 + 0.05)
+    return tree
+
+
+def _identities(moddir: Path) -> dict[str, tuple[int, int]]:
+    return {name: ((s := (moddir / name).stat()).st_ino, s.st_mtime_ns) for name in FILES}
+
+
+def _change(change: str, moddir: Path, cache: Path, config: Path) -> None:
+    if change == "output removed":
+        (moddir / "modules.alias.bin").unlink()
+    elif change == "module added":
+        shutil.copy(moddir / "kernel/drivers/net/veth.ko", moddir / "kernel/lib/veth2.ko")
+    elif change == "module rewritten in place":
+        dummy = moddir / "kernel/drivers/net/dummy.ko"
+        with dummy.open("r+b") as f:  # same inode, same directory
+            f.write((moddir / "kernel/drivers/net/veth.ko").read_bytes())
+    elif change == "modules.order":
+        order = moddir / "modules.order"
+        order.write_text("".join(reversed(order.read_text().splitlines(keepends=True))))
+    elif change == "top-level file":
+        (moddir / "README").write_text("not a module\n")
+    elif change == "configuration":
+        config.write_text("exclude dummy.ko\n")
+    elif change == "state damaged":
+        state = next(cache.glob("*.state"))
+        state.write_bytes(_flip_middle_bit(state.read_bytes()))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "nothing",
+        "output removed",
+        "module added",
+        "module rewritten in place",
+        "modules.order",
+        "top-level file",
+        "configuration",
+        "state damaged",
+    ],
+)
+def test_a_rerun_writes_nothing_only_when_nothing_changed(
+    kernel_61: KernelFixture, tree: Path, tmp_path: Path, change: str
+) -> None:
+    cache, config = tmp_path / "cache", tmp_path / "depmod.conf"
+    config.write_text("")
+    moddir = tree / "lib" / "modules" / kernel_61.version
+    _settled(tree)
+
+    def depmod(use: Path | None) -> tuple[dict[str, bytes], list[str]]:
+        messages: list[str] = []
+        settings = DepmodSettings(
+            version=kernel_61.version,
+            basedir=str(tree),
+            config=(str(config),),
+            use_cache=use is not None,
+            cache_dir=str(use) if use else None,
+        )
+        assert run_depmod(settings, lambda lvl, text: messages.append(f"{lvl}: {text}")).status == 0
+        return {name: (moddir / name).read_bytes() for name in FILES}, messages
+
+    first, messages = depmod(cache)  # a first run saves the state too
+    written = _identities(moddir)
+    again, messages = depmod(cache)
+    assert any(CURRENT in m for m in messages)
+    assert _reads(messages).endswith(f"read 0 of {module_count(tree)} modules")
+    assert again == first and _identities(moddir) == written  # not even rewritten
+    _change(change, moddir, cache, config)
+    cached, messages = depmod(cache)
+    assert any(CURRENT in m for m in messages) == (change == "nothing"), messages
+    uncached, _ = depmod(None)
+    assert cached == uncached
+    if change in ("module added", "module rewritten in place", "modules.order", "configuration"):
+        assert cached != first
+    if change in ("output removed", "top-level file", "state damaged"):
+        _settled(tree)
+        depmod(cache)  # saves the state again
+        assert any(CURRENT in m for m in depmod(cache)[1])

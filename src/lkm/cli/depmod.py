@@ -17,8 +17,8 @@ from lkm import __version__
 from lkm.cli import keep_until_exit
 from lkm.cli.options import UsageError, parse
 from lkm.errors import LkmError, one_line
-from lkm.formats.kmod_index_writer import Layout
-from lkm.model.moddir import make_absolute
+from lkm.formats.kmod_index_layout import Layout
+from lkm.system.paths import make_absolute
 from lkm.workflows.depmod import DepmodSettings, run_depmod
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)

@@ -19,7 +19,6 @@ same.
 
 from __future__ import annotations
 
-import enum
 import struct
 from bisect import bisect_left
 from collections import Counter
@@ -31,6 +30,9 @@ from lkm.formats.kmod_index_format import (
     NODE_PREFIX,
     NODE_VALUES,
 )
+from lkm.formats.kmod_index_layout import Layout
+
+__all__ = ["IndexBuilder", "Layout"]  # Layout: declared apart, taken from here too
 
 _U32 = struct.Struct(">I")
 _TWO_U32 = struct.Struct(">II")
@@ -44,11 +46,6 @@ Values = list[tuple[int, str]]
 # A trie node to write: sorted keys[lo:hi], which agree on their first
 # ``depth`` bytes.
 _Range = tuple[int, int, int]
-
-
-class Layout(enum.Enum):
-    PRE_ORDER = "pre-order"  # kmod >= 34
-    POST_ORDER = "post-order"  # kmod <= 33
 
 
 class IndexBuilder:

@@ -16,6 +16,7 @@ from lkm.formats.builtin_modinfo import builtin_table
 from lkm.formats.kmod_index import IndexFile, IndexValue, KmodIndex
 from lkm.records import Record
 from lkm.system.files import BUILTIN_MODINFO, read_file
+from lkm.system.paths import make_absolute
 
 DEFAULT_MODULES_ROOT = "/lib/modules"
 
@@ -30,13 +31,6 @@ def module_dir_path(basedir: str | None = None, kernel: str | None = None) -> st
         return f"{DEFAULT_MODULES_ROOT}/{os.uname().release}"
     release = kernel if kernel is not None else os.uname().release
     return make_absolute(f"{basedir or ''}/lib/modules/{release}")
-
-
-def make_absolute(path: str) -> str:
-    """kmod's path_make_absolute_cwd: prefix the cwd, no normalisation."""
-    if path.startswith("/"):
-        return path
-    return f"{os.getcwd()}/{path}"
 
 
 class ModuleRef(Record):
@@ -229,6 +223,7 @@ def normalize_alias(alias: str) -> str:
 __all__ = [
     "ModuleDirectory",
     "ModuleRef",
+    "make_absolute",
     "module_dir_path",
     "normalize_alias",
     "normalize_modname",

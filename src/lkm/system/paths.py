@@ -68,6 +68,15 @@ def _may_create(directory: str) -> bool:
         return False
 
 
+def make_absolute(path: str) -> str:
+    """kmod's path_make_absolute_cwd: prefix the cwd, no normalisation
+    (here, not with the module directory's reader: depmod's options take
+    it without loading that)."""
+    if path.startswith("/"):
+        return path
+    return f"{os.getcwd()}/{path}"
+
+
 def cache_path(*parts: str) -> str:
     """A path inside the cache directory (not created)."""
     return os.path.join(cache_dir(), *parts)
@@ -82,5 +91,6 @@ __all__ = [
     "VM",
     "cache_dir",
     "cache_path",
+    "make_absolute",
     "make_cache_dir",
 ]

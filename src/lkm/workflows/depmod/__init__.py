@@ -21,8 +21,22 @@ lkm follows upstream kmod 34 where versions differ: it writes
 (``Layout.POST_ORDER`` gives kmod ≤ 33's files byte for byte).
 """
 
-from lkm.workflows.depmod.render import OUTPUT_FILES, TEXT_FILES
 from lkm.workflows.depmod.run import DepmodFatal, DepmodResult, DepmodSettings, run_depmod
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
+if TYPE_CHECKING:
+    from lkm.workflows.depmod.render import OUTPUT_FILES, TEXT_FILES
+
+
+def __getattr__(name: str) -> object:
+    # The renderers' names on first use: a run that finds its files
+    # current (lkm.workflows.depmod.state) never loads them.
+    if name in ("OUTPUT_FILES", "TEXT_FILES"):
+        from lkm.workflows.depmod import render
+
+        return getattr(render, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "OUTPUT_FILES",

@@ -1,7 +1,7 @@
 """depmod's cache: re-read only the modules that changed, re-render only
 the outputs whose inputs changed.
 
-Three files per module directory, under ``depmod/`` in lkm's cache directory
+Four files per module directory, under ``depmod/`` in lkm's cache directory
 (``--cache-dir``), each written through a temporary file and a rename:
 
 - the *index* (:func:`cache_path`): for every module path, the file's
@@ -19,6 +19,9 @@ Three files per module directory, under ``depmod/`` in lkm's cache directory
   SHA-256 of exactly the data it was made from, its messages and where its
   files lie — then the files' contents, written out from the one copy
   read.
+- the *state* (``.state``, :mod:`lkm.workflows.depmod.state`): what the
+  last run that wrote the files read and wrote, so that a run finding
+  all of it unchanged writes nothing.
 
 A run stats every module. When every module's facts are the stored ones
 (same identity, or read again and equal) and the basis is unchanged, the
@@ -50,17 +53,15 @@ from operator import itemgetter
 from lkm import __version__
 from lkm.system import paths
 from lkm.system.atomic import replace_file
-from lkm.workflows.depmod.discover import FoundModule
 from lkm.workflows.depmod.facts import ModuleFacts, ScanFailure
-from lkm.workflows.depmod.render import (
-    BUILTIN_INPUTS,
-    GROUPS,
-    FileData,
-    Messages,
-    RenderedGroup,
-    Rendering,
-    render_groups,
-)
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
+if TYPE_CHECKING:
+    # Imported where used: a run that finds its files current (see
+    # lkm.workflows.depmod.state) loads neither the search nor the renderers.
+    from lkm.workflows.depmod.discover import FoundModule
+    from lkm.workflows.depmod.render import FileData, Messages, RenderedGroup, Rendering
+    from lkm.workflows.depmod.state import TreeState
 
 Report = Callable[[str, str], None]
 MAGIC = b"lkm-depmod-cache\n"
@@ -147,8 +148,8 @@ def _read(path: str) -> bytes | None:
         return None
 
 
-def _load_framed(path: str, kind: str, moddir: str) -> object:
-    """The value :func:`_save_framed` stored, or None when anything about
+def load_framed(path: str, kind: str, moddir: str) -> object:
+    """The value :func:`save_framed` stored, or None when anything about
     the file is wrong (missing, foreign, stale format, truncated, damaged)."""
     data = _read(path)
     header = _header(kind, moddir)
@@ -165,7 +166,7 @@ def _load_framed(path: str, kind: str, moddir: str) -> object:
         return None
 
 
-def _save_framed(path: str, kind: str, moddir: str, value: object) -> None:
+def save_framed(path: str, kind: str, moddir: str, value: object) -> None:
     payload = marshal.dumps(value)  # type: ignore[arg-type]
     _write(path, _header(kind, moddir) + _FRAME.pack(len(payload), zlib.crc32(payload)) + payload)
 
@@ -364,7 +365,7 @@ class DepmodCache:
         self.max_bytes = max_bytes
         self.index_path = cache_path(cache_dir, self.moddir)
         self.wrote = False  # whether this run wrote a file (then prune)
-        index = _valid_index(_load_framed(self.index_path, "index", self.moddir))
+        index = _valid_index(load_framed(self.index_path, "index", self.moddir))
         self.token, self.entries, self.lean = index if index is not None else (b"", {}, False)
         if self.lean and full_facts:
             # Stored for dependencies only: this run checks CRCs (-e, -v, -P).
@@ -394,7 +395,7 @@ class DepmodCache:
 
     def _save_index(self, entries: dict[str, IndexEntry]) -> None:
         value = (self.token, entries, self.lean)
-        self._try(lambda: _save_framed(self.index_path, "index", self.moddir, value))
+        self._try(lambda: save_framed(self.index_path, "index", self.moddir, value))
         self.entries = entries
 
     def _save_store(self, scanned: CachedScan) -> None:
@@ -484,13 +485,19 @@ class DepmodCache:
         """At the end of a run: mark this tree's files used (least
         recently used trees go first), and after a run that wrote, keep
         the directory bounded (:func:`prune`)."""
-        # No index (nothing cached) or not ours to touch: nothing to mark.
-        with contextlib.suppress(OSError):
-            os.utime(self.index_path)
+        mark_used(self.cache_dir, self.moddir)
         if self.wrote:
             removed = prune(self.cache_dir, self.index_path, self.max_bytes)
             if removed:
                 self.report("DEBUG", f"lkm cache: removed {', '.join(removed)}")
+
+    def save_state(self, state: TreeState) -> None:
+        """Store the tree's state after a run that wrote every file (see
+        :mod:`lkm.workflows.depmod.state`)."""
+        from lkm.workflows.depmod.state import state_path
+
+        path = state_path(self.cache_dir, self.moddir)
+        self._try(lambda: state.save(path, self.moddir))
 
     # -- outputs --------------------------------------------------------------
 
@@ -560,6 +567,8 @@ class DepmodCache:
 
     def reuse_outputs(self, basis: Basis) -> dict[str, RenderedGroup] | None:
         """Last run's groups when they were rendered from exactly ``basis``."""
+        from lkm.workflows.depmod.render import GROUPS
+
         stored_basis, groups = self._stored_outputs()
         if not self.token or stored_basis != basis or set(groups) != set(GROUPS):
             return None
@@ -568,6 +577,8 @@ class DepmodCache:
     def render(self, rendering: Rendering, basis: Basis) -> dict[str, RenderedGroup]:
         """Every group: reused when the digest of its inputs is the stored
         one, rendered otherwise; all stored with ``basis``."""
+        from lkm.workflows.depmod.render import GROUPS, render_groups
+
         _, stored = self._stored_outputs()
         digests = {name: input_digest(rendering, name) for name in GROUPS}
         groups = {
@@ -580,6 +591,14 @@ class DepmodCache:
         groups.update(render_groups(rendering, todo))
         self._save_outputs(basis, {name: (digests[name], groups[name]) for name in GROUPS})
         return {name: groups[name] for name in GROUPS}
+
+
+def mark_used(cache_dir: str, moddir: str) -> None:
+    """Mark a tree's cache files used: the least recently used trees are
+    pruned first (by their index's modification time)."""
+    # No index (nothing cached) or not ours to touch: nothing to mark.
+    with contextlib.suppress(OSError):
+        os.utime(cache_path(cache_dir, moddir))
 
 
 def input_digest(rendering: Rendering, group: str) -> bytes:
@@ -643,7 +662,7 @@ def prune(cache_dir: str, keep: str, max_bytes: int = MAX_CACHE_BYTES) -> list[s
 
 
 _HEX = frozenset("0123456789abcdef")
-_SUFFIXES = ("", ".facts", ".out")
+_SUFFIXES = ("", ".facts", ".out", ".state")
 
 
 def _cache_file_kind(name: str) -> tuple[str, bool]:
@@ -715,6 +734,8 @@ def _read_modules(paths: list[str]) -> list[Result]:
 
 
 def _builtin_files() -> tuple[str, ...]:
+    from lkm.workflows.depmod.render import BUILTIN_INPUTS
+
     return tuple(BUILTIN_INPUTS.values())
 
 

@@ -56,12 +56,22 @@ def module_name(filename: str) -> str:
 class Discovery:
     """Collects modules for one run (kmod's modules_by_name table)."""
 
-    def __init__(self, moddir: str, config: DepmodConfig, report: Report) -> None:
+    def __init__(
+        self, moddir: str, config: DepmodConfig, report: Report, track: bool = False
+    ) -> None:
         self.moddir = moddir
         self.config = config
         self.report = report
         self.found: dict[str, FoundModule] = {}
         self.excluded = set(SKIPPED_NAMES) | set(config.excludes)
+        # With ``track``, what tells a later run that the search would find
+        # the same (see lkm.workflows.depmod.state): each directory walked,
+        # stat'ed before it was read; each link followed to a file that is
+        # not a module; the module directory's entry names.
+        self.track = track
+        self.walked: list[tuple[str, os.stat_result | None]] = []
+        self.links: list[tuple[str, os.stat_result]] = []
+        self.top_names: list[str] = []
 
     def search_all(self) -> None:
         """The module directory, then each external directory.
@@ -74,6 +84,8 @@ class Discovery:
             self._walk(external)
 
     def _walk(self, directory: str, top: bool = False) -> None:
+        if self.track:
+            self.walked.append((directory, _stat_or_none(directory)))
         try:
             entries = list(os.scandir(directory))
         except OSError as exc:
@@ -81,6 +93,8 @@ class Discovery:
             if top:
                 raise
             return
+        if top and self.track:
+            self.top_names = [entry.name for entry in entries]
         for entry in entries:
             if entry.name in self.excluded:
                 continue
@@ -96,6 +110,8 @@ class Discovery:
             elif is_file:
                 if has_module_extension(entry.name):
                     self._consider(path)
+                elif self.track and entry.is_symlink():
+                    self.links.append((path, entry.stat()))  # stat'ed already by is_file
             else:
                 try:
                     mode = os.stat(path).st_mode
@@ -162,6 +178,13 @@ class Discovery:
         if old_prio < 0:
             old_prio = builtin_prio
         return new_prio <= old_prio
+
+
+def _stat_or_none(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
 
 
 def _starts_with_dir(path: str, prefix: str) -> bool:

@@ -13,24 +13,12 @@ import os
 from collections.abc import Callable
 
 from lkm.errors import LkmError
-from lkm.formats.kmod_index_writer import Layout
+from lkm.formats.kmod_index_layout import Layout
 from lkm.formats.module_names import has_module_extension
 from lkm.model.depmod_config import DepmodConfig, load_config
 from lkm.records import Record
 from lkm.system.files import KERNEL_SYMBOLS, read_file
 from lkm.workflows.depmod.discover import Discovery, module_array, read_modules_order
-from lkm.workflows.depmod.render import (
-    GROUPS,
-    RESOLVED_GROUPS,
-    TEXT_FILES,
-    Outputs,
-    RenderedGroup,
-    Rendering,
-    merge_groups,
-    read_builtin_inputs,
-    render_groups,
-    render_unresolved_groups,
-)
 from lkm.workflows.depmod.resolve import (
     DependencyCycle,
     KernelSymbols,
@@ -39,7 +27,6 @@ from lkm.workflows.depmod.resolve import (
     readable_facts,
     resolve,
 )
-from lkm.workflows.depmod.write import write_outputs
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
@@ -47,6 +34,11 @@ if TYPE_CHECKING:
     from lkm.workflows.depmod.cache import DepmodCache
     from lkm.workflows.depmod.discover import FoundModule
     from lkm.workflows.depmod.facts import ModuleFacts, ScanFailure
+
+    # Imported where used: a run that finds its files current (see
+    # lkm.workflows.depmod.state) loads neither the renderers nor the writer.
+    from lkm.workflows.depmod.render import Outputs, RenderedGroup, Rendering
+    from lkm.workflows.depmod.state import TreeState
 
 Report = Callable[[str, str], None]
 
@@ -151,19 +143,27 @@ def _kernel_symbols(settings: DepmodSettings, report: Report) -> KernelSymbols:
     return KernelSymbols(crcs, check_crcs=settings.symvers is not None, loaded=True)
 
 
-def _discover(settings: DepmodSettings, report: Report) -> Discovery:
+def _config(settings: DepmodSettings, report: Report) -> DepmodConfig:
+    """depmod.d's directives (none in file mode), their messages reported."""
+    if not settings.all:
+        return DepmodConfig()
+    config = load_config(settings.version, list(settings.config) or None)
+    for level, message in config.messages:
+        report(level, message)
+    return config
+
+
+def _discover(
+    settings: DepmodSettings, config: DepmodConfig, report: Report, track: bool = False
+) -> Discovery:
     moddir = settings.input_dir
+    discovery = Discovery(moddir, config, report, track)
     if settings.all:
-        config = load_config(settings.version, list(settings.config) or None)
-        for level, message in config.messages:
-            report(level, message)
-        discovery = Discovery(moddir, config, report)
         try:
             discovery.search_all()
         except OSError as exc:
             raise DepmodFatal(f"could not search modules: {exc.strerror}") from None
         return discovery
-    discovery = Discovery(moddir, DepmodConfig(), report)
     for path in settings.files:
         if not path.startswith("/"):
             raise DepmodFatal(f"{path}: not absolute path.")
@@ -202,6 +202,8 @@ def _symbol_checks(
 
 
 def _write(outputs: Outputs, settings: DepmodSettings) -> int:
+    from lkm.workflows.depmod.write import write_outputs
+
     try:
         write_outputs(outputs, settings.output_dir)
     except OSError as exc:
@@ -227,23 +229,24 @@ def run_depmod(
         report("WARNING", "-e needs -E or -F")
         settings = settings.replace(print_unknown=False)
     kernel = _kernel_symbols(settings, report)
-    discovery = _discover(settings, report)
-    modules = module_array(discovery.found, read_modules_order(moddir, report))
-    binary = not settings.dry_run
-    cache: DepmodCache | None = None
-    helper: Worker | None = None
+    config = _config(settings, report)
     cache_dir = _cache_dir(settings)
-    first_run: DepmodCache | None = None
-    if cache_dir is not None:
-        from lkm.workflows.depmod.cache import DepmodCache
+    watch: _StateWatch | None = None
+    if cache_dir is not None and _state_applies(settings):
+        from lkm.workflows.depmod.state import TreeState
 
-        full = _symbol_checks(settings) is not None
-        cache = DepmodCache(cache_dir, moddir, report, full_facts=full)
-        if binary and not full and not cache.knows_any(modules):
-            # Nothing stored is of use: run as --no-cache does (both
-            # cores, lean facts) and cache what it made afterwards.
-            first_run, cache = cache, None
-            report("DEBUG", f"lkm cache: first run, read {len(modules)} of {len(modules)} modules")
+        key = _state_key(settings, config)
+        if _files_current(cache_dir, moddir, key, report):
+            return DepmodResult(0)
+        watch = _StateWatch(report, TreeState(key, settings.output_dir, _list_files(moddir)))
+        report = watch
+    discovery = _discover(settings, config, report, track=watch is not None)
+    modules = module_array(discovery.found, read_modules_order(moddir, report))
+    if watch is not None:
+        watch.discovery, watch.modules = discovery, modules
+    binary = not settings.dry_run
+    helper: Worker | None = None
+    cache, first_run = _open_cache(settings, cache_dir, modules, report)
     if cache is not None:
         scanned = cache.scan(modules)
         if scanned.unchanged and not _needs_resolving(settings):
@@ -252,8 +255,7 @@ def run_depmod(
             cache.save_index(scanned)
             reused = cache.reuse_outputs(cache.basis(modules, _options(settings)))
             if reused is not None:
-                status = _write(merge_groups(reused, report), settings)
-                cache.finish()
+                status = _write_reused(reused, settings, report, cache, watch)
                 return DepmodResult(status, modules)
         results = scanned.results()
         cache.save_index(scanned)
@@ -266,6 +268,9 @@ def run_depmod(
         )
         if first_run is not None and result.status == 0 and result.groups is not None:
             _cache_first_run(first_run, settings, result, results)
+        used = cache or first_run
+        if watch is not None and used is not None and result.status == 0 and result.outputs:
+            watch.save(used, result.outputs)
     finally:
         if helper is not None:
             helper.close()
@@ -273,6 +278,124 @@ def run_depmod(
             if used is not None:
                 used.finish()
     return result
+
+
+def _open_cache(
+    settings: DepmodSettings, cache_dir: str | None, modules: list[FoundModule], report: Report
+) -> tuple[DepmodCache | None, DepmodCache | None]:
+    """The cache to scan with, or (None, the cache) for a first run: one
+    with nothing stored of use runs as --no-cache does (both cores, lean
+    facts) and caches what it made afterwards."""
+    if cache_dir is None:
+        return None, None
+    from lkm.workflows.depmod.cache import DepmodCache
+
+    full = _symbol_checks(settings) is not None
+    cache = DepmodCache(cache_dir, settings.input_dir, report, full_facts=full)
+    if settings.dry_run or full or cache.knows_any(modules):
+        return cache, None
+    report("DEBUG", f"lkm cache: first run, read {len(modules)} of {len(modules)} modules")
+    return None, cache
+
+
+def _write_reused(
+    reused: dict[str, RenderedGroup],
+    settings: DepmodSettings,
+    report: Report,
+    cache: DepmodCache,
+    watch: _StateWatch | None,
+) -> int:
+    """Write last run's files again (no module's facts changed); the status."""
+    from lkm.workflows.depmod.render import merge_groups
+
+    outputs = merge_groups(reused, report)
+    status = _write(outputs, settings)
+    if watch is not None and status == 0:
+        watch.save(cache, outputs)
+    cache.finish()
+    return status
+
+
+def _state_applies(settings: DepmodSettings) -> bool:
+    """Whether a run may end early when its files are current (see
+    :mod:`~lkm.workflows.depmod.state`): a whole tree's files written,
+    none of the checks or listings that are made afresh every time."""
+    plain = not (settings.symvers or settings.system_map or _symbol_checks(settings))
+    return plain and settings.all and not settings.dry_run and not _needs_resolving(settings)
+
+
+def _state_key(settings: DepmodSettings, config: DepmodConfig) -> tuple[object, ...]:
+    """What, besides the files, a run's outputs are made from."""
+    from lkm.workflows.depmod.cache import canonical
+
+    directives = (
+        tuple((search.kind, search.path) for search in config.searches),
+        tuple(config.overrides),
+        tuple(config.externals),
+        tuple(config.excludes),
+    )
+    where = (canonical(settings.input_dir), canonical(settings.output_dir))
+    return (where, _options(settings), directives)
+
+
+def _list_files(moddir: str) -> list[str]:
+    """The lists a run reads beside the modules."""
+    from lkm.workflows.depmod.render import BUILTIN_INPUTS
+
+    return [f"{moddir}/modules.order", *(f"{moddir}/{name}" for name in BUILTIN_INPUTS.values())]
+
+
+def _files_current(cache_dir: str, moddir: str, key: tuple[object, ...], report: Report) -> bool:
+    """Whether the state stored after the last run that wrote the files
+    still holds (then there is nothing to do; the tree marked used)."""
+    from lkm.workflows.depmod.cache import canonical, mark_used
+    from lkm.workflows.depmod.state import current_modules, state_path
+
+    tree = canonical(moddir)
+    count = current_modules(state_path(cache_dir, tree), tree, key)
+    if count is None:
+        return False
+    report("DEBUG", f"lkm cache: read 0 of {count} modules")
+    report("DEBUG", "lkm cache: every input and output as the last run left them, nothing written")
+    mark_used(cache_dir, tree)
+    return True
+
+
+class _StateWatch:
+    """Passes a run's messages on and collects its tree's state, saved
+    after a run that wrote every file and said nothing beyond debug notes
+    (so that a run with something to say always says it afresh)."""
+
+    def __init__(self, report: Report, state: TreeState) -> None:
+        self.report = report
+        self.state = state
+        self.said = False
+        self.discovery: Discovery | None = None  # the search, once made
+        self.modules: list[FoundModule] = []
+
+    def __call__(self, level: str, message: str) -> None:
+        self.said = self.said or level != "DEBUG"
+        self.report(level, message)
+
+    def save(self, cache: DepmodCache, outputs: Outputs) -> None:
+        from lkm.workflows.depmod.cache import canonical
+
+        state, discovery, modules = self.state, self.discovery, self.modules
+        if discovery is None:
+            return
+        entries = cache.entries
+        identities = [entries.get(canonical(m.path)) for m in modules]
+        written = [name for name, data in outputs.files.items() if data is not None]
+        if (
+            self.said
+            or not state.add_search(discovery.walked, discovery.links, discovery.top_names)
+            or not state.add_modules(
+                [m.path for m in modules], [None if i is None else i[:5] for i in identities]
+            )
+            or not state.add_written(state.outdir, written)
+        ):
+            return
+        cache.save_state(state)
 
 
 def _cache_first_run(
@@ -285,6 +408,7 @@ def _cache_first_run(
     groups rendered here keyed by their inputs' digest, the helper's with
     none (rendered again when a change next needs it)."""
     from lkm.workflows.depmod.cache import input_digest
+    from lkm.workflows.depmod.render import RESOLVED_GROUPS
 
     rendering, groups = result.rendering, result.groups
     assert rendering is not None and result.modules is not None and groups is not None
@@ -312,6 +436,7 @@ def _scan_uncached(
 ) -> tuple[list[ModuleFacts | ScanFailure], Worker | None]:
     """Every module's facts, and the helper process rendering the groups
     that need no resolving (None: render them here)."""
+    from lkm.workflows.depmod.render import read_builtin_inputs, render_unresolved_groups
     from lkm.workflows.depmod.scan import scan, scan_sharing
 
     paths = [m.path for m in modules]
@@ -341,6 +466,16 @@ def _resolve_and_render(
     stdout: Callable[[bytes], None] | None,
 ) -> int:
     """Resolve, render and write (or print) into ``result``; the status."""
+    from lkm.workflows.depmod.render import (
+        GROUPS,
+        RESOLVED_GROUPS,
+        TEXT_FILES,
+        Rendering,
+        merge_groups,
+        read_builtin_inputs,
+        render_groups,
+    )
+
     moddir = settings.input_dir
     modules, facts = result.modules, result.facts
     assert modules is not None and facts is not None
