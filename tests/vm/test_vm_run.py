@@ -46,7 +46,8 @@ def test_status_output_and_module_tree(  # type: ignore[no-untyped-def]
     start = time.monotonic()
     script = (
         "uname -r; ls /lib/modules; test -r /etc/os-release && echo host-visible;"
-        " echo written > /tmp/x && cat /tmp/x; echo to-stderr >&2; exit 7"
+        " echo written > /tmp/x && cat /tmp/x; echo to-stderr >&2;"
+        " cat /sys/module/cryptomgr/parameters/notests; exit 7"
     )
     result = qemu.run(
         str(kernel.vmlinuz), str(kernel.indexed_moddir), kernel.version, ["sh", "-c", script]
@@ -58,6 +59,7 @@ def test_status_output_and_module_tree(  # type: ignore[no-untyped-def]
         kernel.version,
         "host-visible",
         "written",
+        "Y",  # the crypto self-tests are skipped (lkm.vm.qemu's command line)
     ]
     assert result.stderr == b"to-stderr\n"
     report(f"lkm vm run on {label}: boot, command, power-off in {elapsed:.1f} s")
@@ -107,14 +109,15 @@ def test_a_boot_device_gets_a_working_legacy_interrupt(kernel_61: KernelFixture)
     """With no monitor, the guest routes PCI interrupts through the MP
     table (acpi=noirq, see lkm.vm.qemu): a device given at boot that uses
     a legacy interrupt (e1000's INTx) gets one, and it fires. With -v,
-    QEMU's command line and the kernel's console come on stderr."""
+    QEMU's command line and the kernel's console come on stderr. --append
+    comes after lkm's own command line: cryptomgr.notests=0 wins."""
     script = (
         f"{LKM} modprobe e1000 && busybox ip link set eth0 up && sleep 1"
-        " && grep -w eth0 /proc/interrupts"
+        " && grep -w eth0 /proc/interrupts && cat /sys/module/cryptomgr/parameters/notests"
     )
     proc = command(
         [LKM, "vm", "run", "-v", "--kernel", kernel_61.version, "--device", "e1000",
-         "--", "sh", "-c", script],
+         "--append", "cryptomgr.notests=0", "--", "sh", "-c", script],
         text=True,
         timeout=300,
     )  # fmt: skip
@@ -122,8 +125,10 @@ def test_a_boot_device_gets_a_working_legacy_interrupt(kernel_61: KernelFixture)
     shown = proc.stderr.splitlines()
     assert shown[0].startswith("lkm vm: qemu-system-x86_64 ") and "-device e1000" in shown[0]
     assert any(f"Linux version {kernel_61.version} " in line for line in shown), shown[:5]
-    fired = proc.stdout.split()[1]  # " 10:  COUNT  IO-APIC  10-fasteoi  eth0" (one CPU)
+    interrupts, notests = proc.stdout.splitlines()
+    fired = interrupts.split()[1]  # " 10:  COUNT  IO-APIC  10-fasteoi  eth0" (one CPU)
     assert int(fired) > 0, proc.stdout
+    assert notests == "N"
 
 
 def test_dry_run_prints_the_qemu_command(kernel_61: KernelFixture) -> None:
@@ -133,6 +138,12 @@ def test_dry_run_prints_the_qemu_command(kernel_61: KernelFixture) -> None:
     boots = bootable_image(str(kernel_61.vmlinuz))
     assert f"-kernel {boots} ".encode() in result.stdout and b"multidevs=remap" in result.stdout
     assert "/vmlinux-" in boots  # the PVH entry: no decompressor under TCG
+    # qboot (qemu-system-x86 depends on qemu-system-data, which has it),
+    # but SeaBIOS for a guest with devices of the user's
+    argv = result.stdout.decode().split()
+    assert argv[argv.index("-bios") + 1].endswith("/qboot.rom")
+    devices = ["vm", "run", "--kernel", "6.1", "--dry-run", "--device", "intel-hda", "--", "true"]
+    assert b"-bios" not in lkm("lkm", devices).stdout
 
 
 def test_kvm_probe_is_quick_and_remembered(kernel_612: KernelFixture, tmp_path: Path) -> None:
