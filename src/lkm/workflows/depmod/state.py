@@ -155,7 +155,25 @@ def current_modules(path: str, moddir: str, key: Key) -> int | None:
                 return None
         except (OSError, ValueError):
             return None
-    return modules if _identities(paths) == identities else None
+    if not isinstance(identities, list) or len(identities) != len(paths):
+        return None
+    return modules if _unchanged(paths, identities) else None
+
+
+def _unchanged(paths: list[str], identities: list[object]) -> bool:
+    """Whether each path has its stored identity; stops at the first that
+    has not (a run after a change stats only up to it before its work)."""
+    stat = os.stat
+    for path, stored in zip(paths, identities, strict=True):
+        try:
+            st = stat(path)
+        except (OSError, ValueError):
+            if stored is not None:
+                return False
+            continue
+        if stored != (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+            return False
+    return True
 
 
 def _identity(st: os.stat_result) -> Identity:
@@ -164,7 +182,7 @@ def _identity(st: os.stat_result) -> Identity:
 
 def _identities(paths: list[str]) -> list[Identity | None]:
     """Each path's identity, as :func:`~lkm.workflows.depmod.cache.identity`
-    takes it (inlined: thousands of calls)."""
+    takes it."""
     stat = os.stat
     found: list[Identity | None] = []
     append = found.append
