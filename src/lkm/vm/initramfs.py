@@ -33,9 +33,14 @@ SCRATCH_TAG = "lkmscratch"
 BUSYBOX_PATHS = ("/bin/busybox", "/usr/bin/busybox")
 NINEP = "trans=virtio,version=9p2000.L"
 # How the guest mounts the host's root, by share type (9p or virtiofs):
-# (type, options) of its fstab line.
+# (type, options) of its fstab line. cache=mmap: the pages of a mapped
+# file (a program, its libraries) are read through the page cache, with
+# read-ahead, instead of one request a page fault; metadata and read()
+# stay uncached, so the guest still sees what the host writes while it
+# runs (a module lkm try builds). A cold python3 starts in 1.1 s instead
+# of 1.6 s under TCG.
 HOST_MOUNTS = {
-    "9p": ("9p", f"{NINEP},ro"),
+    "9p": ("9p", f"{NINEP},ro,cache=mmap"),
     "virtiofs": ("virtiofs", "ro"),
 }
 
@@ -174,6 +179,9 @@ echo 8 >/proc/sys/kernel/printk
 # the guest then finds the host's cache (~/.cache/lkm, read-only below the
 # overlay), such as the kernel's signing certificate it took seconds to find.
 export HOME=/root
+# The loop waits with the shell's read on a FIFO nobody writes: sleep is a
+# process each time (busybox runs it through a fork and an exec).
+mkfifo /wait
 echo lkm-vm: ready
 n=0
 while [ ! -e /scratch/quit ]; do
@@ -191,7 +199,7 @@ while [ ! -e /scratch/quit ]; do
         mv $step.tmp $step.status
         n=$((n + 1))
     else
-        sleep 0.02
+        read -t 0.02 nothing <>/wait
     fi
 done
 sync
