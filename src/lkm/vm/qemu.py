@@ -16,7 +16,9 @@ step's output is read from the scratch directory as it is written (see
 The kernel boots through its PVH entry when it has one (see
 :mod:`lkm.vm.kernel_image`), and routes PCI interrupts through the MP
 table instead of ACPI unless devices can be hotplugged (see
-:func:`can_hotplug`): both save seconds of TCG. KVM when it works, TCG
+:func:`can_hotplug`): both save seconds of TCG. Its firmware is qboot
+unless the user adds devices (see :func:`firmware_args`), and it skips the
+crypto self-tests (``KERNEL_CMDLINE``). KVM when it works, TCG
 otherwise: :func:`kvm_usable` boots the kernel under KVM once for a few
 seconds and remembers the answer for this host boot (on the machines lkm
 is developed on, ``/dev/kvm`` exists but KVM guests die on the first
