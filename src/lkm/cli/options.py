@@ -10,11 +10,10 @@ and pulls in gettext and re: every lkm start pays for its imports.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable, Sequence
     from typing import Any, BinaryIO, NoReturn
 
 

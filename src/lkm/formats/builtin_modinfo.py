@@ -9,7 +9,9 @@ block whose prefix is the module name.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 def iter_blocks(data: bytes) -> Iterator[tuple[str, list[str]]]:

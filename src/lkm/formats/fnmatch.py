@@ -36,8 +36,6 @@ matched the way glibc does it, compiled once into one of:
 
 from __future__ import annotations
 
-from functools import cache, lru_cache
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 
 
@@ -94,9 +92,21 @@ _UNCLOSED = -1  # the scan met the pattern's end: '[' is an ordinary byte
 _WARM = 64
 
 
+# fnmatch()'s matchers by pattern, emptied when full: a process that
+# meets more patterns than this walks an index, whose walk holds its own
+# (compiled()). A dict rather than functools.lru_cache, whose import (with
+# collections') would cost every modprobe a millisecond or two of start-up.
+_MATCHERS_MAX = 8192
+_matchers: dict[str, Compiled] = {}
+
+
 def fnmatch(pattern: str, string: str) -> bool:
     """True when ``string`` matches ``pattern`` as glibc fnmatch(…, 0) says."""
-    compiled = _compile(pattern)
+    compiled = _matchers.get(pattern)
+    if compiled is None:
+        if len(_matchers) >= _MATCHERS_MAX:
+            _matchers.clear()
+        compiled = _matchers[pattern] = _compile(pattern)
     if not string.isascii() or "\0" in string:
         string = c_bytes(string)
     return bool(compiled.match(string))
@@ -104,12 +114,12 @@ def fnmatch(pattern: str, string: str) -> bool:
 
 def compiled(pattern: str) -> Compiled:
     """``fnmatch(pattern, ·)`` for a pattern matched many times, compiled
-    once and held by the caller (outside the shared LRU cache, which a walk
+    once and held by the caller (outside fnmatch()'s shared cache, which a walk
     over thousands of index patterns would churn): call ``.match(string)``
     on it, looked up each time, as a star pattern swaps in its regex once
     warm. The string must already be in C's terms (:func:`c_bytes`; ASCII
     strings are)."""
-    return _compile.__wrapped__(pattern)
+    return _compile(pattern)
 
 
 def required_literal(pattern: str) -> str:
@@ -145,7 +155,6 @@ def c_bytes(string: str) -> str:
 # -- compiling ----------------------------------------------------------------
 
 
-@lru_cache(maxsize=8192)
 def _compile(pattern: str) -> _Stars | re.Pattern[str] | _Automaton:
     """The matcher for a pattern: plain string searches for literals and
     stars (99% of real aliases; a regex would cost more to compile than
@@ -226,13 +235,17 @@ def _ranges(mask: int) -> str:
     return "".join(out)
 
 
-@cache
+_caret_negation: list[bool] = []  # the answer, once known
+
+
 def _caret_negates() -> bool:
     """glibc reads ``[^...]`` as negated unless POSIXLY_CORRECT is set,
     looked up once per process (fnmatch.c's ``posixly_correct``)."""
-    import os
+    if not _caret_negation:
+        import os
 
-    return "POSIXLY_CORRECT" not in os.environ
+        _caret_negation.append("POSIXLY_CORRECT" not in os.environ)
+    return _caret_negation[0]
 
 
 class _Stars:

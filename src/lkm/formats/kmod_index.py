@@ -24,7 +24,6 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from collections.abc import Iterable, Iterator
 
 from lkm.errors import IndexFormatError
 from lkm.formats.file_kinds import open_regular
@@ -43,7 +42,7 @@ from lkm.records import Record
 _U32 = struct.Struct(">I")
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable, Iterator
 
     from lkm.formats.elf import Buffer  # a type only: the ELF reader is no index's business
     from lkm.formats.fnmatch import Compiled

@@ -14,12 +14,17 @@ dropped), ``#`` starts a comment line, and module names and aliases turn
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 from lkm.errors import AliasError, UnreadableFileError, one_line
 from lkm.model.moddir import normalize_alias
 from lkm.records import Record, field
 from lkm.system.files import CONFIGURATION, read_text
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    Warn = Callable[[str], None]
 
 # kmod's defaults, in precedence order (kmod 34; Debian's kmod 30 has the same).
 DEFAULT_PATHS = (
@@ -29,8 +34,6 @@ DEFAULT_PATHS = (
     "/usr/lib/modprobe.d",
     "/lib/modprobe.d",
 )
-
-Warn = Callable[[str], None]
 
 
 class ModprobeConfig(Record, frozen=False):

@@ -31,7 +31,6 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Callable, Iterable
 
 from lkm.errors import AliasError
 from lkm.errors import one_line as escape_line_breaks
@@ -45,9 +44,14 @@ from lkm.records import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
     from typing import Protocol
 
     from lkm.system.kernel import KernelModules
+
+    Report = Callable[[int, str], None]
+    ShowStep = Callable[["Step"], None]
+    Emit = Callable[[str], None]
 else:
     Protocol = object  # the protocols below are for type checkers only
 
@@ -62,7 +66,6 @@ LOG_DEBUG = 7
 # at LOG_CRIT (fatal), or LOG_WARNING with -a.
 LOG_TOOL = -1
 
-Report = Callable[[int, str], None]
 
 # What kmod_module_probe_insert_module returns when the blacklist stops it.
 BLACKLISTED_ALIAS = 0x10000  # KMOD_PROBE_APPLY_BLACKLIST_ALIAS_ONLY
@@ -413,9 +416,6 @@ class Step(Record):
         if self.action == "remove":
             return f"remove {self.command}\n"
         return f"rmmod {self.module}\n"
-
-
-ShowStep = Callable[[Step], None]
 
 
 class ProbeList(Record, frozen=False):
@@ -999,9 +999,6 @@ def index_dump(directory: ModuleDirectory) -> str:
         for key, values in index.items():
             lines.extend(f"alias {key} {v.value}\n" for v in values)
     return "".join(lines)
-
-
-Emit = Callable[[str], None]
 
 
 class Modprobe:
