@@ -157,9 +157,17 @@ def scan_sharing(
             return None
         try:
             mine = read_chunks()
-            theirs = _decode_chunks(worker.receive())
+            # The helper waits for our texts before its follow-up: they
+            # are made while it sends its facts, and sent before those
+            # are decoded (40 ms on the 6.1 tree), which then overlaps
+            # its work instead of delaying it.
+            texts = None
             if follow_up is not None:
-                worker.send(marshal.dumps([(k, _modinfo_texts(r)) for k, r in mine.items()]))
+                texts = marshal.dumps([(k, _modinfo_texts(r)) for k, r in mine.items()])
+            facts = worker.receive()
+            if texts is not None:
+                worker.send(texts)
+            theirs = _decode_chunks(facts)
         except BaseException:
             worker.close()
             raise
