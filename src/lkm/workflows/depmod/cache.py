@@ -131,6 +131,11 @@ def identity(path: str) -> Identity | None:
         st = os.stat(path)
     except OSError:
         return None
+    return stat_identity(st)
+
+
+def stat_identity(st: os.stat_result) -> Identity:
+    """A file's identity: device, inode, size, modification and change times."""
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 

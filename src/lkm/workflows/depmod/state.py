@@ -37,7 +37,14 @@ import os
 import stat
 import time
 
-from lkm.workflows.depmod.cache import Identity, cache_path, load_framed, save_framed
+from lkm.workflows.depmod.cache import (
+    Identity,
+    cache_path,
+    identity,
+    load_framed,
+    save_framed,
+    stat_identity,
+)
 
 Key = tuple[object, ...]
 _KIND = "state"
@@ -65,7 +72,7 @@ class TreeState:
         self.outdir_names: list[str] | None = None  # the output directory's, when walked
         self.modules = 0
         # The lists (modules.order, the built-in lists) before anything read them.
-        self._add_all(lists, _identities(lists))
+        self._add_all(lists, [identity(path) for path in lists])
 
     def _add_all(self, paths: list[str], identities: list[Identity | None]) -> None:
         self.paths += paths
@@ -85,11 +92,11 @@ class TreeState:
                 if index:
                     return False
                 continue  # rewritten by this run: its names are kept instead
-            self._add_all([directory], [None if st is None else _identity(st)])
+            self._add_all([directory], [None if st is None else stat_identity(st)])
         if walked and walked[0][0] == self.outdir:
             self.outdir_names = top_names
         for path, st in links:
-            self._add_all([path], [_identity(st)])
+            self._add_all([path], [stat_identity(st)])
         return True
 
     def add_modules(self, paths: list[str], identities: list[Identity | None]) -> bool:
@@ -117,7 +124,7 @@ class TreeState:
                 return False
             if not stat.S_ISREG(st.st_mode):
                 return False
-            self._add_all([path], [_identity(st)])
+            self._add_all([path], [stat_identity(st)])
         if self.outdir_names is not None:
             self.outdir_names = sorted({*self.outdir_names, *names})
         return True
@@ -171,26 +178,6 @@ def _unchanged(paths: list[str], identities: list[object]) -> bool:
             if stored is not None:
                 return False
             continue
-        if stored != (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+        if stored != stat_identity(st):
             return False
     return True
-
-
-def _identity(st: os.stat_result) -> Identity:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def _identities(paths: list[str]) -> list[Identity | None]:
-    """Each path's identity, as :func:`~lkm.workflows.depmod.cache.identity`
-    takes it."""
-    stat = os.stat
-    found: list[Identity | None] = []
-    append = found.append
-    for path in paths:
-        try:
-            st = stat(path)
-        except (OSError, ValueError):
-            append(None)
-            continue
-        append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
-    return found
