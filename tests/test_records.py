@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from lkm.records import FrozenInstanceError, Record, field
+from lkm.records import _COMPILE_AFTER, FrozenInstanceError, Record, field
 
 
 class Step(Record):
@@ -88,3 +88,37 @@ def test_a_field_without_default_after_one_with_is_refused() -> None:
         class Bad(Record):
             first: int = 0
             second: int
+
+
+def test_init_is_compiled_after_a_few_instances_and_binds_the_same_way() -> None:
+    # issue 20: declaring a record compiles nothing; a stand-in __init__
+    # binds the first instances, then the class's own is compiled.
+    class Lazy(Record):
+        name: str
+        size: int = 0
+        tags: list[str] = field(default_factory=list)
+
+    class Grown(Lazy):
+        def __init__(self, name: str) -> None:  # by hand, through the base's
+            super().__init__(name, len(name))
+
+    stand_in = Lazy.__init__
+    bad_calls = (
+        lambda: Lazy(),
+        lambda: Lazy("x", 1, [], 2),
+        lambda: Lazy("x", colour=1),
+        lambda: Lazy("x", name="y"),
+    )
+    built = []
+    for _ in range(3 * _COMPILE_AFTER):
+        for bad_call in bad_calls:
+            with pytest.raises(TypeError):
+                bad_call()
+        built += [Lazy("x", size=2), Lazy(name="x", size=2, tags=[]), Grown("xy")]
+        built[-1].tags.append("shared?")
+    assert Lazy.__init__ is not stand_in  # Grown's super() calls counted too
+    assert Lazy.__init__.__code__.co_varnames[:4] == ("self", "name", "size", "tags")
+    assert all(one == Lazy("x", 2) for one in built[0::3] + built[1::3])
+    assert all(one.size == 2 and one.tags == ["shared?"] for one in built[2::3])
+    with pytest.raises(FrozenInstanceError):
+        built[0].size = 3  # type: ignore[misc]

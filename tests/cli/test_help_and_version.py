@@ -7,12 +7,13 @@ stderr: exit 2 for lkm's own commands, kmod's status 1 for kmod's tools
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import pytest
 from conftest import lkm
 
-from lkm.cli import MULTICALL, TOOLS
+from lkm.cli import MULTICALL, QUICK_TOOLS, TOOLS
 
 KMOD_TOOLS = frozenset(
     ("modinfo", "depmod", "insmod", "rmmod", "lsmod", "modprobe", "static-nodes")
@@ -32,6 +33,20 @@ def test_help_and_version_exit_0(name: str, args: list[str]) -> None:
         result = lkm(name, [*args, option])
         assert (result.status, result.stderr) == (0, b""), (option, result)
         assert result.stdout.strip(), option
+
+
+def test_the_collector_stays_off_for_kmods_quick_tools_only() -> None:
+    # issue 20: the lkm script starts with the cyclic collector off; every
+    # tool but kmod's gets it back before it runs.
+    assert QUICK_TOOLS == KMOD_TOOLS
+    was_enabled = gc.isenabled()
+    try:
+        for tool in sorted(TOOLS):
+            gc.disable()
+            assert lkm("lkm", [tool, "--version"]).status == 0, tool
+            assert gc.isenabled() == (tool not in KMOD_TOOLS), tool
+    finally:
+        (gc.enable if was_enabled else gc.disable)()
 
 
 @pytest.mark.parametrize(("name", "args"), COMMANDS, ids=IDS)

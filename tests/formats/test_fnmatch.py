@@ -230,6 +230,20 @@ def test_many_stars_against_a_long_name_are_fast(pattern: str, name: str) -> Non
     assert elapsed < 0.5, f"{elapsed:.2f} s"
 
 
+def test_a_hot_pattern_without_stars_stays_a_string_comparison() -> None:
+    # issue 20: modprobe -D's softdep walk matched one literal pattern 120
+    # times; warming it imported re, 8 ms of the call, to compare strings.
+    code = (
+        "import sys\n"
+        "from lkm.formats.fnmatch import fnmatch\n"
+        "hits = [fnmatch('ksmbd', name) for name in ('ksmbd', 'cifs') * 500]\n"
+        "assert hits == [True, False] * 500\n"
+        "assert 're' not in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
 def test_hot_patterns_answer_the_same_after_their_regex() -> None:
     # A literal-and-star pattern gets a regex after _WARM matches.
     patterns = ("*a*b", "a*b*", "ab", "*", "a**b*c")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 
 from lkm.errors import AliasError, FileFormatError, IndexFormatError
-from lkm.formats.builtin_modinfo import builtin_table
 from lkm.formats.kmod_index import IndexFile, IndexValue, KmodIndex
 from lkm.records import Record
 from lkm.system.files import BUILTIN_MODINFO, read_file
@@ -135,6 +134,9 @@ class ModuleDirectory:
         FileNotFoundError when the kernel predates the file.
         """
         if self._builtin_modinfo is None:
+            # Imported here: modprobe's start-up never reads the file.
+            from lkm.formats.builtin_modinfo import builtin_table
+
             path = f"{self.path}/modules.builtin.modinfo"
             try:
                 self._builtin_modinfo = builtin_table(read_file(path, BUILTIN_MODINFO))
