@@ -140,6 +140,31 @@ def test_changed_module_is_read_again(kernel_61: KernelFixture, tree: Path, tmp_
     assert b"alias rtnl-link-veth dummy\n" in cached["modules.alias"]
 
 
+def test_a_module_replaced_during_a_first_run_is_read_again(
+    kernel_61: KernelFixture, tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first run caches each module under its identity from before the
+    # scan: dummy.ko replaced after it was read (while the run resolves)
+    # must not be cached with the old file's facts.
+    import lkm.workflows.depmod.run as depmod_run
+
+    resolve = depmod_run.resolve
+
+    def replace_then_resolve(*args: object, **kwargs: object) -> object:
+        _dummy_becomes_veth(tree)
+        return resolve(*args, **kwargs)  # type: ignore[arg-type]
+
+    cache = tmp_path / "cache"
+    with monkeypatch.context() as patched:
+        patched.setattr(depmod_run, "resolve", replace_then_resolve)
+        _, messages = _run(tree, kernel_61.version, cache)
+    assert any("lkm cache: first run" in m for m in messages), messages
+    cached, messages = _run(tree, kernel_61.version, cache)
+    assert _reads(messages).endswith(f"read 1 of {module_count(tree)} modules")
+    assert cached == _run(tree, kernel_61.version, None)[0]
+    assert b"alias rtnl-link-veth dummy\n" in cached["modules.alias"]
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "foreign", "bitflip"])
 def test_bad_cache_is_ignored(
     kernel_61: KernelFixture, tree: Path, tmp_path: Path, damage: str

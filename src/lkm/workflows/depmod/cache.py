@@ -452,19 +452,20 @@ class DepmodCache:
         self,
         modules: Sequence[FoundModule],
         results: Sequence[Result],
+        identities: Sequence[Identity | None],
         groups: dict[str, tuple[bytes, RenderedGroup]],
         options: tuple[object, ...],
     ) -> None:
         """Cache a run made without the cache (a tree seen the first time,
         on both cores as ``--no-cache`` runs): its facts, read for
         dependencies only (``lean``: a run that checks CRCs reads the
-        modules again), and its groups (those with an empty digest are
+        modules again), each under its module's identity from before the
+        run read it, and its groups (those with an empty digest are
         rendered again when the next change needs rendering)."""
         entries: dict[str, IndexEntry] = {}
         blobs: list[bytes] = []
         offset = 0
-        for module, facts in zip(modules, results, strict=True):
-            ident = identity(module.path)
+        for module, facts, ident in zip(modules, results, identities, strict=True):
             if ident is None or not isinstance(facts, ModuleFacts):
                 continue
             blob = _blob(facts)

@@ -31,7 +31,7 @@ from lkm.workflows.depmod.resolve import (
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (slow)
 if TYPE_CHECKING:
     from lkm.system.fork import Worker
-    from lkm.workflows.depmod.cache import DepmodCache
+    from lkm.workflows.depmod.cache import DepmodCache, Identity
     from lkm.workflows.depmod.discover import FoundModule
     from lkm.workflows.depmod.facts import ModuleFacts, ScanFailure
 
@@ -247,6 +247,7 @@ def run_depmod(
     binary = not settings.dry_run
     helper: Worker | None = None
     cache, first_run = _open_cache(settings, cache_dir, modules, report)
+    first_identities = _identities(modules) if first_run is not None else []
     if cache is not None:
         scanned = cache.scan(modules)
         if scanned.unchanged and not _needs_resolving(settings):
@@ -267,7 +268,7 @@ def run_depmod(
             settings, result, kernel, cache, helper, report, show, stdout
         )
         if first_run is not None and result.status == 0 and result.groups is not None:
-            _cache_first_run(first_run, settings, result, results)
+            _cache_first_run(first_run, settings, result, results, first_identities)
         used = cache or first_run
         if watch is not None and used is not None and result.status == 0 and result.outputs:
             watch.save(used, result.outputs)
@@ -398,11 +399,21 @@ class _StateWatch:
         cache.save_state(state)
 
 
+def _identities(modules: list[FoundModule]) -> list[Identity | None]:
+    """What a first run caches each module's facts under: its identity
+    before the scan reads it (taken after, a module replaced meanwhile
+    would be stored with the facts of the file it replaced)."""
+    from lkm.workflows.depmod.cache import identity
+
+    return [identity(m.path) for m in modules]
+
+
 def _cache_first_run(
     cache: DepmodCache,
     settings: DepmodSettings,
     result: DepmodResult,
     results: list[ModuleFacts | ScanFailure],
+    identities: list[Identity | None],
 ) -> None:
     """Store what a first run made, after its files are written: the
     groups rendered here keyed by their inputs' digest, the helper's with
@@ -416,7 +427,7 @@ def _cache_first_run(
         name: (input_digest(rendering, name) if name in RESOLVED_GROUPS else b"", group)
         for name, group in groups.items()
     }
-    cache.save_first_run(result.modules, results, keyed, _options(settings))
+    cache.save_first_run(result.modules, results, identities, keyed, _options(settings))
 
 
 def _cache_dir(settings: DepmodSettings) -> str | None:
