@@ -20,7 +20,8 @@ start of every tool — more than ``lkm modprobe -D`` spends on its own work.
 This module imports nothing and declares a class in tens of µs; a
 record's ``__init__`` is compiled (~0.15 ms) only once a run has built a
 few instances, so a tool pays that only for the records it builds in bulk
-(``bench/records_bench.py`` measures both). Type checkers see records as dataclasses (:pep:`681`).
+(``bench/records_bench.py`` measures both). Type checkers see records as
+dataclasses (:pep:`681`).
 """
 
 from __future__ import annotations
