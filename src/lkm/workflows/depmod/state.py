@@ -170,10 +170,10 @@ def current_modules(path: str, moddir: str, key: Key) -> int | None:
 def _unchanged(paths: list[str], identities: list[object]) -> bool:
     """Whether each path has its stored identity; stops at the first that
     has not (a run after a change stats only up to it before its work)."""
-    stat = os.stat
+    stat_of = os.stat  # one lookup for thousands of calls
     for path, stored in zip(paths, identities, strict=True):
         try:
-            st = stat(path)
+            st = stat_of(path)
         except (OSError, ValueError):
             if stored is not None:
                 return False
